@@ -1,0 +1,57 @@
+//! Wiring for the Lambda binaries: the AWS adapters, built once per cold start from the
+//! environment `template.yaml` gives each function.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use oratio_aws::{ApiGatewayPush, DynamoTable, S3BlobStore};
+
+/// Reads a required environment variable.
+pub fn env(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).with_context(|| format!("the environment variable {name} is not set"))
+}
+
+/// The shared AWS configuration (region, credentials, `AWS_ENDPOINT_URL` overrides).
+pub async fn config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// The table named by `TABLE_NAME`.
+pub fn table(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<DynamoTable>> {
+    let client = oratio_aws::dynamodb_client(config);
+    Ok(Arc::new(DynamoTable::new(client, env("TABLE_NAME")?)))
+}
+
+/// The bucket named by `BUCKET_NAME`.
+pub fn blobs(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<S3BlobStore>> {
+    let client = oratio_aws::s3_client(config);
+    Ok(Arc::new(S3BlobStore::new(client, env("BUCKET_NAME")?)))
+}
+
+/// Pushes through the WebSocket API whose management URL is `WEBSOCKET_MANAGEMENT_URL`.
+pub fn push(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<ApiGatewayPush>> {
+    let endpoint = env("WEBSOCKET_MANAGEMENT_URL")?;
+    Ok(Arc::new(ApiGatewayPush::new(oratio_aws::management_client(config, &endpoint))))
+}
+
+/// Serves an axum router as an API Gateway REST Lambda, naming each request after API
+/// Gateway's request id so logs and error bodies match API Gateway's own.
+pub async fn serve_rest(router: Router) -> Result<(), lambda_http::Error> {
+    let router = router.layer(axum::middleware::map_request(name_request));
+    lambda_http::run(router).await
+}
+
+async fn name_request(mut request: axum::extract::Request) -> axum::extract::Request {
+    use lambda_http::RequestExt;
+    use lambda_http::request::RequestContext;
+    let id = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
+        Some(RequestContext::WebSocket(context)) => context.request_id.clone(),
+        _ => None,
+    };
+    if let Some(id) = id {
+        request.extensions_mut().insert(crate::request::RequestId(id));
+    }
+    request
+}
