@@ -1,0 +1,179 @@
+//! The embedded platform: every REST router the Lambdas serve, the WebSocket APIs with
+//! API Gateway's semantics, and the dashboard, on one loopback port, on the embedded
+//! adapters.
+
+pub mod blobs;
+pub mod dashboard;
+pub mod data_dir;
+pub mod websocket;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::Method;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use oratio_core::health::HealthCheck;
+use oratio_functions::dashboard_socket::DashboardSocket;
+use oratio_functions::error::{method_not_allowed, not_found};
+use oratio_functions::{openapi, platform, request};
+use oratio_local::{ConnectionRegistry, DirBlobStore, SqliteTable};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::data_dir::DataDir;
+use crate::websocket::{Limits, SocketEndpoint};
+
+pub const DEFAULT_PORT: u16 = 8600;
+
+/// How often expired items are swept from the table (they are invisible before that).
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub socket_limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: DEFAULT_PORT,
+            data_dir: PathBuf::from(".oratio"),
+            socket_limits: Limits::default(),
+        }
+    }
+}
+
+/// A running platform.
+pub struct Platform {
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    stop: Stopper,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+/// Asks a running platform to stop.
+#[derive(Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Platform {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stop.clone()
+    }
+
+    /// Runs until stopped; then finishes in-flight requests, closes sockets, checkpoints
+    /// the table and releases the data directory.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("the platform task panicked")?
+    }
+
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop.stop();
+        self.wait().await
+    }
+}
+
+/// Starts the platform and returns once it accepts connections.
+pub async fn start(config: Config) -> anyhow::Result<Platform> {
+    let data = DataDir::acquire(&config.data_dir)?;
+    let listener = TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("listening on {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+    let table = SqliteTable::open(data.table_file())?;
+    let blobs = DirBlobStore::open(data.blobs_dir(), format!("http://{addr}"))?;
+    let registry = ConnectionRegistry::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let checks: Vec<Arc<dyn HealthCheck>> =
+        vec![Arc::new(table.clone()), Arc::new(blobs.clone()), Arc::new(registry.clone())];
+    let dashboard_socket = SocketEndpoint {
+        api: Arc::new(DashboardSocket { table: Arc::new(table.clone()), push: Arc::new(registry.clone()) }),
+        registry: registry.clone(),
+        shutdown: stop_rx.clone(),
+        limits: config.socket_limits,
+    };
+    let app = app(checks, blobs, dashboard_socket);
+
+    let purge = tokio::spawn(purge_expired(table.clone()));
+    let mut stopped = stop_rx.clone();
+    let data_dir = data.path().to_path_buf();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+        purge.abort();
+        table.checkpoint().await.context("checkpointing the table")?;
+        drop(data);
+        served.context("serving HTTP")
+    });
+    tracing::info!(%addr, data_dir = %data_dir.display(), "platform started");
+    Ok(Platform { addr, data_dir, stop: Stopper(Arc::new(stop_tx)), task })
+}
+
+/// The whole HTTP surface of the embedded platform.
+fn app(checks: Vec<Arc<dyn HealthCheck>>, blobs: DirBlobStore, dashboard_socket: SocketEndpoint) -> Router {
+    let (blob_routes, blob_doc) = blobs::routes().split_for_parts();
+    let mut doc = openapi::document();
+    doc.merge(blob_doc);
+    let (platform_routes, _) = platform::routes().split_for_parts();
+    Router::new()
+        .merge(platform_routes.with_state(platform::PlatformState::new(checks, &doc)))
+        .merge(blob_routes.with_state(blobs))
+        .route("/ws/dashboard", get(websocket::upgrade).with_state(dashboard_socket))
+        .route("/", get(dashboard::index))
+        .fallback(fallback)
+        .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(axum::middleware::from_fn(request::request_context))
+}
+
+/// Dashboard files for browsers; the standard 404 body for everything else.
+async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let api = ["v1/", "local/", "ws/"].iter().any(|p| path.starts_with(p));
+    if method == Method::GET && !api && dashboard::has(path) {
+        return dashboard::file(path);
+    }
+    not_found().await.into_response()
+}
+
+async fn purge_expired(table: SqliteTable) {
+    let mut every = tokio::time::interval(PURGE_EVERY);
+    loop {
+        every.tick().await;
+        match table.purge_expired().await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(removed = n, "purged expired items"),
+            Err(e) => tracing::warn!(cause = %format!("{e:#}"), "purging expired items failed"),
+        }
+    }
+}
