@@ -32,7 +32,9 @@ pub fn blobs(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<S3BlobStore>>
 /// Pushes through the WebSocket API whose management URL is `WEBSOCKET_MANAGEMENT_URL`.
 pub fn push(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<ApiGatewayPush>> {
     let endpoint = env("WEBSOCKET_MANAGEMENT_URL")?;
-    Ok(Arc::new(ApiGatewayPush::new(oratio_aws::management_client(config, &endpoint))))
+    Ok(Arc::new(ApiGatewayPush::new(
+        oratio_aws::management_client(config, &endpoint),
+    )))
 }
 
 /// Serves an axum router as an API Gateway REST Lambda, naming each request after API
@@ -51,7 +53,9 @@ async fn name_request(mut request: axum::extract::Request) -> axum::extract::Req
         _ => None,
     };
     if let Some(id) = id {
-        request.extensions_mut().insert(crate::request::RequestId(id));
+        request
+            .extensions_mut()
+            .insert(crate::request::RequestId(id));
     }
     request
 }

@@ -22,20 +22,28 @@ impl DashboardSocket {
     async fn route(&self, event: SocketEvent) -> ApiGatewayProxyResponse {
         let table = self.table.as_ref();
         match event.route.as_str() {
-            CONNECT => match connections::open(table, event.connection.clone(), Channel::Dashboard).await {
-                Ok(_) => reply(200, None),
-                Err(e) => {
-                    tracing::error!(cause = %format!("{e:#}"), "recording a dashboard connection failed");
-                    reply(500, None)
+            CONNECT => {
+                match connections::open(table, event.connection.clone(), Channel::Dashboard).await {
+                    Ok(_) => reply(200, None),
+                    Err(e) => {
+                        tracing::error!(cause = %format!("{e:#}"), "recording a dashboard connection failed");
+                        reply(500, None)
+                    }
                 }
-            },
+            }
             DISCONNECT => {
                 if let Err(e) = connections::close(table, &event.connection).await {
                     tracing::warn!(cause = %format!("{e:#}"), "forgetting a dashboard connection failed");
                 }
                 reply(200, None)
             }
-            "ping" => self.send(&event, json!({"type": "pong", "request_id": event.request_id})).await,
+            "ping" => {
+                self.send(
+                    &event,
+                    json!({"type": "pong", "request_id": event.request_id}),
+                )
+                .await
+            }
             _ => {
                 let error = json!({
                     "type": "error",
@@ -48,8 +56,16 @@ impl DashboardSocket {
         }
     }
 
-    async fn send(&self, event: &SocketEvent, message: serde_json::Value) -> ApiGatewayProxyResponse {
-        match self.push.send(&event.connection, &message.to_string()).await {
+    async fn send(
+        &self,
+        event: &SocketEvent,
+        message: serde_json::Value,
+    ) -> ApiGatewayProxyResponse {
+        match self
+            .push
+            .send(&event.connection, &message.to_string())
+            .await
+        {
             Ok(()) => reply(200, None),
             Err(e) => {
                 tracing::warn!(cause = %e, "pushing to a dashboard connection failed");
@@ -77,6 +93,8 @@ impl SocketApi for DashboardSocket {
             connection_id = %event.connection,
             tenant_id = tracing::field::Empty,
         );
-        within_request(event.request_id.clone(), self.route(event)).instrument(span).await
+        within_request(event.request_id.clone(), self.route(event))
+            .instrument(span)
+            .await
     }
 }

@@ -1,16 +1,16 @@
 //! Signed blob downloads (`GET /local/blobs/{key}?expires=&signature=`), the embedded
 //! stand-in for S3 presigned URLs.
 
+use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use oratio_functions::error::ApiError;
 use oratio_local::DirBlobStore;
 use oratio_local::blob::SignedUrlError;
 use serde::Deserialize;
-use utoipa::IntoParams;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use utoipa::{IntoParams, OpenApi};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct Signature {
@@ -20,9 +20,15 @@ pub struct Signature {
     signature: String,
 }
 
-pub fn routes() -> OpenApiRouter<DirBlobStore> {
-    OpenApiRouter::new().routes(routes!(download))
+/// The route takes the whole rest of the path as the key, so it is declared by hand; its
+/// description comes from [`Doc`].
+pub fn router() -> Router<DirBlobStore> {
+    Router::new().route("/local/blobs/{*key}", get(download))
 }
+
+#[derive(OpenApi)]
+#[openapi(paths(download), tags((name = "local", description = "Embedded platform only")))]
+pub struct Doc;
 
 /// Downloads a blob through a signed, expiring link (embedded platform only).
 #[utoipa::path(
@@ -42,10 +48,21 @@ async fn download(
     query: Result<Query<Signature>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(signature) = query?;
-    match store.open_signed(&key, signature.expires, &signature.signature).await {
+    match store
+        .open_signed(&key, signature.expires, &signature.signature)
+        .await
+    {
         Ok(blob) => Ok(([(header::CONTENT_TYPE, blob.content_type)], blob.bytes).into_response()),
-        Err(SignedUrlError::Expired) => Err(ApiError::new(StatusCode::FORBIDDEN, "link_expired", "the download link has expired")),
-        Err(SignedUrlError::BadSignature) => Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", "the download link is not valid")),
+        Err(SignedUrlError::Expired) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "link_expired",
+            "the download link has expired",
+        )),
+        Err(SignedUrlError::BadSignature) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "the download link is not valid",
+        )),
         Err(SignedUrlError::NotFound) => Err(ApiError::not_found("the blob no longer exists")),
         Err(SignedUrlError::Store(e)) => Err(e.into()),
     }

@@ -16,8 +16,11 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn acquire(root: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(root).with_context(|| format!("creating the data directory {}", root.display()))?;
-        let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("creating the data directory {}", root.display()))?;
+        let root = root
+            .canonicalize()
+            .with_context(|| format!("resolving {}", root.display()))?;
         let path = root.join("oratio.lock");
         let mut lock = std::fs::OpenOptions::new()
             .read(true)
@@ -36,7 +39,9 @@ impl DataDir {
                     holder.trim()
                 );
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e).context("locking the data directory"),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).context("locking the data directory");
+            }
         }
         lock.set_len(0)?;
         write!(lock, "{}", std::process::id())?;

@@ -36,7 +36,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { idle: Duration::from_secs(600), lifetime: Duration::from_secs(7200) }
+        Self {
+            idle: Duration::from_secs(600),
+            lifetime: Duration::from_secs(7200),
+        }
     }
 }
 
@@ -53,7 +56,10 @@ pub struct SocketEndpoint {
 fn mint_connection_id() -> ConnectionId {
     let mut bytes = [0u8; 10];
     rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::STANDARD.encode(bytes).parse().expect("base64 is a valid connection id")
+    base64::engine::general_purpose::STANDARD
+        .encode(bytes)
+        .parse()
+        .expect("base64 is a valid connection id")
 }
 
 fn event(
@@ -107,8 +113,12 @@ pub async fn upgrade(
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
-            return ApiError::new(StatusCode::UPGRADE_REQUIRED, "websocket_required", "connect with a WebSocket client")
-                .into_response();
+            return ApiError::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "websocket_required",
+                "connect with a WebSocket client",
+            )
+            .into_response();
         }
     };
     let connection = mint_connection_id();
@@ -126,14 +136,21 @@ pub async fn upgrade(
     );
     let answer = endpoint.api.handle(connect).await;
     if !(200..300).contains(&answer.status_code) {
-        let status = StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500)).unwrap_or(StatusCode::FORBIDDEN);
-        let code = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "connection_refused" };
+        let status = StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500))
+            .unwrap_or(StatusCode::FORBIDDEN);
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "unauthorized"
+        } else {
+            "connection_refused"
+        };
         return ApiError::new(status, code, "the WebSocket connection was refused").into_response();
     }
     let outbound = endpoint.registry.register(connection.clone());
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(32 * 1024)
-        .on_upgrade(move |socket: WebSocket| run_connection(socket, connection, connected_at, endpoint, outbound))
+        .on_upgrade(move |socket: WebSocket| {
+            run_connection(socket, connection, connected_at, endpoint, outbound)
+        })
 }
 
 /// Drives one connection until either side closes it, a limit ends it, or the platform
@@ -183,7 +200,12 @@ pub async fn run_connection<S>(
         }
     };
     endpoint.registry.unregister(&connection);
-    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+    let _ = sink
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
     let disconnect = event(
         DISCONNECT,
         "DISCONNECT",

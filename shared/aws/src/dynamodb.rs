@@ -15,13 +15,13 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification,
-    TransactWriteItem, Update as DynamoUpdate,
+    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
+    TimeToLiveSpecification, TransactWriteItem, Update as DynamoUpdate,
 };
 use oratio_core::health::HealthCheck;
 use oratio_core::table::{
-    Condition, Cursor, CursorKey, EXPIRES_AT, Index, Item, Key, PK, Page, Query, SK, SortKey, Table, TableError,
-    Update, Write, validate_key, validate_transaction,
+    Condition, Cursor, CursorKey, EXPIRES_AT, Index, Item, Key, PK, Page, Query, SK, SortKey,
+    Table, TableError, Update, Write, validate_key, validate_transaction,
 };
 use oratio_core::time::now_epoch;
 use serde_json::{Map, Number, Value};
@@ -40,16 +40,27 @@ pub struct DynamoTable {
 
 impl DynamoTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self { client, table: table.into() }
+        Self {
+            client,
+            table: table.into(),
+        }
     }
 
     /// Creates a table with Oratio's keys, indexes and TTL (for tests and first set-up;
     /// in AWS, `template.yaml` declares it).
     pub async fn create_table(client: &Client, table: &str) -> anyhow::Result<()> {
         let attr = |name: &str| {
-            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
         };
-        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+        };
         let mut request = client
             .create_table()
             .table_name(table)
@@ -60,21 +71,34 @@ impl DynamoTable {
             .attribute_definitions(attr(SK)?);
         for index in Index::SECONDARY {
             let (pk, sk) = index.key_names();
-            request = request.attribute_definitions(attr(pk)?).attribute_definitions(attr(sk)?).global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(index.name().expect("secondary indexes are named"))
-                    .key_schema(key(pk, KeyType::Hash)?)
-                    .key_schema(key(sk, KeyType::Range)?)
-                    .projection(Projection::builder().projection_type(ProjectionType::All).build())
-                    .build()?,
-            );
+            request = request
+                .attribute_definitions(attr(pk)?)
+                .attribute_definitions(attr(sk)?)
+                .global_secondary_indexes(
+                    GlobalSecondaryIndex::builder()
+                        .index_name(index.name().expect("secondary indexes are named"))
+                        .key_schema(key(pk, KeyType::Hash)?)
+                        .key_schema(key(sk, KeyType::Range)?)
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .build()?,
+                );
         }
-        request.send().await.map_err(|e| anyhow!("creating table {table}: {}", DisplayErrorContext(e)))?;
+        request
+            .send()
+            .await
+            .map_err(|e| anyhow!("creating table {table}: {}", DisplayErrorContext(e)))?;
         client
             .update_time_to_live()
             .table_name(table)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder().enabled(true).attribute_name(EXPIRES_AT).build()?,
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name(EXPIRES_AT)
+                    .build()?,
             )
             .send()
             .await
@@ -93,7 +117,9 @@ impl DynamoTable {
             .send()
             .await
             .map_err(classify)?;
-        let Some(attrs) = raw.item else { return Ok(false) };
+        let Some(attrs) = raw.item else {
+            return Ok(false);
+        };
         if !from_attrs(attrs)?.is_expired(now_epoch()) {
             return Ok(false);
         }
@@ -113,10 +139,19 @@ impl DynamoTable {
         }
     }
 
-    async fn query_page(&self, query: &Query, start: Option<Attrs>, limit: Option<usize>) -> Result<(Vec<Item>, Option<Attrs>), TableError> {
+    async fn query_page(
+        &self,
+        query: &Query,
+        start: Option<Attrs>,
+        limit: Option<usize>,
+    ) -> Result<(Vec<Item>, Option<Attrs>), TableError> {
         let (pk_name, sk_name) = query.index.key_names();
         let mut expr = Expr::default();
-        let mut key_condition = format!("{} = {}", expr.name(pk_name), expr.value(AttributeValue::S(query.partition.clone())));
+        let mut key_condition = format!(
+            "{} = {}",
+            expr.name(pk_name),
+            expr.value(AttributeValue::S(query.partition.clone()))
+        );
         if let Some(sort) = &query.sort {
             key_condition += &format!(" AND {}", expr.sort_key(sk_name, sort));
         }
@@ -148,7 +183,10 @@ impl DynamoTable {
 }
 
 fn key_attrs(key: &Key) -> Attrs {
-    HashMap::from([(PK.to_owned(), AttributeValue::S(key.pk.clone())), (SK.to_owned(), AttributeValue::S(key.sk.clone()))])
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(key.pk.clone())),
+        (SK.to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
 }
 
 fn cursor_attrs(cursor: CursorKey, index: Index) -> Attrs {
@@ -169,7 +207,9 @@ pub fn to_attr(value: &Value) -> AttributeValue {
         Value::Number(n) => AttributeValue::N(n.to_string()),
         Value::String(s) => AttributeValue::S(s.clone()),
         Value::Array(a) => AttributeValue::L(a.iter().map(to_attr).collect()),
-        Value::Object(o) => AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()),
+        Value::Object(o) => {
+            AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect())
+        }
     }
 }
 
@@ -181,10 +221,14 @@ pub fn from_attr(attr: AttributeValue) -> Result<Value, TableError> {
         AttributeValue::Bool(b) => Value::Bool(b),
         AttributeValue::S(s) => Value::String(s),
         AttributeValue::N(n) => Value::Number(parse_number(&n).ok_or_else(|| corrupt(&n))?),
-        AttributeValue::L(l) => Value::Array(l.into_iter().map(from_attr).collect::<Result<_, _>>()?),
-        AttributeValue::M(m) => {
-            Value::Object(m.into_iter().map(|(k, v)| Ok((k, from_attr(v)?))).collect::<Result<Map<_, _>, TableError>>()?)
+        AttributeValue::L(l) => {
+            Value::Array(l.into_iter().map(from_attr).collect::<Result<_, _>>()?)
         }
+        AttributeValue::M(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| Ok((k, from_attr(v)?)))
+                .collect::<Result<Map<_, _>, TableError>>()?,
+        ),
         AttributeValue::Ss(ss) => Value::Array(ss.into_iter().map(Value::String).collect()),
         other => return Err(corrupt(&format!("{other:?}"))),
     })
@@ -201,11 +245,17 @@ fn parse_number(n: &str) -> Option<Number> {
 }
 
 fn to_attrs(item: &Item) -> Attrs {
-    item.attributes().iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()
+    item.attributes()
+        .iter()
+        .map(|(k, v)| (k.clone(), to_attr(v)))
+        .collect()
 }
 
 fn from_attrs(attrs: Attrs) -> Result<Item, TableError> {
-    let map = attrs.into_iter().map(|(k, v)| Ok((k, from_attr(v)?))).collect::<Result<Map<_, _>, TableError>>()?;
+    let map = attrs
+        .into_iter()
+        .map(|(k, v)| Ok((k, from_attr(v)?)))
+        .collect::<Result<Map<_, _>, TableError>>()?;
     Item::from_attributes(map)
 }
 
@@ -234,11 +284,16 @@ impl Expr {
 
     fn now(&mut self) -> String {
         let now = now_epoch().to_string();
-        if let Some((placeholder, _)) = self.values.iter().find(|(p, v)| p.starts_with(":now") && **v == AttributeValue::N(now.clone())) {
+        if let Some((placeholder, _)) = self
+            .values
+            .iter()
+            .find(|(p, v)| p.starts_with(":now") && **v == AttributeValue::N(now.clone()))
+        {
             return placeholder.clone();
         }
         let placeholder = format!(":now{}", self.values.len());
-        self.values.insert(placeholder.clone(), AttributeValue::N(now));
+        self.values
+            .insert(placeholder.clone(), AttributeValue::N(now));
         placeholder
     }
 
@@ -255,8 +310,10 @@ impl Expr {
 
     /// A condition judged on the live item: an expired item counts as absent.
     fn condition(&mut self, condition: &Condition) -> String {
-        let true_when_absent = |expr: &mut Self, atom: String| format!("({atom} OR {})", expr.expired());
-        let false_when_absent = |expr: &mut Self, atom: String| format!("({atom} AND {})", expr.live());
+        let true_when_absent =
+            |expr: &mut Self, atom: String| format!("({atom} OR {})", expr.expired());
+        let false_when_absent =
+            |expr: &mut Self, atom: String| format!("({atom} AND {})", expr.live());
         match condition {
             Condition::Exists => {
                 let pk = self.name(PK);
@@ -283,12 +340,12 @@ impl Expr {
                 true_when_absent(self, format!("(attribute_not_exists({a}) OR {a} <> {v})"))
             }
             Condition::LessThan(a, v) => {
-                let (a, v) = (self.name(a), self.value(to_attr(v)));
-                false_when_absent(self, format!("{a} < {v}"))
+                let atom = self.ordered(a, "<", v);
+                false_when_absent(self, atom)
             }
             Condition::GreaterThan(a, v) => {
-                let (a, v) = (self.name(a), self.value(to_attr(v)));
-                false_when_absent(self, format!("{a} > {v}"))
+                let atom = self.ordered(a, ">", v);
+                false_when_absent(self, atom)
             }
             Condition::And(all) => {
                 let parts: Vec<_> = all.iter().map(|c| self.condition(c)).collect();
@@ -299,6 +356,16 @@ impl Expr {
                 format!("({})", parts.join(" OR "))
             }
         }
+    }
+
+    /// `a < v` or `a > v`, false unless `a` has `v`'s type (stated, not left to the
+    /// engine: emulators disagree on comparing mixed types).
+    fn ordered(&mut self, name: &str, op: &str, value: &Value) -> String {
+        let type_code = if value.is_number() { "N" } else { "S" };
+        let a = self.name(name);
+        let t = self.value(AttributeValue::S(type_code.into()));
+        let v = self.value(to_attr(value));
+        format!("attribute_type({a}, {t}) AND {a} {op} {v}")
     }
 
     fn sort_key(&mut self, name: &str, sort: &SortKey) -> String {
@@ -321,7 +388,11 @@ impl Expr {
     fn update(&mut self, update: &Update) -> String {
         let mut clauses = Vec::new();
         if !update.set.is_empty() {
-            let sets: Vec<_> = update.set.iter().map(|(a, v)| format!("{} = {}", self.name(a), self.value(to_attr(v)))).collect();
+            let sets: Vec<_> = update
+                .set
+                .iter()
+                .map(|(a, v)| format!("{} = {}", self.name(a), self.value(to_attr(v))))
+                .collect();
             clauses.push(format!("SET {}", sets.join(", ")));
         }
         if !update.remove.is_empty() {
@@ -329,8 +400,17 @@ impl Expr {
             clauses.push(format!("REMOVE {}", removes.join(", ")));
         }
         if !update.add.is_empty() {
-            let adds: Vec<_> =
-                update.add.iter().map(|(a, by)| format!("{} {}", self.name(a), self.value(AttributeValue::N(by.to_string())))).collect();
+            let adds: Vec<_> = update
+                .add
+                .iter()
+                .map(|(a, by)| {
+                    format!(
+                        "{} {}",
+                        self.name(a),
+                        self.value(AttributeValue::N(by.to_string()))
+                    )
+                })
+                .collect();
             clauses.push(format!("ADD {}", adds.join(", ")));
         }
         clauses.join(" ")
@@ -342,7 +422,8 @@ impl Expr {
         let pk = self.name(PK);
         let guard = format!("(attribute_not_exists({pk}) OR {})", self.live());
         match condition {
-            Some(c) => format!("({}) AND {guard}", self.condition(c)),
+            // `condition` is parenthesised already; DynamoDB refuses redundant parentheses.
+            Some(c) => format!("{} AND {guard}", self.condition(c)),
             None => guard,
         }
     }
@@ -363,14 +444,21 @@ where
 {
     let code = err.code().map(str::to_owned);
     let message = err.message().map(str::to_owned).unwrap_or_default();
-    let transient = matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_));
+    let transient = matches!(
+        err,
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
+    );
     let source = anyhow!("{}", DisplayErrorContext(err));
     match code.as_deref() {
         Some("ConditionalCheckFailedException") => TableError::ConditionFailed { write: None },
         Some("TransactionConflictException") => TableError::Conflict,
         Some(
-            "ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded"
-            | "InternalServerError" | "ServiceUnavailable" | "TransactionInProgressException",
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "TransactionInProgressException",
         ) => TableError::Unavailable(source),
         Some("ValidationException") => TableError::Invalid(message),
         _ if transient => TableError::Unavailable(source),
@@ -396,7 +484,11 @@ impl Table for DynamoTable {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
-        Write::Put { item: item.clone(), condition: condition.clone() }.validate()?;
+        Write::Put {
+            item: item.clone(),
+            condition: condition.clone(),
+        }
+        .validate()?;
         let mut expr = Expr::default();
         let condition = condition.map(|c| expr.condition(&c));
         self.client
@@ -412,10 +504,24 @@ impl Table for DynamoTable {
         Ok(())
     }
 
-    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError> {
-        let write = Write::Update { key: key.clone(), update, condition };
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        let write = Write::Update {
+            key: key.clone(),
+            update,
+            condition,
+        };
         write.validate()?;
-        let Write::Update { update, condition, .. } = &write else { unreachable!("built above") };
+        let Write::Update {
+            update, condition, ..
+        } = &write
+        else {
+            unreachable!("built above")
+        };
         for _ in 0..EXPIRY_RETRIES {
             let mut expr = Expr::default();
             let update_expression = expr.update(update);
@@ -440,7 +546,9 @@ impl Table for DynamoTable {
                     item.validate()?;
                     return Ok(item);
                 }
-                Err(TableError::ConditionFailed { .. }) if self.clear_if_expired(key).await? => continue,
+                Err(TableError::ConditionFailed { .. }) if self.clear_if_expired(key).await? => {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -482,7 +590,9 @@ impl Table for DynamoTable {
         let next = match query.limit {
             Some(limit) if items.len() > limit => {
                 items.truncate(limit);
-                items.last().map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
+                items
+                    .last()
+                    .map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
             }
             _ => None,
         };
@@ -509,7 +619,11 @@ impl Table for DynamoTable {
                                 .map_err(|e| TableError::Backend(e.into()))?,
                         )
                     }
-                    Write::Update { key, update, condition } => {
+                    Write::Update {
+                        key,
+                        update,
+                        condition,
+                    } => {
                         let update_expression = expr.update(update);
                         let condition = expr.update_condition(condition.as_ref());
                         TransactWriteItem::builder().update(
@@ -553,7 +667,12 @@ impl Table for DynamoTable {
                 };
                 items.push(item.build());
             }
-            let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await;
             let err = match result {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
@@ -567,8 +686,12 @@ impl Table for DynamoTable {
                     _ => None,
                 })
                 .unwrap_or_default();
-            let failed = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed"));
-            let conflict = reasons.iter().any(|r| r.code() == Some("TransactionConflict"));
+            let failed = reasons
+                .iter()
+                .position(|r| r.code() == Some("ConditionalCheckFailed"));
+            let conflict = reasons
+                .iter()
+                .any(|r| r.code() == Some("TransactionConflict"));
             if conflict {
                 return Err(TableError::Conflict);
             }
@@ -588,7 +711,9 @@ impl Table for DynamoTable {
                 }
             }
             if !cleared {
-                return Err(TableError::ConditionFailed { write: Some(failed) });
+                return Err(TableError::ConditionFailed {
+                    write: Some(failed),
+                });
             }
         }
         Err(TableError::Conflict)
@@ -606,6 +731,9 @@ impl HealthCheck for DynamoTable {
     }
 
     async fn probe(&self) -> Result<(), String> {
-        self.get(&Key::new("HEALTH", "PROBE")).await.map(drop).map_err(|e| e.to_string())
+        self.get(&Key::new("HEALTH", "PROBE"))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
     }
 }

@@ -45,7 +45,10 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self { pk: pk.into(), sk: sk.into() }
+        Self {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
     }
 }
 
@@ -80,7 +83,10 @@ impl Index {
 }
 
 fn is_reserved(name: &str) -> bool {
-    matches!(name, PK | SK | GSI1PK | GSI1SK | GSI2PK | GSI2SK | EXPIRES_AT)
+    matches!(
+        name,
+        PK | SK | GSI1PK | GSI1SK | GSI2PK | GSI2SK | EXPIRES_AT
+    )
 }
 
 /// One stored item: its attributes, keys included.
@@ -107,7 +113,9 @@ impl Item {
         let mut item = Self::new(key);
         for (name, value) in fields {
             if is_reserved(&name) {
-                return Err(TableError::Invalid(format!("`{name}` is a reserved attribute")));
+                return Err(TableError::Invalid(format!(
+                    "`{name}` is a reserved attribute"
+                )));
             }
             item.0.insert(name, value);
         }
@@ -163,7 +171,10 @@ impl Item {
     }
 
     pub fn key(&self) -> Key {
-        Key::new(self.str(PK).unwrap_or_default(), self.str(SK).unwrap_or_default())
+        Key::new(
+            self.str(PK).unwrap_or_default(),
+            self.str(SK).unwrap_or_default(),
+        )
     }
 
     /// This item's key in `index`, if it is in that index.
@@ -186,22 +197,34 @@ impl Item {
         for name in [PK, SK] {
             match self.0.get(name) {
                 Some(Value::String(s)) if !s.is_empty() => {}
-                _ => return Err(TableError::Invalid(format!("`{name}` must be a non-empty string"))),
+                _ => {
+                    return Err(TableError::Invalid(format!(
+                        "`{name}` must be a non-empty string"
+                    )));
+                }
             }
         }
         for name in [GSI1PK, GSI1SK, GSI2PK, GSI2SK] {
             match self.0.get(name) {
                 None => {}
                 Some(Value::String(s)) if !s.is_empty() => {}
-                _ => return Err(TableError::Invalid(format!("`{name}` must be a non-empty string"))),
+                _ => {
+                    return Err(TableError::Invalid(format!(
+                        "`{name}` must be a non-empty string"
+                    )));
+                }
             }
         }
         if let Some(v) = self.0.get(EXPIRES_AT) {
             if !v.is_i64() {
-                return Err(TableError::Invalid("`expires_at` must be an integer".into()));
+                return Err(TableError::Invalid(
+                    "`expires_at` must be an integer".into(),
+                ));
             }
         }
-        let size = serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&self.0)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_ITEM_BYTES {
             return Err(TableError::Invalid(format!(
                 "item is {size} bytes; the limit is {MAX_ITEM_BYTES}"
@@ -264,7 +287,9 @@ impl Condition {
             Condition::LessThan(_, v) | Condition::GreaterThan(_, v)
                 if !(v.is_number() || v.is_string()) =>
             {
-                Err(TableError::Invalid("ordering conditions compare numbers or strings".into()))
+                Err(TableError::Invalid(
+                    "ordering conditions compare numbers or strings".into(),
+                ))
             }
             Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
                 Err(TableError::Invalid("an empty And/Or condition".into()))
@@ -323,19 +348,30 @@ impl Update {
 
     pub fn validate(&self) -> Result<(), TableError> {
         if self.set.is_empty() && self.remove.is_empty() && self.add.is_empty() {
-            return Err(TableError::Invalid("an update must change something".into()));
+            return Err(TableError::Invalid(
+                "an update must change something".into(),
+            ));
         }
         let mut seen = HashSet::new();
-        let names = self.set.iter().map(|(n, _)| n).chain(&self.remove).chain(self.add.iter().map(|(n, _)| n));
+        let names = self
+            .set
+            .iter()
+            .map(|(n, _)| n)
+            .chain(&self.remove)
+            .chain(self.add.iter().map(|(n, _)| n));
         for name in names {
             if name == PK || name == SK {
-                return Err(TableError::Invalid(format!("the key attribute `{name}` cannot be updated")));
+                return Err(TableError::Invalid(format!(
+                    "the key attribute `{name}` cannot be updated"
+                )));
             }
             if name.is_empty() {
                 return Err(TableError::Invalid("an empty attribute name".into()));
             }
             if !seen.insert(name.as_str()) {
-                return Err(TableError::Invalid(format!("`{name}` is named twice in one update")));
+                return Err(TableError::Invalid(format!(
+                    "`{name}` is named twice in one update"
+                )));
             }
         }
         // Reserved attributes keep their types, whichever adapter applies the update.
@@ -349,8 +385,14 @@ impl Update {
                 return Err(TableError::Invalid(format!("`{name}` has the wrong type")));
             }
         }
-        if let Some((name, _)) = self.add.iter().find(|(n, _)| is_reserved(n) && n != EXPIRES_AT) {
-            return Err(TableError::Invalid(format!("cannot add to the key attribute `{name}`")));
+        if let Some((name, _)) = self
+            .add
+            .iter()
+            .find(|(n, _)| is_reserved(n) && n != EXPIRES_AT)
+        {
+            return Err(TableError::Invalid(format!(
+                "cannot add to the key attribute `{name}`"
+            )));
         }
         Ok(())
     }
@@ -423,7 +465,14 @@ pub struct Query {
 
 impl Query {
     pub fn partition(index: Index, partition: impl Into<String>) -> Self {
-        Self { index, partition: partition.into(), sort: None, descending: false, limit: None, cursor: None }
+        Self {
+            index,
+            partition: partition.into(),
+            sort: None,
+            descending: false,
+            limit: None,
+            cursor: None,
+        }
     }
 
     pub fn sort(mut self, sort: SortKey) -> Self {
@@ -454,11 +503,16 @@ impl Query {
         if self.limit == Some(0) {
             return Err(TableError::Invalid("a query limit must be positive".into()));
         }
-        let Some(cursor) = &self.cursor else { return Ok(None) };
+        let Some(cursor) = &self.cursor else {
+            return Ok(None);
+        };
         let key = cursor.decode()?;
         let in_partition = match self.index {
             Index::Primary => key.index.is_none() && key.table.pk == self.partition,
-            _ => key.index.as_ref().is_some_and(|(pk, _)| *pk == self.partition),
+            _ => key
+                .index
+                .as_ref()
+                .is_some_and(|(pk, _)| *pk == self.partition),
         };
         if !in_partition {
             return Err(TableError::InvalidCursor);
@@ -488,9 +542,14 @@ impl CursorKey {
     pub fn of(item: &Item, index: Index) -> Self {
         let index = match index {
             Index::Primary => None,
-            _ => item.index_key(index).map(|(p, s)| (p.to_owned(), s.to_owned())),
+            _ => item
+                .index_key(index)
+                .map(|(p, s)| (p.to_owned(), s.to_owned())),
         };
-        Self { table: item.key(), index }
+        Self {
+            table: item.key(),
+            index,
+        }
     }
 }
 
@@ -506,7 +565,9 @@ impl Cursor {
     }
 
     pub fn decode(&self) -> Result<CursorKey, TableError> {
-        let bytes = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| TableError::InvalidCursor)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(&self.0)
+            .map_err(|_| TableError::InvalidCursor)?;
         serde_json::from_slice(&bytes).map_err(|_| TableError::InvalidCursor)
     }
 
@@ -523,9 +584,19 @@ impl Cursor {
 /// One write of a transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Write {
-    Put { item: Item, condition: Option<Condition> },
-    Update { key: Key, update: Update, condition: Option<Condition> },
-    Delete { key: Key, condition: Option<Condition> },
+    Put {
+        item: Item,
+        condition: Option<Condition>,
+    },
+    Update {
+        key: Key,
+        update: Update,
+        condition: Option<Condition>,
+    },
+    Delete {
+        key: Key,
+        condition: Option<Condition>,
+    },
     /// Writes nothing; fails the transaction unless the condition holds.
     Check { key: Key, condition: Condition },
 }
@@ -534,15 +605,17 @@ impl Write {
     pub fn key(&self) -> Key {
         match self {
             Write::Put { item, .. } => item.key(),
-            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => key.clone(),
+            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
+                key.clone()
+            }
         }
     }
 
     pub fn condition(&self) -> Option<&Condition> {
         match self {
-            Write::Put { condition, .. } | Write::Update { condition, .. } | Write::Delete { condition, .. } => {
-                condition.as_ref()
-            }
+            Write::Put { condition, .. }
+            | Write::Update { condition, .. }
+            | Write::Delete { condition, .. } => condition.as_ref(),
             Write::Check { condition, .. } => Some(condition),
         }
     }
@@ -578,7 +651,9 @@ pub fn validate_transaction(writes: &[Write]) -> Result<(), TableError> {
     for write in writes {
         write.validate()?;
         if !keys.insert(write.key()) {
-            return Err(TableError::Invalid("a transaction writes each item at most once".into()));
+            return Err(TableError::Invalid(
+                "a transaction writes each item at most once".into(),
+            ));
         }
     }
     Ok(())
@@ -622,7 +697,12 @@ pub trait Table: Send + Sync {
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError>;
 
     /// Changes an item (creating it if absent) and returns it as it now stands.
-    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError>;
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError>;
 
     /// Removes an item; removing an absent item is not an error unless the condition says so.
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError>;
@@ -640,7 +720,9 @@ mod tests {
     use serde_json::json;
 
     fn item() -> Item {
-        Item::new(Key::new("T#1", "A#1")).with("status", "active").with("n", 3)
+        Item::new(Key::new("T#1", "A#1"))
+            .with("status", "active")
+            .with("n", 3)
     }
 
     #[test]
@@ -677,7 +759,8 @@ mod tests {
         let cursor = Cursor::encode(&CursorKey::of(&other, Index::Primary));
         let query = Query::partition(Index::Primary, "T#1").after(Some(cursor));
         assert!(matches!(query.validate(), Err(TableError::InvalidCursor)));
-        let garbage = Query::partition(Index::Primary, "T#1").after(Some(Cursor::from_client("%%")));
+        let garbage =
+            Query::partition(Index::Primary, "T#1").after(Some(Cursor::from_client("%%")));
         assert!(matches!(garbage.validate(), Err(TableError::InvalidCursor)));
     }
 

@@ -9,11 +9,13 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use oratio_core::health::HealthCheck;
 use oratio_core::table::{
-    Condition, Cursor, CursorKey, Index, Item, Key, Page, Query, SortKey, Table, TableError, Update, Write,
-    validate_key, validate_transaction,
+    Condition, Cursor, CursorKey, Index, Item, Key, Page, Query, SortKey, Table, TableError,
+    Update, Write, validate_key, validate_transaction,
 };
 use oratio_core::time::now_epoch;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -66,15 +68,22 @@ impl SqliteTable {
     /// Opens (or creates) the database file.
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let writer = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let writer =
+            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         writer
             .execute_batch(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
             )
             .context("configuring SQLite")?;
-        writer.execute_batch(SCHEMA).context("creating the schema")?;
+        writer
+            .execute_batch(SCHEMA)
+            .context("creating the schema")?;
         Ok(Self {
-            inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }),
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(Vec::new()),
+            }),
         })
     }
 
@@ -96,7 +105,9 @@ impl SqliteTable {
     pub async fn checkpoint(&self) -> Result<(), TableError> {
         let inner = self.inner.clone();
         run(move || {
-            lock(&inner.writer).execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)
+            lock(&inner.writer)
+                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+                .map_err(backend)
         })
         .await
     }
@@ -108,7 +119,9 @@ impl SqliteTable {
         let inner = self.inner.clone();
         run(move || {
             let mut conn = lock(&inner.writer);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             let out = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(out)
@@ -131,7 +144,8 @@ impl SqliteTable {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(backend)?;
-                    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(5))
+                        .map_err(backend)?;
                     conn
                 }
             };
@@ -173,7 +187,8 @@ fn store(tx: &Transaction<'_>, item: &Item) -> Result<(), TableError> {
     let key = item.key();
     // Only an item with both keys of an index is in it, as in a sparse DynamoDB GSI.
     let (g1, g2) = (item.index_key(Index::Gsi1), item.index_key(Index::Gsi2));
-    let attrs = serde_json::to_string(item.attributes()).map_err(|e| TableError::Invalid(e.to_string()))?;
+    let attrs =
+        serde_json::to_string(item.attributes()).map_err(|e| TableError::Invalid(e.to_string()))?;
     tx.execute(
         "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, expires_at, attrs)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -193,11 +208,19 @@ fn store(tx: &Transaction<'_>, item: &Item) -> Result<(), TableError> {
 }
 
 fn remove(tx: &Transaction<'_>, key: &Key) -> Result<(), TableError> {
-    tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(backend)?;
+    tx.execute(
+        "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
+        params![key.pk, key.sk],
+    )
+    .map_err(backend)?;
     Ok(())
 }
 
-fn check(condition: Option<&Condition>, current: Option<&Item>, write: Option<usize>) -> Result<(), TableError> {
+fn check(
+    condition: Option<&Condition>,
+    current: Option<&Item>,
+    write: Option<usize>,
+) -> Result<(), TableError> {
     match condition {
         Some(c) if !c.holds(current) => Err(TableError::ConditionFailed { write }),
         _ => Ok(()),
@@ -205,7 +228,12 @@ fn check(condition: Option<&Condition>, current: Option<&Item>, write: Option<us
 }
 
 /// Applies one write inside a transaction, after checking its condition.
-fn apply(tx: &Transaction<'_>, write: &Write, position: Option<usize>, now: i64) -> Result<Option<Item>, TableError> {
+fn apply(
+    tx: &Transaction<'_>,
+    write: &Write,
+    position: Option<usize>,
+    now: i64,
+) -> Result<Option<Item>, TableError> {
     let key = write.key();
     let current = load(tx, &key, now)?;
     check(write.condition(), current.as_ref(), position)?;
@@ -237,7 +265,9 @@ fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<rusqlite::types::Val
         SortKey::BeginsWith(p) => {
             let a = arg(p);
             // Byte-wise prefix test; the range start lets the index narrow the scan.
-            format!("{column} >= {a} AND substr(CAST({column} AS BLOB), 1, length(CAST({a} AS BLOB))) = CAST({a} AS BLOB)")
+            format!(
+                "{column} >= {a} AND substr(CAST({column} AS BLOB), 1, length(CAST({a} AS BLOB))) = CAST({a} AS BLOB)"
+            )
         }
         SortKey::Between(lo, hi) => format!("{column} BETWEEN {} AND {}", arg(lo), arg(hi)),
         SortKey::LessThan(v) => format!("{column} < {}", arg(v)),
@@ -247,7 +277,12 @@ fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<rusqlite::types::Val
     }
 }
 
-fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i64) -> Result<Page, TableError> {
+fn run_query(
+    conn: &Connection,
+    query: &Query,
+    after: Option<CursorKey>,
+    now: i64,
+) -> Result<Page, TableError> {
     let (pk_col, sk_col) = query.index.key_names();
     let mut args: Vec<rusqlite::types::Value> = vec![query.partition.clone().into(), now.into()];
     let mut sql = format!(
@@ -267,8 +302,17 @@ fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i6
             }
             (_, Some((_, index_sk))) => {
                 let n = args.len();
-                args.extend([index_sk.into(), after.table.pk.into(), after.table.sk.into()]);
-                sql += &format!(" AND ({sk_col}, pk, sk) {cmp} (?{}, ?{}, ?{})", n + 1, n + 2, n + 3);
+                args.extend([
+                    index_sk.into(),
+                    after.table.pk.into(),
+                    after.table.sk.into(),
+                ]);
+                sql += &format!(
+                    " AND ({sk_col}, pk, sk) {cmp} (?{}, ?{}, ?{})",
+                    n + 1,
+                    n + 2,
+                    n + 3
+                );
             }
             (_, None) => return Err(TableError::InvalidCursor),
         }
@@ -278,19 +322,28 @@ fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i6
         _ => format!(" ORDER BY {sk_col} {dir}, pk {dir}, sk {dir}"),
     };
     if let Some(limit) = query.limit {
-        args.push(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1).into());
+        args.push(
+            i64::try_from(limit)
+                .unwrap_or(i64::MAX)
+                .saturating_add(1)
+                .into(),
+        );
         sql += &format!(" LIMIT ?{}", args.len());
     }
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let mut items = stmt
-        .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(0))
+        .query_map(rusqlite::params_from_iter(args), |row| {
+            row.get::<_, String>(0)
+        })
         .map_err(backend)?
         .map(|attrs| attrs.map_err(backend).and_then(|a| decode(&a)))
         .collect::<Result<Vec<_>, _>>()?;
     let next = match query.limit {
         Some(limit) if items.len() > limit => {
             items.truncate(limit);
-            items.last().map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
+            items
+                .last()
+                .map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
         }
         _ => None,
     };
@@ -308,11 +361,21 @@ impl Table for SqliteTable {
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
         let write = Write::Put { item, condition };
         write.validate()?;
-        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop)).await
+        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop))
+            .await
     }
 
-    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError> {
-        let write = Write::Update { key: key.clone(), update, condition };
+    async fn update(
+        &self,
+        key: &Key,
+        update: Update,
+        condition: Option<Condition>,
+    ) -> Result<Item, TableError> {
+        let write = Write::Update {
+            key: key.clone(),
+            update,
+            condition,
+        };
         write.validate()?;
         self.write(move |tx| {
             apply(tx, &write, None, now_epoch())?
@@ -322,14 +385,19 @@ impl Table for SqliteTable {
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
-        let write = Write::Delete { key: key.clone(), condition };
+        let write = Write::Delete {
+            key: key.clone(),
+            condition,
+        };
         write.validate()?;
-        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop)).await
+        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop))
+            .await
     }
 
     async fn query(&self, query: Query) -> Result<Page, TableError> {
         let after = query.validate()?;
-        self.read(move |conn| run_query(conn, &query, after, now_epoch())).await
+        self.read(move |conn| run_query(conn, &query, after, now_epoch()))
+            .await
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {

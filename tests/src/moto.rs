@@ -1,0 +1,102 @@
+//! moto in server mode, the emulator the AWS adapters are tested against.
+//!
+//! `ORATIO_MOTO_ENDPOINT` names a running server; otherwise one is started per test
+//! process with the Python that has moto (`ORATIO_PYTHON`, else `.venv/bin/python` at the
+//! workspace root, else `python3`), and stops when the process exits.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::config::Credentials;
+
+struct Server {
+    endpoint: String,
+    // Held so that the launcher's stdin stays open until the process exits.
+    _child: Option<Mutex<Child>>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORATIO_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+fn start() -> Server {
+    if let Ok(endpoint) = std::env::var("ORATIO_MOTO_ENDPOINT") {
+        return Server {
+            endpoint,
+            _child: None,
+        };
+    }
+    let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto_launcher.py");
+    let python = python();
+    let mut child = Command::new(&python)
+        .arg(&launcher)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "starting moto with {}: {e}. Run scripts/test, which installs it.",
+                python.display()
+            )
+        });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("piped stdout"))
+        .read_line(&mut line)
+        .expect("reading moto's endpoint");
+    assert!(
+        line.starts_with("http://"),
+        "moto did not start with {} (is `moto[server]` installed? scripts/test installs it)",
+        python.display()
+    );
+    Server {
+        endpoint: line.trim().to_owned(),
+        _child: Some(Mutex::new(child)),
+    }
+}
+
+/// The endpoint of this process's moto server.
+pub fn endpoint() -> &'static str {
+    &SERVER.get_or_init(start).endpoint
+}
+
+/// SDK configuration pointing every service at moto.
+pub async fn config() -> SdkConfig {
+    test_config(Some(endpoint())).await
+}
+
+/// SDK configuration with test credentials, pointing at `endpoint` if given.
+pub async fn test_config(endpoint: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"));
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    loader.load().await
+}
+
+/// A name no other test of this run uses.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", ulid_lower())
+}
+
+fn ulid_lower() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", std::process::id())
+}
