@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::http::Request;
 use oratio_aws::{ApiGatewayPush, DynamoTable, S3BlobStore};
 
 /// Reads a required environment variable.
@@ -32,30 +33,51 @@ pub fn blobs(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<S3BlobStore>>
 /// Pushes through the WebSocket API whose management URL is `WEBSOCKET_MANAGEMENT_URL`.
 pub fn push(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<ApiGatewayPush>> {
     let endpoint = env("WEBSOCKET_MANAGEMENT_URL")?;
-    Ok(Arc::new(ApiGatewayPush::new(
-        oratio_aws::management_client(config, &endpoint),
-    )))
+    Ok(Arc::new(ApiGatewayPush::new(oratio_aws::management_client(config, &endpoint))))
 }
 
 /// Serves an axum router as an API Gateway REST Lambda, naming each request after API
 /// Gateway's request id so logs and error bodies match API Gateway's own.
 pub async fn serve_rest(router: Router) -> Result<(), lambda_http::Error> {
-    let router = router.layer(axum::middleware::map_request(name_request));
-    lambda_http::run(router).await
+    lambda_http::run(named_by_api_gateway(router)).await
 }
 
-async fn name_request(mut request: axum::extract::Request) -> axum::extract::Request {
+/// The router, seeing requests as the embedded platform does: API Gateway's request id
+/// as each request's id, and paths without the stage. Wraps the whole router, since the
+/// path must change before routing.
+pub fn named_by_api_gateway<B>(router: Router) -> tower::util::MapRequest<Router, fn(Request<B>) -> Request<B>>
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    tower::ServiceExt::map_request(router, name_request::<B> as fn(_) -> _)
+}
+
+/// Takes API Gateway's request id as the request's, and removes the stage that
+/// `lambda_http` puts in front of REST API paths, so routes match as they do locally.
+fn name_request<B>(mut request: Request<B>) -> Request<B> {
     use lambda_http::RequestExt;
     use lambda_http::request::RequestContext;
-    let id = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
-        Some(RequestContext::WebSocket(context)) => context.request_id.clone(),
-        _ => None,
+    let (id, stage) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => (context.request_id.clone(), context.stage.clone()),
+        Some(RequestContext::WebSocket(context)) => (context.request_id.clone(), None),
+        _ => (None, None),
     };
     if let Some(id) = id {
-        request
-            .extensions_mut()
-            .insert(crate::request::RequestId(id));
+        request.extensions_mut().insert(crate::request::RequestId(id));
+    }
+    if let Some(stage) = stage {
+        let uri = request.uri();
+        let prefix = format!("/{stage}/");
+        if let Some(rest) = uri.path().strip_prefix(&prefix[..prefix.len() - 1]).filter(|r| r.starts_with('/')) {
+            let path_and_query = match uri.query() {
+                Some(q) => format!("{rest}?{q}"),
+                None => rest.to_owned(),
+            };
+            if let Ok(stripped) = path_and_query.parse() {
+                *request.uri_mut() = stripped;
+            }
+        }
     }
     request
 }

@@ -22,15 +22,13 @@ impl DashboardSocket {
     async fn route(&self, event: SocketEvent) -> ApiGatewayProxyResponse {
         let table = self.table.as_ref();
         match event.route.as_str() {
-            CONNECT => {
-                match connections::open(table, event.connection.clone(), Channel::Dashboard).await {
-                    Ok(_) => reply(200, None),
-                    Err(e) => {
-                        tracing::error!(cause = %format!("{e:#}"), "recording a dashboard connection failed");
-                        reply(500, None)
-                    }
+            CONNECT => match connections::open(table, event.connection.clone(), Channel::Dashboard).await {
+                Ok(_) => reply(200, None),
+                Err(e) => {
+                    tracing::error!(cause = %format!("{e:#}"), "recording a dashboard connection failed");
+                    reply(500, None)
                 }
-            }
+            },
             DISCONNECT => {
                 if let Err(e) = connections::close(table, &event.connection).await {
                     tracing::warn!(cause = %format!("{e:#}"), "forgetting a dashboard connection failed");
@@ -38,11 +36,8 @@ impl DashboardSocket {
                 reply(200, None)
             }
             "ping" => {
-                self.send(
-                    &event,
-                    json!({"type": "pong", "request_id": event.request_id}),
-                )
-                .await
+                let pong = json!({"type": "pong", "connection_id": event.connection, "request_id": event.request_id});
+                self.send(&event, pong).await
             }
             _ => {
                 let error = json!({
@@ -56,16 +51,8 @@ impl DashboardSocket {
         }
     }
 
-    async fn send(
-        &self,
-        event: &SocketEvent,
-        message: serde_json::Value,
-    ) -> ApiGatewayProxyResponse {
-        match self
-            .push
-            .send(&event.connection, &message.to_string())
-            .await
-        {
+    async fn send(&self, event: &SocketEvent, message: serde_json::Value) -> ApiGatewayProxyResponse {
+        match self.push.send(&event.connection, &message.to_string()).await {
             Ok(()) => reply(200, None),
             Err(e) => {
                 tracing::warn!(cause = %e, "pushing to a dashboard connection failed");
@@ -93,8 +80,6 @@ impl SocketApi for DashboardSocket {
             connection_id = %event.connection,
             tenant_id = tracing::field::Empty,
         );
-        within_request(event.request_id.clone(), self.route(event))
-            .instrument(span)
-            .await
+        within_request(event.request_id.clone(), self.route(event)).instrument(span).await
     }
 }

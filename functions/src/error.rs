@@ -36,13 +36,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            cause: None,
-            retry_after: None,
-        }
+        Self { status, code, message: message.into(), cause: None, retry_after: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -55,14 +49,7 @@ impl ApiError {
 
     /// Something the caller cannot fix; the cause is logged, never returned.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
-        Self {
-            cause: Some(cause.into()),
-            ..Self::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error",
-            )
-        }
+        Self { cause: Some(cause.into()), ..Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error") }
     }
 
     /// A backend that should recover soon.
@@ -95,29 +82,15 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if self.status.is_server_error() {
-            let chain = self
-                .cause
-                .as_ref()
-                .map(|c| format!("{c:#}"))
-                .unwrap_or_default();
+            let chain = self.cause.as_ref().map(|c| format!("{c:#}")).unwrap_or_default();
             tracing::error!(status = self.status.as_u16(), code = self.code, cause = %chain, "request failed");
         } else {
-            tracing::info!(
-                status = self.status.as_u16(),
-                code = self.code,
-                "request refused"
-            );
+            tracing::info!(status = self.status.as_u16(), code = self.code, "request refused");
         }
-        let body = ErrorBody {
-            error: self.message,
-            code: self.code.into(),
-            request_id: current_request_id(),
-        };
+        let body = ErrorBody { error: self.message, code: self.code.into(), request_id: current_request_id() };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
     }
@@ -133,9 +106,7 @@ impl From<JsonRejection> for ApiError {
         };
         let status = match code {
             "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, code, rejection.body_text())
@@ -158,9 +129,7 @@ impl From<oratio_core::table::TableError> for ApiError {
     fn from(e: oratio_core::table::TableError) -> Self {
         use oratio_core::table::TableError;
         match e {
-            TableError::InvalidCursor => {
-                Self::bad_request("invalid_cursor", "the pagination cursor is not valid")
-            }
+            TableError::InvalidCursor => Self::bad_request("invalid_cursor", "the pagination cursor is not valid"),
             TableError::Unavailable(_) | TableError::Conflict => Self::unavailable(e),
             other => Self::internal(other),
         }
@@ -183,9 +152,5 @@ pub async fn not_found() -> ApiError {
 
 /// The answer to a method a route does not serve.
 pub fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "method not allowed on this route",
-    )
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }

@@ -24,17 +24,12 @@ pub struct PlatformState {
 impl PlatformState {
     pub fn new(checks: Vec<Arc<dyn HealthCheck>>, openapi: &utoipa::openapi::OpenApi) -> Self {
         let json = openapi.to_json().expect("the OpenAPI document serializes");
-        Self {
-            checks: Arc::new(checks),
-            openapi_json: json.into(),
-        }
+        Self { checks: Arc::new(checks), openapi_json: json.into() }
     }
 }
 
 pub fn routes() -> OpenApiRouter<PlatformState> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(openapi_json))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(openapi_json))
 }
 
 async fn probe(check: &dyn HealthCheck) -> ComponentHealth {
@@ -43,17 +38,9 @@ async fn probe(check: &dyn HealthCheck) -> ComponentHealth {
     let (status, detail) = match outcome {
         Ok(Ok(())) => (Status::Ok, None),
         Ok(Err(reason)) => (Status::Down, Some(reason)),
-        Err(_) => (
-            Status::Degraded,
-            Some(format!("no answer within {PROBE_TIMEOUT:?}")),
-        ),
+        Err(_) => (Status::Degraded, Some(format!("no answer within {PROBE_TIMEOUT:?}"))),
     };
-    ComponentHealth {
-        status,
-        backend: check.backend(),
-        detail,
-        latency_ms: started.elapsed().as_millis() as u64,
-    }
+    ComponentHealth { status, backend: check.backend(), detail, latency_ms: started.elapsed().as_millis() as u64 }
 }
 
 /// The platform's composite health.
@@ -68,20 +55,10 @@ async fn probe(check: &dyn HealthCheck) -> ComponentHealth {
     )
 )]
 async fn health(State(state): State<PlatformState>) -> Response {
-    let probes = state
-        .checks
-        .iter()
-        .map(|c| async move { (c.name(), probe(c.as_ref()).await) });
-    let components: BTreeMap<_, _> = futures::future::join_all(probes)
-        .await
-        .into_iter()
-        .collect();
+    let probes = state.checks.iter().map(|c| async move { (c.name(), probe(c.as_ref()).await) });
+    let components: BTreeMap<_, _> = futures::future::join_all(probes).await.into_iter().collect();
     let report = HealthReport::from_components(components);
-    let status = if report.status == Status::Down {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
+    let status = if report.status == Status::Down { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, axum::Json(report)).into_response()
 }
 
@@ -93,9 +70,5 @@ async fn health(State(state): State<PlatformState>) -> Response {
     responses((status = 200, description = "The OpenAPI 3.1 document of every REST route", body = serde_json::Value))
 )]
 async fn openapi_json(State(state): State<PlatformState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        state.openapi_json.to_string(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi_json.to_string()).into_response()
 }

@@ -20,9 +20,7 @@ pub struct RequestId(pub String);
 
 /// The id of the request this task serves, or `-` outside one.
 pub fn current_request_id() -> String {
-    REQUEST_ID
-        .try_with(Clone::clone)
-        .unwrap_or_else(|_| "-".into())
+    REQUEST_ID.try_with(Clone::clone).unwrap_or_else(|_| "-".into())
 }
 
 pub fn new_request_id() -> String {
@@ -31,11 +29,7 @@ pub fn new_request_id() -> String {
 
 /// Middleware: names the request, logs it, and puts the id on the answer.
 pub async fn request_context(request: Request, next: Next) -> Response {
-    let id = request
-        .extensions()
-        .get::<RequestId>()
-        .map(|r| r.0.clone())
-        .unwrap_or_else(new_request_id);
+    let id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_else(new_request_id);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
@@ -45,12 +39,8 @@ pub async fn request_context(request: Request, next: Next) -> Response {
         agent_id = tracing::field::Empty,
     );
     let started = Instant::now();
-    let mut response = REQUEST_ID
-        .scope(
-            id.clone(),
-            async move { next.run(request).await }.instrument(span.clone()),
-        )
-        .await;
+    let mut response =
+        REQUEST_ID.scope(id.clone(), async move { next.run(request).await }.instrument(span.clone())).await;
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

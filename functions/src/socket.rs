@@ -30,9 +30,7 @@ pub fn select_route<'a>(body: &str, routes: &[&'a str]) -> &'a str {
     let action = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("action").and_then(|a| a.as_str()).map(str::to_owned));
-    action
-        .and_then(|a| routes.iter().find(|r| **r == a).copied())
-        .unwrap_or(DEFAULT)
+    action.and_then(|a| routes.iter().find(|r| **r == a).copied()).unwrap_or(DEFAULT)
 }
 
 /// What a handler needs of an event, checked.
@@ -50,10 +48,7 @@ impl SocketEvent {
         Some(Self {
             route: context.route_key.clone()?,
             connection: context.connection_id.as_deref()?.parse().ok()?,
-            request_id: context
-                .request_id
-                .clone()
-                .unwrap_or_else(crate::request::new_request_id),
+            request_id: context.request_id.clone().unwrap_or_else(crate::request::new_request_id),
             body: event.body.clone(),
         })
     }

@@ -30,40 +30,26 @@ pub struct Subject<T: ?Sized> {
 pub async fn sqlite_table() -> Subject<dyn Table> {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let table = SqliteTable::open(dir.path().join("table.sqlite3")).expect("opening SQLite");
-    Subject {
-        port: Arc::new(table),
-        _keep: vec![Box::new(dir)],
-    }
+    Subject { port: Arc::new(table), _keep: vec![Box::new(dir)] }
 }
 
 pub async fn dynamodb_table() -> Subject<dyn Table> {
     let config = moto::config().await;
     let client = oratio_aws::dynamodb_client(&config);
     let name = moto::unique_name("oratio");
-    DynamoTable::create_table(&client, &name)
-        .await
-        .expect("creating a DynamoDB table on moto");
-    Subject {
-        port: Arc::new(DynamoTable::new(client, name)),
-        _keep: vec![],
-    }
+    DynamoTable::create_table(&client, &name).await.expect("creating a DynamoDB table on moto");
+    Subject { port: Arc::new(DynamoTable::new(client, name)), _keep: vec![] }
 }
 
 /// The directory store, with its signed-download route served on a loopback port.
 pub async fn dir_blobs() -> Subject<dyn BlobStore> {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
     let addr = listener.local_addr().expect("bound address");
-    let store = DirBlobStore::open(dir.path(), format!("http://{addr}"))
-        .expect("opening the blob directory");
+    let store = DirBlobStore::open(dir.path(), format!("http://{addr}")).expect("opening the blob directory");
     let app = oratio::blobs::router().with_state(store.clone());
     let server = tokio::spawn(async move { axum_serve(listener, app).await });
-    Subject {
-        port: Arc::new(store),
-        _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))],
-    }
+    Subject { port: Arc::new(store), _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }
 }
 
 async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
@@ -74,16 +60,8 @@ pub async fn s3_blobs() -> Subject<dyn BlobStore> {
     let config = moto::config().await;
     let client = oratio_aws::s3_client(&config);
     let bucket = moto::unique_name("oratio").to_lowercase();
-    client
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect("creating a bucket on moto");
-    Subject {
-        port: Arc::new(S3BlobStore::new(client, bucket)),
-        _keep: vec![],
-    }
+    client.create_bucket().bucket(&bucket).send().await.expect("creating a bucket on moto");
+    Subject { port: Arc::new(S3BlobStore::new(client, bucket)), _keep: vec![] }
 }
 
 /// Aborts a background task when the test ends.
@@ -97,10 +75,7 @@ impl Drop for AbortOnDrop {
 
 /// The in-process registry, with the test playing each socket.
 pub async fn local_push() -> Subject<dyn PushPeer> {
-    Subject {
-        port: Arc::new(LocalPeer::default()),
-        _keep: vec![],
-    }
+    Subject { port: Arc::new(LocalPeer::default()), _keep: vec![] }
 }
 
 #[derive(Default)]
@@ -163,20 +138,14 @@ fn gone() -> axum::response::Response {
     use axum::response::IntoResponse;
     (
         axum::http::StatusCode::GONE,
-        [
-            ("x-amzn-ErrorType", "GoneException"),
-            ("content-type", "application/json"),
-        ],
+        [("x-amzn-ErrorType", "GoneException"), ("content-type", "application/json")],
         r#"{"message":null}"#,
     )
         .into_response()
 }
 
 fn signed(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "))
+    headers.get("authorization").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "))
 }
 
 async fn post_to_connection(
@@ -230,30 +199,15 @@ impl PushPeer for ApiGatewayPeer {
     }
 
     async fn connect(&self, id: &ConnectionId) {
-        self.api
-            .connections
-            .lock()
-            .expect("lock")
-            .insert(id.to_string(), (true, vec![]));
+        self.api.connections.lock().expect("lock").insert(id.to_string(), (true, vec![]));
     }
 
     async fn received(&self, id: &ConnectionId) -> Vec<String> {
-        self.api
-            .connections
-            .lock()
-            .expect("lock")
-            .get(id.as_str())
-            .map(|c| c.1.clone())
-            .unwrap_or_default()
+        self.api.connections.lock().expect("lock").get(id.as_str()).map(|c| c.1.clone()).unwrap_or_default()
     }
 
     async fn is_open(&self, id: &ConnectionId) -> bool {
-        self.api
-            .connections
-            .lock()
-            .expect("lock")
-            .get(id.as_str())
-            .is_some_and(|c| c.0)
+        self.api.connections.lock().expect("lock").get(id.as_str()).is_some_and(|c| c.0)
     }
 }
 
@@ -261,25 +215,12 @@ impl PushPeer for ApiGatewayPeer {
 pub async fn api_gateway_push() -> Subject<dyn PushPeer> {
     let api = ManagementApi::default();
     let app = axum::Router::new()
-        .route(
-            "/{stage}/@connections/{id}",
-            axum::routing::post(post_to_connection).delete(delete_connection),
-        )
+        .route("/{stage}/@connections/{id}", axum::routing::post(post_to_connection).delete(delete_connection))
         .with_state(api.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
-    let endpoint = format!(
-        "http://{}/local",
-        listener.local_addr().expect("bound address")
-    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let endpoint = format!("http://{}/local", listener.local_addr().expect("bound address"));
     let server = tokio::spawn(axum_serve(listener, app));
     let config = moto::test_config(None).await;
-    let push = Arc::new(ApiGatewayPush::new(oratio_aws::management_client(
-        &config, &endpoint,
-    )));
-    Subject {
-        port: Arc::new(ApiGatewayPeer { api, push }),
-        _keep: vec![Box::new(AbortOnDrop(server))],
-    }
+    let push = Arc::new(ApiGatewayPush::new(oratio_aws::management_client(&config, &endpoint)));
+    Subject { port: Arc::new(ApiGatewayPeer { api, push }), _keep: vec![Box::new(AbortOnDrop(server))] }
 }

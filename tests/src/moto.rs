@@ -25,19 +25,12 @@ fn python() -> PathBuf {
         return p.into();
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        PathBuf::from("python3")
-    }
+    if venv.exists() { venv } else { PathBuf::from("python3") }
 }
 
 fn start() -> Server {
     if let Ok(endpoint) = std::env::var("ORATIO_MOTO_ENDPOINT") {
-        return Server {
-            endpoint,
-            _child: None,
-        };
+        return Server { endpoint, _child: None };
     }
     let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto_launcher.py");
     let python = python();
@@ -48,24 +41,16 @@ fn start() -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!(
-                "starting moto with {}: {e}. Run scripts/test, which installs it.",
-                python.display()
-            )
+            panic!("starting moto with {}: {e}. Run scripts/test, which installs it.", python.display())
         });
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("piped stdout"))
-        .read_line(&mut line)
-        .expect("reading moto's endpoint");
+    BufReader::new(child.stdout.take().expect("piped stdout")).read_line(&mut line).expect("reading moto's endpoint");
     assert!(
         line.starts_with("http://"),
         "moto did not start with {} (is `moto[server]` installed? scripts/test installs it)",
         python.display()
     );
-    Server {
-        endpoint: line.trim().to_owned(),
-        _child: Some(Mutex::new(child)),
-    }
+    Server { endpoint: line.trim().to_owned(), _child: Some(Mutex::new(child)) }
 }
 
 /// The endpoint of this process's moto server.

@@ -21,19 +21,10 @@ impl TestPlatform {
     }
 
     pub async fn start_in(data_dir: TempDir, config: Config) -> Self {
-        let platform = oratio::start(Config {
-            port: 0,
-            data_dir: data_dir.path().to_path_buf(),
-            ..config
-        })
-        .await
-        .expect("starting the platform");
-        Self {
-            url: platform.url(),
-            http: reqwest::Client::new(),
-            platform: Some(platform),
-            data_dir,
-        }
+        let platform = oratio::start(Config { port: 0, data_dir: data_dir.path().to_path_buf(), ..config })
+            .await
+            .expect("starting the platform");
+        Self { url: platform.url(), http: reqwest::Client::new(), platform: Some(platform), data_dir }
     }
 
     pub fn ws_url(&self, path: &str) -> String {
@@ -46,20 +37,11 @@ impl TestPlatform {
 
     /// Stops the platform, keeping its data directory.
     pub async fn stop(mut self) -> TempDir {
-        self.platform
-            .take()
-            .expect("running")
-            .stop()
-            .await
-            .expect("clean stop");
+        self.platform.take().expect("running").stop().await.expect("clean stop");
         self.data_dir
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("request")
+        self.http.get(format!("{}{path}", self.url)).send().await.expect("request")
     }
 }

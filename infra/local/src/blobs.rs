@@ -48,21 +48,14 @@ async fn download(
     query: Result<Query<Signature>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(signature) = query?;
-    match store
-        .open_signed(&key, signature.expires, &signature.signature)
-        .await
-    {
+    match store.open_signed(&key, signature.expires, &signature.signature).await {
         Ok(blob) => Ok(([(header::CONTENT_TYPE, blob.content_type)], blob.bytes).into_response()),
-        Err(SignedUrlError::Expired) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "link_expired",
-            "the download link has expired",
-        )),
-        Err(SignedUrlError::BadSignature) => Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "invalid_signature",
-            "the download link is not valid",
-        )),
+        Err(SignedUrlError::Expired) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "link_expired", "the download link has expired"))
+        }
+        Err(SignedUrlError::BadSignature) => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", "the download link is not valid"))
+        }
         Err(SignedUrlError::NotFound) => Err(ApiError::not_found("the blob no longer exists")),
         Err(SignedUrlError::Store(e)) => Err(e.into()),
     }

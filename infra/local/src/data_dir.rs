@@ -16,11 +16,8 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn acquire(root: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(root)
-            .with_context(|| format!("creating the data directory {}", root.display()))?;
-        let root = root
-            .canonicalize()
-            .with_context(|| format!("resolving {}", root.display()))?;
+        std::fs::create_dir_all(root).with_context(|| format!("creating the data directory {}", root.display()))?;
+        let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
         let path = root.join("oratio.lock");
         let mut lock = std::fs::OpenOptions::new()
             .read(true)

@@ -112,16 +112,10 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     let registry = ConnectionRegistry::new();
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let checks: Vec<Arc<dyn HealthCheck>> = vec![
-        Arc::new(table.clone()),
-        Arc::new(blobs.clone()),
-        Arc::new(registry.clone()),
-    ];
+    let checks: Vec<Arc<dyn HealthCheck>> =
+        vec![Arc::new(table.clone()), Arc::new(blobs.clone()), Arc::new(registry.clone())];
     let dashboard_socket = SocketEndpoint {
-        api: Arc::new(DashboardSocket {
-            table: Arc::new(table.clone()),
-            push: Arc::new(registry.clone()),
-        }),
+        api: Arc::new(DashboardSocket { table: Arc::new(table.clone()), push: Arc::new(registry.clone()) }),
         registry: registry.clone(),
         shutdown: stop_rx.clone(),
         limits: config.socket_limits,
@@ -138,38 +132,23 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
             })
             .await;
         purge.abort();
-        table
-            .checkpoint()
-            .await
-            .context("checkpointing the table")?;
+        table.checkpoint().await.context("checkpointing the table")?;
         drop(data);
         served.context("serving HTTP")
     });
     tracing::info!(%addr, data_dir = %data_dir.display(), "platform started");
-    Ok(Platform {
-        addr,
-        data_dir,
-        stop: Stopper(Arc::new(stop_tx)),
-        task,
-    })
+    Ok(Platform { addr, data_dir, stop: Stopper(Arc::new(stop_tx)), task })
 }
 
 /// The whole HTTP surface of the embedded platform.
-fn app(
-    checks: Vec<Arc<dyn HealthCheck>>,
-    blobs: DirBlobStore,
-    dashboard_socket: SocketEndpoint,
-) -> Router {
+fn app(checks: Vec<Arc<dyn HealthCheck>>, blobs: DirBlobStore, dashboard_socket: SocketEndpoint) -> Router {
     let mut doc = openapi::document();
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());
     let (platform_routes, _) = platform::routes().split_for_parts();
     Router::new()
         .merge(platform_routes.with_state(platform::PlatformState::new(checks, &doc)))
         .merge(blobs::router().with_state(blobs))
-        .route(
-            "/ws/dashboard",
-            get(websocket::upgrade).with_state(dashboard_socket),
-        )
+        .route("/ws/dashboard", get(websocket::upgrade).with_state(dashboard_socket))
         .route("/", get(dashboard::index))
         .fallback(fallback)
         .method_not_allowed_fallback(|| async { method_not_allowed() })

@@ -15,33 +15,24 @@ Runs the whole Oratio platform on 127.0.0.1.
 
 fn parse(args: &[String]) -> anyhow::Result<Config> {
     let mut port = match std::env::var("ORATIO_PORT") {
-        Ok(p) => p
-            .parse()
-            .with_context(|| format!("ORATIO_PORT={p} is not a port"))?,
+        Ok(p) => p.parse().with_context(|| format!("ORATIO_PORT={p} is not a port"))?,
         Err(_) => DEFAULT_PORT,
     };
-    let mut data_dir = std::env::var_os("ORATIO_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".oratio"));
+    let mut data_dir =
+        std::env::var_os("ORATIO_DATA_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(".oratio"));
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
         let mut value = || rest.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--port" => {
                 let v = value()?;
-                port = v
-                    .parse()
-                    .with_context(|| format!("--port {v} is not a port"))?;
+                port = v.parse().with_context(|| format!("--port {v} is not a port"))?;
             }
             "--data-dir" => data_dir = PathBuf::from(value()?),
             other => bail!("unknown argument {other}\n\n{USAGE}"),
         }
     }
-    Ok(Config {
-        port,
-        data_dir,
-        ..Config::default()
-    })
+    Ok(Config { port, data_dir, ..Config::default() })
 }
 
 #[tokio::main]

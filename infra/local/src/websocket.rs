@@ -36,10 +36,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self {
-            idle: Duration::from_secs(600),
-            lifetime: Duration::from_secs(7200),
-        }
+        Self { idle: Duration::from_secs(600), lifetime: Duration::from_secs(7200) }
     }
 }
 
@@ -56,10 +53,7 @@ pub struct SocketEndpoint {
 fn mint_connection_id() -> ConnectionId {
     let mut bytes = [0u8; 10];
     rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::STANDARD
-        .encode(bytes)
-        .parse()
-        .expect("base64 is a valid connection id")
+    base64::engine::general_purpose::STANDARD.encode(bytes).parse().expect("base64 is a valid connection id")
 }
 
 fn event(
@@ -123,10 +117,8 @@ pub async fn upgrade(
     };
     let connection = mint_connection_id();
     let connected_at = chrono::Utc::now().timestamp_millis();
-    let headers: HashMap<String, String> = headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
+    let headers: HashMap<String, String> =
+        headers.iter().filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned()))).collect();
     let connect = event(
         CONNECT,
         "CONNECT",
@@ -136,21 +128,15 @@ pub async fn upgrade(
     );
     let answer = endpoint.api.handle(connect).await;
     if !(200..300).contains(&answer.status_code) {
-        let status = StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500))
-            .unwrap_or(StatusCode::FORBIDDEN);
-        let code = if status == StatusCode::UNAUTHORIZED {
-            "unauthorized"
-        } else {
-            "connection_refused"
-        };
+        let status =
+            StatusCode::from_u16(u16::try_from(answer.status_code).unwrap_or(500)).unwrap_or(StatusCode::FORBIDDEN);
+        let code = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "connection_refused" };
         return ApiError::new(status, code, "the WebSocket connection was refused").into_response();
     }
     let outbound = endpoint.registry.register(connection.clone());
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(32 * 1024)
-        .on_upgrade(move |socket: WebSocket| {
-            run_connection(socket, connection, connected_at, endpoint, outbound)
-        })
+        .on_upgrade(move |socket: WebSocket| run_connection(socket, connection, connected_at, endpoint, outbound))
 }
 
 /// Drives one connection until either side closes it, a limit ends it, or the platform
@@ -200,12 +186,7 @@ pub async fn run_connection<S>(
         }
     };
     endpoint.registry.unregister(&connection);
-    let _ = sink
-        .send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })))
-        .await;
+    let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
     let disconnect = event(
         DISCONNECT,
         "DISCONNECT",

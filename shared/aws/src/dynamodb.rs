@@ -14,14 +14,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex,
-    KeySchemaElement, KeyType, Projection, ProjectionType, Put, ScalarAttributeType,
-    TimeToLiveSpecification, TransactWriteItem, Update as DynamoUpdate,
+    AttributeDefinition, AttributeValue, BillingMode, ConditionCheck, Delete, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    Update as DynamoUpdate,
 };
 use oratio_core::health::HealthCheck;
 use oratio_core::table::{
-    Condition, Cursor, CursorKey, EXPIRES_AT, Index, Item, Key, PK, Page, Query, SK, SortKey,
-    Table, TableError, Update, Write, validate_key, validate_transaction,
+    Condition, Cursor, CursorKey, EXPIRES_AT, Index, Item, Key, PK, Page, Query, SK, SortKey, Table, TableError,
+    Update, Write, validate_key, validate_transaction,
 };
 use oratio_core::time::now_epoch;
 use serde_json::{Map, Number, Value};
@@ -40,27 +40,16 @@ pub struct DynamoTable {
 
 impl DynamoTable {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        Self {
-            client,
-            table: table.into(),
-        }
+        Self { client, table: table.into() }
     }
 
     /// Creates a table with Oratio's keys, indexes and TTL (for tests and first set-up;
     /// in AWS, `template.yaml` declares it).
     pub async fn create_table(client: &Client, table: &str) -> anyhow::Result<()> {
         let attr = |name: &str| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(ScalarAttributeType::S)
-                .build()
+            AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
         };
-        let key = |name: &str, kind: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(kind)
-                .build()
-        };
+        let key = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
         let mut request = client
             .create_table()
             .table_name(table)
@@ -71,34 +60,22 @@ impl DynamoTable {
             .attribute_definitions(attr(SK)?);
         for index in Index::SECONDARY {
             let (pk, sk) = index.key_names();
-            request = request
-                .attribute_definitions(attr(pk)?)
-                .attribute_definitions(attr(sk)?)
-                .global_secondary_indexes(
+            request =
+                request.attribute_definitions(attr(pk)?).attribute_definitions(attr(sk)?).global_secondary_indexes(
                     GlobalSecondaryIndex::builder()
                         .index_name(index.name().expect("secondary indexes are named"))
                         .key_schema(key(pk, KeyType::Hash)?)
                         .key_schema(key(sk, KeyType::Range)?)
-                        .projection(
-                            Projection::builder()
-                                .projection_type(ProjectionType::All)
-                                .build(),
-                        )
+                        .projection(Projection::builder().projection_type(ProjectionType::All).build())
                         .build()?,
                 );
         }
-        request
-            .send()
-            .await
-            .map_err(|e| anyhow!("creating table {table}: {}", DisplayErrorContext(e)))?;
+        request.send().await.map_err(|e| anyhow!("creating table {table}: {}", DisplayErrorContext(e)))?;
         client
             .update_time_to_live()
             .table_name(table)
             .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .enabled(true)
-                    .attribute_name(EXPIRES_AT)
-                    .build()?,
+                TimeToLiveSpecification::builder().enabled(true).attribute_name(EXPIRES_AT).build()?,
             )
             .send()
             .await
@@ -147,11 +124,8 @@ impl DynamoTable {
     ) -> Result<(Vec<Item>, Option<Attrs>), TableError> {
         let (pk_name, sk_name) = query.index.key_names();
         let mut expr = Expr::default();
-        let mut key_condition = format!(
-            "{} = {}",
-            expr.name(pk_name),
-            expr.value(AttributeValue::S(query.partition.clone()))
-        );
+        let mut key_condition =
+            format!("{} = {}", expr.name(pk_name), expr.value(AttributeValue::S(query.partition.clone())));
         if let Some(sort) = &query.sort {
             key_condition += &format!(" AND {}", expr.sort_key(sk_name, sort));
         }
@@ -207,9 +181,7 @@ pub fn to_attr(value: &Value) -> AttributeValue {
         Value::Number(n) => AttributeValue::N(n.to_string()),
         Value::String(s) => AttributeValue::S(s.clone()),
         Value::Array(a) => AttributeValue::L(a.iter().map(to_attr).collect()),
-        Value::Object(o) => {
-            AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect())
-        }
+        Value::Object(o) => AttributeValue::M(o.iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()),
     }
 }
 
@@ -221,13 +193,9 @@ pub fn from_attr(attr: AttributeValue) -> Result<Value, TableError> {
         AttributeValue::Bool(b) => Value::Bool(b),
         AttributeValue::S(s) => Value::String(s),
         AttributeValue::N(n) => Value::Number(parse_number(&n).ok_or_else(|| corrupt(&n))?),
-        AttributeValue::L(l) => {
-            Value::Array(l.into_iter().map(from_attr).collect::<Result<_, _>>()?)
-        }
+        AttributeValue::L(l) => Value::Array(l.into_iter().map(from_attr).collect::<Result<_, _>>()?),
         AttributeValue::M(m) => Value::Object(
-            m.into_iter()
-                .map(|(k, v)| Ok((k, from_attr(v)?)))
-                .collect::<Result<Map<_, _>, TableError>>()?,
+            m.into_iter().map(|(k, v)| Ok((k, from_attr(v)?))).collect::<Result<Map<_, _>, TableError>>()?,
         ),
         AttributeValue::Ss(ss) => Value::Array(ss.into_iter().map(Value::String).collect()),
         other => return Err(corrupt(&format!("{other:?}"))),
@@ -245,17 +213,11 @@ fn parse_number(n: &str) -> Option<Number> {
 }
 
 fn to_attrs(item: &Item) -> Attrs {
-    item.attributes()
-        .iter()
-        .map(|(k, v)| (k.clone(), to_attr(v)))
-        .collect()
+    item.attributes().iter().map(|(k, v)| (k.clone(), to_attr(v))).collect()
 }
 
 fn from_attrs(attrs: Attrs) -> Result<Item, TableError> {
-    let map = attrs
-        .into_iter()
-        .map(|(k, v)| Ok((k, from_attr(v)?)))
-        .collect::<Result<Map<_, _>, TableError>>()?;
+    let map = attrs.into_iter().map(|(k, v)| Ok((k, from_attr(v)?))).collect::<Result<Map<_, _>, TableError>>()?;
     Item::from_attributes(map)
 }
 
@@ -284,16 +246,13 @@ impl Expr {
 
     fn now(&mut self) -> String {
         let now = now_epoch().to_string();
-        if let Some((placeholder, _)) = self
-            .values
-            .iter()
-            .find(|(p, v)| p.starts_with(":now") && **v == AttributeValue::N(now.clone()))
+        if let Some((placeholder, _)) =
+            self.values.iter().find(|(p, v)| p.starts_with(":now") && **v == AttributeValue::N(now.clone()))
         {
             return placeholder.clone();
         }
         let placeholder = format!(":now{}", self.values.len());
-        self.values
-            .insert(placeholder.clone(), AttributeValue::N(now));
+        self.values.insert(placeholder.clone(), AttributeValue::N(now));
         placeholder
     }
 
@@ -310,10 +269,8 @@ impl Expr {
 
     /// A condition judged on the live item: an expired item counts as absent.
     fn condition(&mut self, condition: &Condition) -> String {
-        let true_when_absent =
-            |expr: &mut Self, atom: String| format!("({atom} OR {})", expr.expired());
-        let false_when_absent =
-            |expr: &mut Self, atom: String| format!("({atom} AND {})", expr.live());
+        let true_when_absent = |expr: &mut Self, atom: String| format!("({atom} OR {})", expr.expired());
+        let false_when_absent = |expr: &mut Self, atom: String| format!("({atom} AND {})", expr.live());
         match condition {
             Condition::Exists => {
                 let pk = self.name(PK);
@@ -388,11 +345,8 @@ impl Expr {
     fn update(&mut self, update: &Update) -> String {
         let mut clauses = Vec::new();
         if !update.set.is_empty() {
-            let sets: Vec<_> = update
-                .set
-                .iter()
-                .map(|(a, v)| format!("{} = {}", self.name(a), self.value(to_attr(v))))
-                .collect();
+            let sets: Vec<_> =
+                update.set.iter().map(|(a, v)| format!("{} = {}", self.name(a), self.value(to_attr(v)))).collect();
             clauses.push(format!("SET {}", sets.join(", ")));
         }
         if !update.remove.is_empty() {
@@ -403,13 +357,7 @@ impl Expr {
             let adds: Vec<_> = update
                 .add
                 .iter()
-                .map(|(a, by)| {
-                    format!(
-                        "{} {}",
-                        self.name(a),
-                        self.value(AttributeValue::N(by.to_string()))
-                    )
-                })
+                .map(|(a, by)| format!("{} {}", self.name(a), self.value(AttributeValue::N(by.to_string()))))
                 .collect();
             clauses.push(format!("ADD {}", adds.join(", ")));
         }
@@ -444,10 +392,8 @@ where
 {
     let code = err.code().map(str::to_owned);
     let message = err.message().map(str::to_owned).unwrap_or_default();
-    let transient = matches!(
-        err,
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_)
-    );
+    let transient =
+        matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_));
     let source = anyhow!("{}", DisplayErrorContext(err));
     match code.as_deref() {
         Some("ConditionalCheckFailedException") => TableError::ConditionFailed { write: None },
@@ -484,11 +430,7 @@ impl Table for DynamoTable {
     }
 
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
-        Write::Put {
-            item: item.clone(),
-            condition: condition.clone(),
-        }
-        .validate()?;
+        Write::Put { item: item.clone(), condition: condition.clone() }.validate()?;
         let mut expr = Expr::default();
         let condition = condition.map(|c| expr.condition(&c));
         self.client
@@ -504,24 +446,10 @@ impl Table for DynamoTable {
         Ok(())
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> Result<Item, TableError> {
-        let write = Write::Update {
-            key: key.clone(),
-            update,
-            condition,
-        };
+    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError> {
+        let write = Write::Update { key: key.clone(), update, condition };
         write.validate()?;
-        let Write::Update {
-            update, condition, ..
-        } = &write
-        else {
-            unreachable!("built above")
-        };
+        let Write::Update { update, condition, .. } = &write else { unreachable!("built above") };
         for _ in 0..EXPIRY_RETRIES {
             let mut expr = Expr::default();
             let update_expression = expr.update(update);
@@ -590,9 +518,7 @@ impl Table for DynamoTable {
         let next = match query.limit {
             Some(limit) if items.len() > limit => {
                 items.truncate(limit);
-                items
-                    .last()
-                    .map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
+                items.last().map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
             }
             _ => None,
         };
@@ -619,11 +545,7 @@ impl Table for DynamoTable {
                                 .map_err(|e| TableError::Backend(e.into()))?,
                         )
                     }
-                    Write::Update {
-                        key,
-                        update,
-                        condition,
-                    } => {
+                    Write::Update { key, update, condition } => {
                         let update_expression = expr.update(update);
                         let condition = expr.update_condition(condition.as_ref());
                         TransactWriteItem::builder().update(
@@ -667,12 +589,7 @@ impl Table for DynamoTable {
                 };
                 items.push(item.build());
             }
-            let result = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await;
+            let result = self.client.transact_write_items().set_transact_items(Some(items)).send().await;
             let err = match result {
                 Ok(_) => return Ok(()),
                 Err(err) => err,
@@ -686,12 +603,8 @@ impl Table for DynamoTable {
                     _ => None,
                 })
                 .unwrap_or_default();
-            let failed = reasons
-                .iter()
-                .position(|r| r.code() == Some("ConditionalCheckFailed"));
-            let conflict = reasons
-                .iter()
-                .any(|r| r.code() == Some("TransactionConflict"));
+            let failed = reasons.iter().position(|r| r.code() == Some("ConditionalCheckFailed"));
+            let conflict = reasons.iter().any(|r| r.code() == Some("TransactionConflict"));
             if conflict {
                 return Err(TableError::Conflict);
             }
@@ -711,9 +624,7 @@ impl Table for DynamoTable {
                 }
             }
             if !cleared {
-                return Err(TableError::ConditionFailed {
-                    write: Some(failed),
-                });
+                return Err(TableError::ConditionFailed { write: Some(failed) });
             }
         }
         Err(TableError::Conflict)
@@ -731,9 +642,6 @@ impl HealthCheck for DynamoTable {
     }
 
     async fn probe(&self) -> Result<(), String> {
-        self.get(&Key::new("HEALTH", "PROBE"))
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.get(&Key::new("HEALTH", "PROBE")).await.map(drop).map_err(|e| e.to_string())
     }
 }

@@ -15,19 +15,12 @@ pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Clie
 
 /// An S3 client; path-style when an endpoint override (an emulator) is configured.
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
-    let s3 = aws_sdk_s3::config::Builder::from(config)
-        .force_path_style(config.endpoint_url().is_some())
-        .build();
+    let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
     aws_sdk_s3::Client::from_conf(s3)
 }
 
 /// A client of one WebSocket API stage's `@connections` endpoint.
-pub fn management_client(
-    config: &aws_config::SdkConfig,
-    endpoint: &str,
-) -> aws_sdk_apigatewaymanagement::Client {
-    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
-        .endpoint_url(endpoint)
-        .build();
+pub fn management_client(config: &aws_config::SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
+    let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config).endpoint_url(endpoint).build();
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
 }

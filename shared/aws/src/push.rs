@@ -35,25 +35,16 @@ impl Push for ApiGatewayPush {
             .await;
         match sent {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
-                Err(PushError::Gone)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(PushError::Gone),
             Err(e) => Err(PushError::Backend(anyhow!("{}", DisplayErrorContext(e)))),
         }
     }
 
     async fn close(&self, connection: &ConnectionId) -> Result<(), PushError> {
-        let closed = self
-            .client
-            .delete_connection()
-            .connection_id(connection.as_str())
-            .send()
-            .await;
+        let closed = self.client.delete_connection().connection_id(connection.as_str()).send().await;
         match closed {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => {
-                Err(PushError::Gone)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_gone_exception()) => Err(PushError::Gone),
             Err(e) => Err(PushError::Backend(anyhow!("{}", DisplayErrorContext(e)))),
         }
     }

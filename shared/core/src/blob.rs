@@ -25,14 +25,8 @@ impl BlobKey {
         let safe = |c: char| c.is_ascii_alphanumeric() || "-_.=+@,".contains(c);
         let ok = !key.is_empty()
             && key.len() <= MAX_KEY_BYTES
-            && key
-                .split('/')
-                .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(safe));
-        if ok {
-            Ok(Self(key))
-        } else {
-            Err(BlobError::InvalidKey(key))
-        }
+            && key.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.chars().all(safe));
+        if ok { Ok(Self(key)) } else { Err(BlobError::InvalidKey(key)) }
     }
 
     /// `tenants/<tenant>/<rest>`.
@@ -89,30 +83,19 @@ pub enum BlobError {
 pub fn validate_content_type(content_type: &str) -> Result<(), BlobError> {
     let essence = content_type.split(';').next().unwrap_or_default().trim();
     let ok = content_type.len() <= 255
-        && content_type
-            .chars()
-            .all(|c| c.is_ascii_graphic() || c == ' ')
+        && content_type.chars().all(|c| c.is_ascii_graphic() || c == ' ')
         && matches!(essence.split_once('/'), Some((t, s)) if !t.is_empty() && !s.is_empty());
-    if ok {
-        Ok(())
-    } else {
-        Err(BlobError::InvalidContentType(content_type.into()))
-    }
+    if ok { Ok(()) } else { Err(BlobError::InvalidContentType(content_type.into())) }
 }
 
 pub fn validate_ttl(ttl: Duration) -> Result<(), BlobError> {
-    if ttl.is_zero() || ttl > MAX_URL_TTL {
-        Err(BlobError::InvalidTtl)
-    } else {
-        Ok(())
-    }
+    if ttl.is_zero() || ttl > MAX_URL_TTL { Err(BlobError::InvalidTtl) } else { Ok(()) }
 }
 
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// Stores a blob, replacing any at the key. Readers see the old or the new, never a mix.
-    async fn put(&self, key: &BlobKey, bytes: Vec<u8>, content_type: &str)
-    -> Result<(), BlobError>;
+    async fn put(&self, key: &BlobKey, bytes: Vec<u8>, content_type: &str) -> Result<(), BlobError>;
 
     async fn get(&self, key: &BlobKey) -> Result<Option<Blob>, BlobError>;
 
@@ -132,9 +115,7 @@ mod tests {
 
     #[test]
     fn keys_that_escape_or_are_ambiguous_are_refused() {
-        for bad in [
-            "", "/a", "a/", "a//b", "../a", "a/./b", "a/../b", "a\\b", "a b", "a\0b",
-        ] {
+        for bad in ["", "/a", "a/", "a//b", "../a", "a/./b", "a/../b", "a\\b", "a b", "a\0b"] {
             assert!(BlobKey::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(BlobKey::parse("tenants/ten_1/docs/faq.md").is_ok());

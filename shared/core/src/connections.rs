@@ -30,28 +30,16 @@ fn key(id: &ConnectionId) -> Key {
 }
 
 /// Records a new connection. A connection id is used once.
-pub async fn open(
-    table: &dyn Table,
-    connection_id: ConnectionId,
-    channel: Channel,
-) -> Result<Connection, TableError> {
-    let connection = Connection {
-        connection_id,
-        channel,
-        connected_at: now(),
-    };
-    let item = Item::from_record(key(&connection.connection_id), &connection)?
-        .expiring_at(now_epoch() + CONNECTION_TTL_SECS);
+pub async fn open(table: &dyn Table, connection_id: ConnectionId, channel: Channel) -> Result<Connection, TableError> {
+    let connection = Connection { connection_id, channel, connected_at: now() };
+    let item =
+        Item::from_record(key(&connection.connection_id), &connection)?.expiring_at(now_epoch() + CONNECTION_TTL_SECS);
     table.put(item, Some(Condition::NotExists)).await?;
     Ok(connection)
 }
 
 pub async fn find(table: &dyn Table, id: &ConnectionId) -> Result<Option<Connection>, TableError> {
-    table
-        .get(&key(id))
-        .await?
-        .map(|item| item.record())
-        .transpose()
+    table.get(&key(id)).await?.map(|item| item.record()).transpose()
 }
 
 /// Forgets a connection; forgetting an unknown one is not an error.

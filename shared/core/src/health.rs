@@ -42,14 +42,11 @@ pub struct HealthReport {
 impl HealthReport {
     /// `down` if any component is down, else `degraded` if any is, else `ok`.
     pub fn from_components(components: BTreeMap<&'static str, ComponentHealth>) -> Self {
-        let status = components
-            .values()
-            .map(|c| c.status)
-            .fold(Status::Ok, |worst, s| match (worst, s) {
-                (Status::Down, _) | (_, Status::Down) => Status::Down,
-                (Status::Degraded, _) | (_, Status::Degraded) => Status::Degraded,
-                _ => Status::Ok,
-            });
+        let status = components.values().map(|c| c.status).fold(Status::Ok, |worst, s| match (worst, s) {
+            (Status::Down, _) | (_, Status::Down) => Status::Down,
+            (Status::Degraded, _) | (_, Status::Degraded) => Status::Degraded,
+            _ => Status::Ok,
+        });
         Self { status, components }
     }
 }

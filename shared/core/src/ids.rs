@@ -95,10 +95,7 @@ impl FromStr for ConnectionId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || "=+/_-".contains(c);
         if s.is_empty() || s.len() > 128 || !s.chars().all(allowed) {
-            return Err(InvalidId {
-                kind: "connection id",
-                reason: "malformed",
-            });
+            return Err(InvalidId { kind: "connection id", reason: "malformed" });
         }
         Ok(Self(s.to_owned()))
     }

@@ -29,9 +29,5 @@ pub trait Push: Send + Sync {
 }
 
 pub fn check_frame(message: &str) -> Result<(), PushError> {
-    if message.len() > MAX_FRAME_BYTES {
-        Err(PushError::TooLarge(message.len()))
-    } else {
-        Ok(())
-    }
+    if message.len() > MAX_FRAME_BYTES { Err(PushError::TooLarge(message.len())) } else { Ok(()) }
 }

@@ -45,10 +45,7 @@ pub struct Key {
 
 impl Key {
     pub fn new(pk: impl Into<String>, sk: impl Into<String>) -> Self {
-        Self {
-            pk: pk.into(),
-            sk: sk.into(),
-        }
+        Self { pk: pk.into(), sk: sk.into() }
     }
 }
 
@@ -83,10 +80,7 @@ impl Index {
 }
 
 fn is_reserved(name: &str) -> bool {
-    matches!(
-        name,
-        PK | SK | GSI1PK | GSI1SK | GSI2PK | GSI2SK | EXPIRES_AT
-    )
+    matches!(name, PK | SK | GSI1PK | GSI1SK | GSI2PK | GSI2SK | EXPIRES_AT)
 }
 
 /// One stored item: its attributes, keys included.
@@ -105,17 +99,15 @@ impl Item {
     /// An item holding the fields of `record` beside `key`. Fails if the record is not a
     /// JSON object or uses a reserved attribute name.
     pub fn from_record<T: Serialize>(key: Key, record: &T) -> Result<Self, TableError> {
-        let Value::Object(fields) = serde_json::to_value(record)
-            .map_err(|e| TableError::Invalid(format!("record does not serialize: {e}")))?
+        let Value::Object(fields) =
+            serde_json::to_value(record).map_err(|e| TableError::Invalid(format!("record does not serialize: {e}")))?
         else {
             return Err(TableError::Invalid("a record must be a JSON object".into()));
         };
         let mut item = Self::new(key);
         for (name, value) in fields {
             if is_reserved(&name) {
-                return Err(TableError::Invalid(format!(
-                    "`{name}` is a reserved attribute"
-                )));
+                return Err(TableError::Invalid(format!("`{name}` is a reserved attribute")));
             }
             item.0.insert(name, value);
         }
@@ -171,10 +163,7 @@ impl Item {
     }
 
     pub fn key(&self) -> Key {
-        Key::new(
-            self.str(PK).unwrap_or_default(),
-            self.str(SK).unwrap_or_default(),
-        )
+        Key::new(self.str(PK).unwrap_or_default(), self.str(SK).unwrap_or_default())
     }
 
     /// This item's key in `index`, if it is in that index.
@@ -198,9 +187,7 @@ impl Item {
             match self.0.get(name) {
                 Some(Value::String(s)) if !s.is_empty() => {}
                 _ => {
-                    return Err(TableError::Invalid(format!(
-                        "`{name}` must be a non-empty string"
-                    )));
+                    return Err(TableError::Invalid(format!("`{name}` must be a non-empty string")));
                 }
             }
         }
@@ -209,26 +196,18 @@ impl Item {
                 None => {}
                 Some(Value::String(s)) if !s.is_empty() => {}
                 _ => {
-                    return Err(TableError::Invalid(format!(
-                        "`{name}` must be a non-empty string"
-                    )));
+                    return Err(TableError::Invalid(format!("`{name}` must be a non-empty string")));
                 }
             }
         }
         if let Some(v) = self.0.get(EXPIRES_AT) {
             if !v.is_i64() {
-                return Err(TableError::Invalid(
-                    "`expires_at` must be an integer".into(),
-                ));
+                return Err(TableError::Invalid("`expires_at` must be an integer".into()));
             }
         }
-        let size = serde_json::to_vec(&self.0)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_ITEM_BYTES {
-            return Err(TableError::Invalid(format!(
-                "item is {size} bytes; the limit is {MAX_ITEM_BYTES}"
-            )));
+            return Err(TableError::Invalid(format!("item is {size} bytes; the limit is {MAX_ITEM_BYTES}")));
         }
         Ok(())
     }
@@ -271,12 +250,8 @@ impl Condition {
             Condition::AttributeNotExists(n) => attr(n).is_none(),
             Condition::Equals(n, v) => attr(n).is_some_and(|a| values_equal(a, v)),
             Condition::NotEquals(n, v) => !attr(n).is_some_and(|a| values_equal(a, v)),
-            Condition::LessThan(n, v) => {
-                attr(n).and_then(|a| compare(a, v)) == Some(std::cmp::Ordering::Less)
-            }
-            Condition::GreaterThan(n, v) => {
-                attr(n).and_then(|a| compare(a, v)) == Some(std::cmp::Ordering::Greater)
-            }
+            Condition::LessThan(n, v) => attr(n).and_then(|a| compare(a, v)) == Some(std::cmp::Ordering::Less),
+            Condition::GreaterThan(n, v) => attr(n).and_then(|a| compare(a, v)) == Some(std::cmp::Ordering::Greater),
             Condition::And(all) => all.iter().all(|c| c.holds(item)),
             Condition::Or(any) => any.iter().any(|c| c.holds(item)),
         }
@@ -284,12 +259,8 @@ impl Condition {
 
     fn validate(&self) -> Result<(), TableError> {
         match self {
-            Condition::LessThan(_, v) | Condition::GreaterThan(_, v)
-                if !(v.is_number() || v.is_string()) =>
-            {
-                Err(TableError::Invalid(
-                    "ordering conditions compare numbers or strings".into(),
-                ))
+            Condition::LessThan(_, v) | Condition::GreaterThan(_, v) if !(v.is_number() || v.is_string()) => {
+                Err(TableError::Invalid("ordering conditions compare numbers or strings".into()))
             }
             Condition::And(cs) | Condition::Or(cs) if cs.is_empty() => {
                 Err(TableError::Invalid("an empty And/Or condition".into()))
@@ -348,30 +319,19 @@ impl Update {
 
     pub fn validate(&self) -> Result<(), TableError> {
         if self.set.is_empty() && self.remove.is_empty() && self.add.is_empty() {
-            return Err(TableError::Invalid(
-                "an update must change something".into(),
-            ));
+            return Err(TableError::Invalid("an update must change something".into()));
         }
         let mut seen = HashSet::new();
-        let names = self
-            .set
-            .iter()
-            .map(|(n, _)| n)
-            .chain(&self.remove)
-            .chain(self.add.iter().map(|(n, _)| n));
+        let names = self.set.iter().map(|(n, _)| n).chain(&self.remove).chain(self.add.iter().map(|(n, _)| n));
         for name in names {
             if name == PK || name == SK {
-                return Err(TableError::Invalid(format!(
-                    "the key attribute `{name}` cannot be updated"
-                )));
+                return Err(TableError::Invalid(format!("the key attribute `{name}` cannot be updated")));
             }
             if name.is_empty() {
                 return Err(TableError::Invalid("an empty attribute name".into()));
             }
             if !seen.insert(name.as_str()) {
-                return Err(TableError::Invalid(format!(
-                    "`{name}` is named twice in one update"
-                )));
+                return Err(TableError::Invalid(format!("`{name}` is named twice in one update")));
             }
         }
         // Reserved attributes keep their types, whichever adapter applies the update.
@@ -385,14 +345,8 @@ impl Update {
                 return Err(TableError::Invalid(format!("`{name}` has the wrong type")));
             }
         }
-        if let Some((name, _)) = self
-            .add
-            .iter()
-            .find(|(n, _)| is_reserved(n) && n != EXPIRES_AT)
-        {
-            return Err(TableError::Invalid(format!(
-                "cannot add to the key attribute `{name}`"
-            )));
+        if let Some((name, _)) = self.add.iter().find(|(n, _)| is_reserved(n) && n != EXPIRES_AT) {
+            return Err(TableError::Invalid(format!("cannot add to the key attribute `{name}`")));
         }
         Ok(())
     }
@@ -409,13 +363,11 @@ impl Update {
         for (name, by) in &self.add {
             let now = match item.0.get(name) {
                 None => 0,
-                Some(v) => v.as_i64().ok_or_else(|| {
-                    TableError::Invalid(format!("cannot add to `{name}`: it is not an integer"))
-                })?,
+                Some(v) => v
+                    .as_i64()
+                    .ok_or_else(|| TableError::Invalid(format!("cannot add to `{name}`: it is not an integer")))?,
             };
-            let sum = now
-                .checked_add(*by)
-                .ok_or_else(|| TableError::Invalid(format!("`{name}` would overflow")))?;
+            let sum = now.checked_add(*by).ok_or_else(|| TableError::Invalid(format!("`{name}` would overflow")))?;
             item.0.insert(name.clone(), sum.into());
         }
         item.validate()?;
@@ -465,14 +417,7 @@ pub struct Query {
 
 impl Query {
     pub fn partition(index: Index, partition: impl Into<String>) -> Self {
-        Self {
-            index,
-            partition: partition.into(),
-            sort: None,
-            descending: false,
-            limit: None,
-            cursor: None,
-        }
+        Self { index, partition: partition.into(), sort: None, descending: false, limit: None, cursor: None }
     }
 
     pub fn sort(mut self, sort: SortKey) -> Self {
@@ -509,10 +454,7 @@ impl Query {
         let key = cursor.decode()?;
         let in_partition = match self.index {
             Index::Primary => key.index.is_none() && key.table.pk == self.partition,
-            _ => key
-                .index
-                .as_ref()
-                .is_some_and(|(pk, _)| *pk == self.partition),
+            _ => key.index.as_ref().is_some_and(|(pk, _)| *pk == self.partition),
         };
         if !in_partition {
             return Err(TableError::InvalidCursor);
@@ -542,14 +484,9 @@ impl CursorKey {
     pub fn of(item: &Item, index: Index) -> Self {
         let index = match index {
             Index::Primary => None,
-            _ => item
-                .index_key(index)
-                .map(|(p, s)| (p.to_owned(), s.to_owned())),
+            _ => item.index_key(index).map(|(p, s)| (p.to_owned(), s.to_owned())),
         };
-        Self {
-            table: item.key(),
-            index,
-        }
+        Self { table: item.key(), index }
     }
 }
 
@@ -565,9 +502,7 @@ impl Cursor {
     }
 
     pub fn decode(&self) -> Result<CursorKey, TableError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(&self.0)
-            .map_err(|_| TableError::InvalidCursor)?;
+        let bytes = URL_SAFE_NO_PAD.decode(&self.0).map_err(|_| TableError::InvalidCursor)?;
         serde_json::from_slice(&bytes).map_err(|_| TableError::InvalidCursor)
     }
 
@@ -598,24 +533,25 @@ pub enum Write {
         condition: Option<Condition>,
     },
     /// Writes nothing; fails the transaction unless the condition holds.
-    Check { key: Key, condition: Condition },
+    Check {
+        key: Key,
+        condition: Condition,
+    },
 }
 
 impl Write {
     pub fn key(&self) -> Key {
         match self {
             Write::Put { item, .. } => item.key(),
-            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => {
-                key.clone()
-            }
+            Write::Update { key, .. } | Write::Delete { key, .. } | Write::Check { key, .. } => key.clone(),
         }
     }
 
     pub fn condition(&self) -> Option<&Condition> {
         match self {
-            Write::Put { condition, .. }
-            | Write::Update { condition, .. }
-            | Write::Delete { condition, .. } => condition.as_ref(),
+            Write::Put { condition, .. } | Write::Update { condition, .. } | Write::Delete { condition, .. } => {
+                condition.as_ref()
+            }
             Write::Check { condition, .. } => Some(condition),
         }
     }
@@ -643,17 +579,13 @@ pub fn validate_key(key: &Key) -> Result<(), TableError> {
 /// Checks a transaction: size, each write, and at most one write per item.
 pub fn validate_transaction(writes: &[Write]) -> Result<(), TableError> {
     if writes.is_empty() || writes.len() > MAX_TRANSACTION_OPS {
-        return Err(TableError::Invalid(format!(
-            "a transaction holds 1 to {MAX_TRANSACTION_OPS} writes"
-        )));
+        return Err(TableError::Invalid(format!("a transaction holds 1 to {MAX_TRANSACTION_OPS} writes")));
     }
     let mut keys = HashSet::new();
     for write in writes {
         write.validate()?;
         if !keys.insert(write.key()) {
-            return Err(TableError::Invalid(
-                "a transaction writes each item at most once".into(),
-            ));
+            return Err(TableError::Invalid("a transaction writes each item at most once".into()));
         }
     }
     Ok(())
@@ -697,12 +629,7 @@ pub trait Table: Send + Sync {
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError>;
 
     /// Changes an item (creating it if absent) and returns it as it now stands.
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> Result<Item, TableError>;
+    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError>;
 
     /// Removes an item; removing an absent item is not an error unless the condition says so.
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError>;
@@ -720,9 +647,7 @@ mod tests {
     use serde_json::json;
 
     fn item() -> Item {
-        Item::new(Key::new("T#1", "A#1"))
-            .with("status", "active")
-            .with("n", 3)
+        Item::new(Key::new("T#1", "A#1")).with("status", "active").with("n", 3)
     }
 
     #[test]
@@ -759,8 +684,7 @@ mod tests {
         let cursor = Cursor::encode(&CursorKey::of(&other, Index::Primary));
         let query = Query::partition(Index::Primary, "T#1").after(Some(cursor));
         assert!(matches!(query.validate(), Err(TableError::InvalidCursor)));
-        let garbage =
-            Query::partition(Index::Primary, "T#1").after(Some(Cursor::from_client("%%")));
+        let garbage = Query::partition(Index::Primary, "T#1").after(Some(Cursor::from_client("%%")));
         assert!(matches!(garbage.validate(), Err(TableError::InvalidCursor)));
     }
 

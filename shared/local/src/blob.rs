@@ -15,9 +15,7 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use oratio_core::blob::{
-    Blob, BlobError, BlobKey, BlobMeta, BlobStore, validate_content_type, validate_ttl,
-};
+use oratio_core::blob::{Blob, BlobError, BlobKey, BlobMeta, BlobStore, validate_content_type, validate_ttl};
 use oratio_core::health::HealthCheck;
 use oratio_core::time::now_epoch;
 use rand::RngCore;
@@ -62,11 +60,7 @@ impl DirBlobStore {
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).context("creating the blob tmp directory")?;
         let signing_key = load_or_create_key(&root.join("signing.key"))?;
-        Ok(Self {
-            root,
-            signing_key,
-            base_url: base_url.into().trim_end_matches('/').to_owned(),
-        })
+        Ok(Self { root, signing_key, base_url: base_url.into().trim_end_matches('/').to_owned() })
     }
 
     fn path(&self, key: &BlobKey) -> PathBuf {
@@ -76,8 +70,7 @@ impl DirBlobStore {
     }
 
     fn mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.signing_key).expect("HMAC takes any key length");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.signing_key).expect("HMAC takes any key length");
         mac.update(key.as_bytes());
         mac.update(b"\n");
         mac.update(expires.to_string().as_bytes());
@@ -85,17 +78,10 @@ impl DirBlobStore {
     }
 
     /// Serves a signed download: checks the signature and expiry, then reads the blob.
-    pub async fn open_signed(
-        &self,
-        key: &str,
-        expires: i64,
-        signature: &str,
-    ) -> Result<Blob, SignedUrlError> {
+    pub async fn open_signed(&self, key: &str, expires: i64, signature: &str) -> Result<Blob, SignedUrlError> {
         let given = hex::decode(signature).map_err(|_| SignedUrlError::BadSignature)?;
         // Constant-time comparison.
-        self.mac(key, expires)
-            .verify_slice(&given)
-            .map_err(|_| SignedUrlError::BadSignature)?;
+        self.mac(key, expires).verify_slice(&given).map_err(|_| SignedUrlError::BadSignature)?;
         if expires <= now_epoch() {
             return Err(SignedUrlError::Expired);
         }
@@ -124,9 +110,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
+    let mut file = options.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
@@ -138,10 +122,7 @@ fn read_header(reader: &mut impl BufRead) -> std::io::Result<(String, u64)> {
     let mut content_type = String::new();
     let n = reader.read_line(&mut magic)? + reader.read_line(&mut content_type)?;
     if magic.trim_end() != MAGIC || !content_type.ends_with('\n') {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not an oratio blob",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not an oratio blob"));
     }
     Ok((content_type.trim_end().to_owned(), n as u64))
 }
@@ -156,10 +137,7 @@ fn read_blob(path: &Path) -> std::io::Result<Option<Blob>> {
     let (content_type, _) = read_header(&mut reader)?;
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes)?;
-    Ok(Some(Blob {
-        bytes,
-        content_type,
-    }))
+    Ok(Some(Blob { bytes, content_type }))
 }
 
 fn meta(objects: &Path, path: &Path) -> std::io::Result<Option<BlobMeta>> {
@@ -176,11 +154,7 @@ fn meta(objects: &Path, path: &Path) -> std::io::Result<Option<BlobMeta>> {
     let stat = file.metadata()?;
     let (_, header) = read_header(&mut BufReader::new(file))?;
     let last_modified: DateTime<Utc> = stat.modified()?.into();
-    Ok(Some(BlobMeta {
-        key,
-        size: stat.len().saturating_sub(header),
-        last_modified,
-    }))
+    Ok(Some(BlobMeta { key, size: stat.len().saturating_sub(header), last_modified }))
 }
 
 fn walk(objects: &Path, dir: &Path, prefix: &str, out: &mut Vec<BlobMeta>) -> std::io::Result<()> {
@@ -213,12 +187,7 @@ async fn blocking<T: Send + 'static>(
 
 #[async_trait]
 impl BlobStore for DirBlobStore {
-    async fn put(
-        &self,
-        key: &BlobKey,
-        bytes: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), BlobError> {
+    async fn put(&self, key: &BlobKey, bytes: Vec<u8>, content_type: &str) -> Result<(), BlobError> {
         validate_content_type(content_type)?;
         let path = self.path(key);
         let tmp = self.root.join("tmp").join(random_name());
@@ -227,14 +196,11 @@ impl BlobStore for DirBlobStore {
             let dir = path.parent().expect("a blob path has a parent");
             std::fs::create_dir_all(dir).map_err(backend("creating the blob's directory"))?;
             let mut file = std::fs::File::create(&tmp).map_err(backend("creating a blob"))?;
-            file.write_all(header.as_bytes())
-                .map_err(backend("writing a blob"))?;
+            file.write_all(header.as_bytes()).map_err(backend("writing a blob"))?;
             file.write_all(&bytes).map_err(backend("writing a blob"))?;
             file.sync_all().map_err(backend("syncing a blob"))?;
             std::fs::rename(&tmp, &path).map_err(backend("placing a blob"))?;
-            std::fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(backend("syncing a blob directory"))?;
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(backend("syncing a blob directory"))?;
             Ok(())
         })
         .await
@@ -268,9 +234,7 @@ impl BlobStore for DirBlobStore {
     async fn delete(&self, key: &BlobKey) -> Result<(), BlobError> {
         let path = self.path(key);
         blocking(move || match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(backend("deleting a blob")(e))
-            }
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend("deleting a blob")(e)),
             _ => Ok(()),
         })
         .await
@@ -280,10 +244,7 @@ impl BlobStore for DirBlobStore {
         validate_ttl(ttl)?;
         let expires = now_epoch() + i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
         let signature = hex::encode(self.mac(key.as_str(), expires).finalize().into_bytes());
-        Ok(format!(
-            "{}/local/blobs/{key}?expires={expires}&signature={signature}",
-            self.base_url
-        ))
+        Ok(format!("{}/local/blobs/{key}?expires={expires}&signature={signature}", self.base_url))
     }
 }
 
@@ -305,12 +266,8 @@ impl HealthCheck for DirBlobStore {
 
     async fn probe(&self) -> Result<(), String> {
         let objects = self.root.join("objects");
-        blocking(move || {
-            std::fs::metadata(&objects)
-                .map(drop)
-                .map_err(backend("probing the blob directory"))
-        })
-        .await
-        .map_err(|e| e.to_string())
+        blocking(move || std::fs::metadata(&objects).map(drop).map_err(backend("probing the blob directory")))
+            .await
+            .map_err(|e| e.to_string())
     }
 }

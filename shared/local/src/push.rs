@@ -47,9 +47,7 @@ impl ConnectionRegistry {
         self.len() == 0
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, mpsc::UnboundedSender<Outbound>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ConnectionId, mpsc::UnboundedSender<Outbound>>> {
         self.open.lock().unwrap_or_else(|p| p.into_inner())
     }
 

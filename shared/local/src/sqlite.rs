@@ -9,13 +9,11 @@ use anyhow::Context as _;
 use async_trait::async_trait;
 use oratio_core::health::HealthCheck;
 use oratio_core::table::{
-    Condition, Cursor, CursorKey, Index, Item, Key, Page, Query, SortKey, Table, TableError,
-    Update, Write, validate_key, validate_transaction,
+    Condition, Cursor, CursorKey, Index, Item, Key, Page, Query, SortKey, Table, TableError, Update, Write,
+    validate_key, validate_transaction,
 };
 use oratio_core::time::now_epoch;
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
@@ -68,23 +66,12 @@ impl SqliteTable {
     /// Opens (or creates) the database file.
     pub fn open(path: impl AsRef<Path>) -> anyhow::Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let writer =
-            Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
+        let writer = Connection::open(&path).with_context(|| format!("opening {}", path.display()))?;
         writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
             .context("configuring SQLite")?;
-        writer
-            .execute_batch(SCHEMA)
-            .context("creating the schema")?;
-        Ok(Self {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(writer),
-                readers: Mutex::new(Vec::new()),
-            }),
-        })
+        writer.execute_batch(SCHEMA).context("creating the schema")?;
+        Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }) })
     }
 
     /// Removes items whose expiry has passed (they are already invisible). Returns how
@@ -104,12 +91,7 @@ impl SqliteTable {
     /// Folds the write-ahead log into the database file; used at shutdown.
     pub async fn checkpoint(&self) -> Result<(), TableError> {
         let inner = self.inner.clone();
-        run(move || {
-            lock(&inner.writer)
-                .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-                .map_err(backend)
-        })
-        .await
+        run(move || lock(&inner.writer).execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").map_err(backend)).await
     }
 
     async fn write<T: Send + 'static>(
@@ -119,9 +101,7 @@ impl SqliteTable {
         let inner = self.inner.clone();
         run(move || {
             let mut conn = lock(&inner.writer);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(backend)?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(backend)?;
             let out = f(&tx)?;
             tx.commit().map_err(backend)?;
             Ok(out)
@@ -144,8 +124,7 @@ impl SqliteTable {
                         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                     )
                     .map_err(backend)?;
-                    conn.busy_timeout(std::time::Duration::from_secs(5))
-                        .map_err(backend)?;
+                    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
                     conn
                 }
             };
@@ -157,9 +136,7 @@ impl SqliteTable {
     }
 }
 
-async fn run<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, TableError> + Send + 'static,
-) -> Result<T, TableError> {
+async fn run<T: Send + 'static>(f: impl FnOnce() -> Result<T, TableError> + Send + 'static) -> Result<T, TableError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| TableError::Backend(anyhow::Error::new(e).context("SQLite worker panicked")))?
@@ -187,8 +164,7 @@ fn store(tx: &Transaction<'_>, item: &Item) -> Result<(), TableError> {
     let key = item.key();
     // Only an item with both keys of an index is in it, as in a sparse DynamoDB GSI.
     let (g1, g2) = (item.index_key(Index::Gsi1), item.index_key(Index::Gsi2));
-    let attrs =
-        serde_json::to_string(item.attributes()).map_err(|e| TableError::Invalid(e.to_string()))?;
+    let attrs = serde_json::to_string(item.attributes()).map_err(|e| TableError::Invalid(e.to_string()))?;
     tx.execute(
         "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, expires_at, attrs)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -208,19 +184,11 @@ fn store(tx: &Transaction<'_>, item: &Item) -> Result<(), TableError> {
 }
 
 fn remove(tx: &Transaction<'_>, key: &Key) -> Result<(), TableError> {
-    tx.execute(
-        "DELETE FROM items WHERE pk = ?1 AND sk = ?2",
-        params![key.pk, key.sk],
-    )
-    .map_err(backend)?;
+    tx.execute("DELETE FROM items WHERE pk = ?1 AND sk = ?2", params![key.pk, key.sk]).map_err(backend)?;
     Ok(())
 }
 
-fn check(
-    condition: Option<&Condition>,
-    current: Option<&Item>,
-    write: Option<usize>,
-) -> Result<(), TableError> {
+fn check(condition: Option<&Condition>, current: Option<&Item>, write: Option<usize>) -> Result<(), TableError> {
     match condition {
         Some(c) if !c.holds(current) => Err(TableError::ConditionFailed { write }),
         _ => Ok(()),
@@ -228,12 +196,7 @@ fn check(
 }
 
 /// Applies one write inside a transaction, after checking its condition.
-fn apply(
-    tx: &Transaction<'_>,
-    write: &Write,
-    position: Option<usize>,
-    now: i64,
-) -> Result<Option<Item>, TableError> {
+fn apply(tx: &Transaction<'_>, write: &Write, position: Option<usize>, now: i64) -> Result<Option<Item>, TableError> {
     let key = write.key();
     let current = load(tx, &key, now)?;
     check(write.condition(), current.as_ref(), position)?;
@@ -277,12 +240,7 @@ fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<rusqlite::types::Val
     }
 }
 
-fn run_query(
-    conn: &Connection,
-    query: &Query,
-    after: Option<CursorKey>,
-    now: i64,
-) -> Result<Page, TableError> {
+fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i64) -> Result<Page, TableError> {
     let (pk_col, sk_col) = query.index.key_names();
     let mut args: Vec<rusqlite::types::Value> = vec![query.partition.clone().into(), now.into()];
     let mut sql = format!(
@@ -302,17 +260,8 @@ fn run_query(
             }
             (_, Some((_, index_sk))) => {
                 let n = args.len();
-                args.extend([
-                    index_sk.into(),
-                    after.table.pk.into(),
-                    after.table.sk.into(),
-                ]);
-                sql += &format!(
-                    " AND ({sk_col}, pk, sk) {cmp} (?{}, ?{}, ?{})",
-                    n + 1,
-                    n + 2,
-                    n + 3
-                );
+                args.extend([index_sk.into(), after.table.pk.into(), after.table.sk.into()]);
+                sql += &format!(" AND ({sk_col}, pk, sk) {cmp} (?{}, ?{}, ?{})", n + 1, n + 2, n + 3);
             }
             (_, None) => return Err(TableError::InvalidCursor),
         }
@@ -322,28 +271,19 @@ fn run_query(
         _ => format!(" ORDER BY {sk_col} {dir}, pk {dir}, sk {dir}"),
     };
     if let Some(limit) = query.limit {
-        args.push(
-            i64::try_from(limit)
-                .unwrap_or(i64::MAX)
-                .saturating_add(1)
-                .into(),
-        );
+        args.push(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1).into());
         sql += &format!(" LIMIT ?{}", args.len());
     }
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let mut items = stmt
-        .query_map(rusqlite::params_from_iter(args), |row| {
-            row.get::<_, String>(0)
-        })
+        .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(0))
         .map_err(backend)?
         .map(|attrs| attrs.map_err(backend).and_then(|a| decode(&a)))
         .collect::<Result<Vec<_>, _>>()?;
     let next = match query.limit {
         Some(limit) if items.len() > limit => {
             items.truncate(limit);
-            items
-                .last()
-                .map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
+            items.last().map(|last| Cursor::encode(&CursorKey::of(last, query.index)))
         }
         _ => None,
     };
@@ -361,21 +301,11 @@ impl Table for SqliteTable {
     async fn put(&self, item: Item, condition: Option<Condition>) -> Result<(), TableError> {
         let write = Write::Put { item, condition };
         write.validate()?;
-        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop))
-            .await
+        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop)).await
     }
 
-    async fn update(
-        &self,
-        key: &Key,
-        update: Update,
-        condition: Option<Condition>,
-    ) -> Result<Item, TableError> {
-        let write = Write::Update {
-            key: key.clone(),
-            update,
-            condition,
-        };
+    async fn update(&self, key: &Key, update: Update, condition: Option<Condition>) -> Result<Item, TableError> {
+        let write = Write::Update { key: key.clone(), update, condition };
         write.validate()?;
         self.write(move |tx| {
             apply(tx, &write, None, now_epoch())?
@@ -385,19 +315,14 @@ impl Table for SqliteTable {
     }
 
     async fn delete(&self, key: &Key, condition: Option<Condition>) -> Result<(), TableError> {
-        let write = Write::Delete {
-            key: key.clone(),
-            condition,
-        };
+        let write = Write::Delete { key: key.clone(), condition };
         write.validate()?;
-        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop))
-            .await
+        self.write(move |tx| apply(tx, &write, None, now_epoch()).map(drop)).await
     }
 
     async fn query(&self, query: Query) -> Result<Page, TableError> {
         let after = query.validate()?;
-        self.read(move |conn| run_query(conn, &query, after, now_epoch()))
-            .await
+        self.read(move |conn| run_query(conn, &query, after, now_epoch())).await
     }
 
     async fn transact(&self, writes: Vec<Write>) -> Result<(), TableError> {
@@ -430,8 +355,6 @@ impl HealthCheck for SqliteTable {
     }
 
     async fn probe(&self) -> Result<(), String> {
-        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
-            .await
-            .map_err(|e| e.to_string())
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await.map_err(|e| e.to_string())
     }
 }

@@ -28,10 +28,7 @@ pub async fn messages_reach_their_connection_in_order(peer: Subject) {
     peer.connect(&a).await;
     peer.connect(&b).await;
     for n in 0..5 {
-        peer.push()
-            .send(&a, &format!("{{\"n\":{n}}}"))
-            .await
-            .expect("send");
+        peer.push().send(&a, &format!("{{\"n\":{n}}}")).await.expect("send");
     }
     peer.push().send(&b, "for b").await.expect("send");
     let expected: Vec<String> = (0..5).map(|n| format!("{{\"n\":{n}}}")).collect();
@@ -46,10 +43,7 @@ pub async fn a_closed_or_unknown_connection_is_gone(peer: Subject) {
     assert!(!peer.is_open(&a).await);
     let sent = peer.push().send(&a, "late").await;
     assert!(matches!(sent, Err(PushError::Gone)), "{sent:?}");
-    let sent = peer
-        .push()
-        .send(&connection("Never000Seen00="), "hello")
-        .await;
+    let sent = peer.push().send(&connection("Never000Seen00="), "hello").await;
     assert!(matches!(sent, Err(PushError::Gone)), "{sent:?}");
 }
 
@@ -58,10 +52,7 @@ pub async fn frames_over_the_limit_are_refused_before_sending(peer: Subject) {
     peer.connect(&a).await;
     let sent = peer.push().send(&a, &"x".repeat(MAX_FRAME_BYTES + 1)).await;
     assert!(matches!(sent, Err(PushError::TooLarge(_))), "{sent:?}");
-    peer.push()
-        .send(&a, &"x".repeat(MAX_FRAME_BYTES))
-        .await
-        .expect("a frame at the limit");
+    peer.push().send(&a, &"x".repeat(MAX_FRAME_BYTES)).await.expect("a frame at the limit");
     assert_eq!(peer.received(&a).await.len(), 1);
 }
 
