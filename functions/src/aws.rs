@@ -42,10 +42,13 @@ pub async fn serve_rest(router: Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(named_by_api_gateway(router)).await
 }
 
+/// A router behind [`named_by_api_gateway`].
+pub type ApiGatewayRouter<B> = tower::util::MapRequest<Router, fn(Request<B>) -> Request<B>>;
+
 /// The router, seeing requests as the embedded platform does: API Gateway's request id
 /// as each request's id, and paths without the stage. Wraps the whole router, since the
 /// path must change before routing.
-pub fn named_by_api_gateway<B>(router: Router) -> tower::util::MapRequest<Router, fn(Request<B>) -> Request<B>>
+pub fn named_by_api_gateway<B>(router: Router) -> ApiGatewayRouter<B>
 where
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,

@@ -131,8 +131,11 @@ impl PushPeer for LocalPeer {
 /// must be SigV4-signed, as the real service requires.
 #[derive(Clone, Default)]
 struct ManagementApi {
-    connections: Arc<Mutex<HashMap<String, (bool, Vec<String>)>>>,
+    connections: Arc<Mutex<HashMap<String, ClientSide>>>,
 }
+
+/// Whether a connection is open, and what it has received.
+type ClientSide = (bool, Vec<String>);
 
 fn gone() -> axum::response::Response {
     use axum::response::IntoResponse;

@@ -200,10 +200,8 @@ impl Item {
                 }
             }
         }
-        if let Some(v) = self.0.get(EXPIRES_AT) {
-            if !v.is_i64() {
-                return Err(TableError::Invalid("`expires_at` must be an integer".into()));
-            }
+        if self.0.get(EXPIRES_AT).is_some_and(|v| !v.is_i64()) {
+            return Err(TableError::Invalid("`expires_at` must be an integer".into()));
         }
         let size = serde_json::to_vec(&self.0).map(|v| v.len()).unwrap_or(usize::MAX);
         if size > MAX_ITEM_BYTES {

@@ -168,10 +168,8 @@ fn walk(objects: &Path, dir: &Path, prefix: &str, out: &mut Vec<BlobMeta>) -> st
         let path = entry.path();
         if entry.file_type()?.is_dir() {
             walk(objects, &path, prefix, out)?;
-        } else if let Some(m) = meta(objects, &path)? {
-            if m.key.as_str().starts_with(prefix) {
-                out.push(m);
-            }
+        } else if let Some(m) = meta(objects, &path)?.filter(|m| m.key.as_str().starts_with(prefix)) {
+            out.push(m);
         }
     }
     Ok(())
