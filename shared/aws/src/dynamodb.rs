@@ -218,7 +218,7 @@ fn to_attrs(item: &Item) -> Attrs {
 
 fn from_attrs(attrs: Attrs) -> Result<Item, TableError> {
     let map = attrs.into_iter().map(|(k, v)| Ok((k, from_attr(v)?))).collect::<Result<Map<_, _>, TableError>>()?;
-    Item::from_attributes(map)
+    Item::from_stored(map)
 }
 
 /// An expression under construction: placeholders for names and values.
@@ -468,12 +468,7 @@ impl Table for DynamoTable {
                 .await
                 .map_err(classify);
             match result {
-                Ok(out) => {
-                    let item = from_attrs(out.attributes.unwrap_or_default())?;
-                    // Judge the result as the embedded adapter does.
-                    item.validate()?;
-                    return Ok(item);
-                }
+                Ok(out) => return from_attrs(out.attributes.unwrap_or_default()),
                 Err(TableError::ConditionFailed { .. }) if self.clear_if_expired(key).await? => {
                     continue;
                 }

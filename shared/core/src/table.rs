@@ -142,6 +142,16 @@ impl Item {
         Ok(item)
     }
 
+    /// An item read back from a store, which only holds validated items: checks the key,
+    /// not the rest (a full validation measures the item, which costs a serialization).
+    pub fn from_stored(attrs: Attributes) -> Result<Self, TableError> {
+        let item = Self(attrs);
+        if item.str(PK).is_none_or(str::is_empty) || item.str(SK).is_none_or(str::is_empty) {
+            return Err(TableError::Corrupt("a stored item without its key".into()));
+        }
+        Ok(item)
+    }
+
     pub fn attributes(&self) -> &Attributes {
         &self.0
     }

@@ -114,7 +114,7 @@ impl SqliteTable {
         f: impl FnOnce(&Connection) -> Result<T, TableError> + Send + 'static,
     ) -> Result<T, TableError> {
         let inner = self.inner.clone();
-        run(move || {
+        let read = move || {
             let pooled = lock(&inner.readers).pop();
             let conn = match pooled {
                 Some(conn) => conn,
@@ -131,8 +131,14 @@ impl SqliteTable {
             let out = f(&conn);
             lock(&inner.readers).push(conn);
             out
-        })
-        .await
+        };
+        // A WAL read never waits for the writer and takes microseconds: on a
+        // multi-threaded runtime it runs in place (other tasks move to other workers),
+        // which saves the hand-off to the blocking pool, most of a read's cost.
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(read),
+            _ => run(read).await,
+        }
     }
 }
 
@@ -144,17 +150,15 @@ async fn run<T: Send + 'static>(f: impl FnOnce() -> Result<T, TableError> + Send
 
 fn decode(attrs: &str) -> Result<Item, TableError> {
     let attrs = serde_json::from_str(attrs).map_err(|e| TableError::Corrupt(e.to_string()))?;
-    Item::from_attributes(attrs)
+    Item::from_stored(attrs)
 }
 
 /// The live item at `key` (expired rows count as absent).
 fn load(conn: &Connection, key: &Key, now: i64) -> Result<Option<Item>, TableError> {
     let attrs: Option<String> = conn
-        .query_row(
-            "SELECT attrs FROM items WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)",
-            params![key.pk, key.sk, now],
-            |row| row.get(0),
-        )
+        .prepare_cached("SELECT attrs FROM items WHERE pk = ?1 AND sk = ?2 AND (expires_at IS NULL OR expires_at > ?3)")
+        .map_err(backend)?
+        .query_row(params![key.pk, key.sk, now], |row| row.get(0))
         .optional()
         .map_err(backend)?;
     attrs.as_deref().map(decode).transpose()
