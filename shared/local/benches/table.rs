@@ -17,7 +17,7 @@ const QUERIES: usize = 1000;
 
 fn item(i: usize) -> Item {
     Item::new(Key::new("TENANT#bench", format!("TURN#{i:06}")))
-        .with("role", if i % 2 == 0 { "customer" } else { "agent" })
+        .with("role", if i.is_multiple_of(2) { "customer" } else { "agent" })
         .with("text", "Could you tell me when the clinic opens on Saturdays?")
         .with("latency_ms", 120 + i as i64)
 }
