@@ -76,6 +76,10 @@ ulid_id!(
     /// One agent of a tenant.
     AgentId, "agent id", "agt_"
 );
+ulid_id!(
+    /// One API key (its id, not its secret).
+    KeyId, "key id", "key_"
+);
 
 /// One WebSocket connection, named by API Gateway (or by the embedded emulation, which
 /// mints ids of the same shape).

@@ -3,10 +3,17 @@
 //! Nothing here touches a socket, a file or a cloud SDK: the embedded platform and the
 //! Lambdas plug their own adapters behind these traits.
 
+pub mod agents;
+pub mod api_keys;
+pub mod audit;
 pub mod blob;
 pub mod connections;
 pub mod health;
+pub mod identity;
 pub mod ids;
+pub mod mail;
 pub mod push;
+pub mod ratelimit;
 pub mod table;
+pub mod tenancy;
 pub mod time;
