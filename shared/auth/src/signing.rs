@@ -2,7 +2,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::traits::PublicKeyParts;
 use rsa::{RsaPrivateKey, pkcs8::LineEnding};
@@ -16,6 +16,7 @@ pub struct SigningKey {
     kid: String,
     pem: String,
     encoding: EncodingKey,
+    decoding: DecodingKey,
     jwk: Value,
 }
 
@@ -38,7 +39,8 @@ impl SigningKey {
         let kid = n[..16].to_owned();
         let jwk = json!({"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": n, "e": e});
         let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| format!("loading an RSA key: {e}"))?;
-        Ok(Self { kid, pem: pem.to_owned(), encoding, jwk })
+        let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| format!("loading an RSA key: {e}"))?;
+        Ok(Self { kid, pem: pem.to_owned(), encoding, decoding, jwk })
     }
 
     pub fn pem(&self) -> &str {
@@ -52,6 +54,15 @@ impl SigningKey {
     /// The JWKS document that publishes this key.
     pub fn jwks(&self) -> Value {
         json!({ "keys": [self.jwk] })
+    }
+
+    /// Checks a token this key signed and returns its claims (expiry included, no other
+    /// claim checked).
+    pub fn verify(&self, token: &str) -> Result<Value, String> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        jsonwebtoken::decode::<Value>(token, &self.decoding, &validation).map(|d| d.claims).map_err(|e| e.to_string())
     }
 
     /// Signs `claims` as an RS256 JWT with this key's `kid`.

@@ -1,12 +1,16 @@
 //! AWS adapters for Oratio's ports, on the official AWS SDK for Rust.
 
+pub mod cognito;
 pub mod dynamodb;
 pub mod push;
 pub mod s3;
+pub mod ses;
 
+pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
 pub use push::ApiGatewayPush;
 pub use s3::S3BlobStore;
+pub use ses::SesMailer;
 
 /// A DynamoDB client for the shared configuration.
 pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -23,4 +27,12 @@ pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
 pub fn management_client(config: &aws_config::SdkConfig, endpoint: &str) -> aws_sdk_apigatewaymanagement::Client {
     let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config).endpoint_url(endpoint).build();
     aws_sdk_apigatewaymanagement::Client::from_conf(conf)
+}
+
+pub fn cognito_client(config: &aws_config::SdkConfig) -> aws_sdk_cognitoidentityprovider::Client {
+    aws_sdk_cognitoidentityprovider::Client::new(config)
+}
+
+pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
+    aws_sdk_sesv2::Client::new(config)
 }

@@ -178,7 +178,7 @@ pub enum IdentityError {
     #[error("the access token is not valid: {0}")]
     InvalidToken(String),
     #[error("too many attempts; try again later")]
-    Throttled,
+    Throttled { retry_after_secs: Option<u64> },
     #[error("the identity provider is temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("the identity provider failed")]

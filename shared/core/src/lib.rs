@@ -13,6 +13,7 @@ pub mod identity;
 pub mod ids;
 pub mod mail;
 pub mod push;
+pub mod sign_in;
 pub mod ratelimit;
 pub mod table;
 pub mod tenancy;

@@ -99,22 +99,8 @@ fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
     }
     let mut key = vec![0u8; 32];
     rand::rng().fill_bytes(&mut key);
-    write_private(path, &key)?;
+    crate::files::write_private(path, &key)?;
     Ok(key)
-}
-
-/// Writes a file only its owner can read, atomically.
-pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    Ok(())
 }
 
 fn read_header(reader: &mut impl BufRead) -> std::io::Result<(String, u64)> {

@@ -1,9 +1,16 @@
 //! Embedded adapters: the ports of `oratio-core` on one machine, with no cloud account.
 
 pub mod blob;
+pub mod files;
+pub mod identity;
+pub mod outbox;
 pub mod push;
+pub mod ratelimit;
 pub mod sqlite;
 
 pub use blob::DirBlobStore;
+pub use identity::LocalIdentity;
+pub use outbox::Outbox;
 pub use push::ConnectionRegistry;
+pub use ratelimit::InMemoryRateLimiter;
 pub use sqlite::SqliteTable;
