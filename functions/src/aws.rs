@@ -6,7 +6,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::Request;
-use oratio_aws::{ApiGatewayPush, DynamoTable, S3BlobStore};
+use oratio_auth::{JwksVerifier, VerifierConfig};
+use oratio_aws::{ApiGatewayPush, CognitoIdentity, DynamoTable, S3BlobStore, SesMailer};
+use oratio_core::api_keys::UsageRecorder;
+use oratio_core::ratelimit::TableRateLimiter;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::deps::Deps;
 
 /// Reads a required environment variable.
 pub fn env(name: &str) -> anyhow::Result<String> {
@@ -28,6 +34,43 @@ pub fn table(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<DynamoTable>>
 pub fn blobs(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<S3BlobStore>> {
     let client = oratio_aws::s3_client(config);
     Ok(Arc::new(S3BlobStore::new(client, env("BUCKET_NAME")?)))
+}
+
+/// Every port a tenant-facing handler may use, on AWS: the table, Cognito (`USER_POOL_ID`,
+/// `USER_POOL_CLIENT_ID`; tokens checked against the pool's JWKS, or `JWKS_URL` and
+/// `TOKEN_ISSUER` when set), SES (`MAIL_FROM`), and rate limits kept in the table.
+pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
+    let table = table(config)?;
+    let pool = env("USER_POOL_ID")?;
+    let client_id = env("USER_POOL_CLIENT_ID")?;
+    let region = config.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+    let issuer =
+        std::env::var("TOKEN_ISSUER").unwrap_or_else(|_| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
+    let jwks_url = std::env::var("JWKS_URL").unwrap_or_else(|_| format!("{issuer}/.well-known/jwks.json"));
+    Ok(Deps {
+        table: table.clone(),
+        identity: Arc::new(CognitoIdentity::new(oratio_aws::cognito_client(config), pool, client_id.clone())),
+        verifier: Arc::new(JwksVerifier::new(VerifierConfig { issuer, jwks_url, client_id })),
+        mailer: Arc::new(SesMailer::new(oratio_aws::ses_client(config), env("MAIL_FROM")?)),
+        rate_limiter: Arc::new(TableRateLimiter::new(table)),
+        usage: Arc::new(UsageRecorder::new()),
+    })
+}
+
+/// Serves one REST API area as a Lambda: builds the ports once, flushes key usage in the
+/// background, and answers unknown routes with the standard error body.
+pub async fn serve_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_http::Error> {
+    crate::logging::init();
+    let config = config().await;
+    let deps = Arc::new(deps(&config)?);
+    tokio::spawn(crate::usage::flush_forever(deps.clone()));
+    let (router, _) = routes.split_for_parts();
+    let router = router
+        .with_state(deps)
+        .fallback(crate::error::not_found)
+        .method_not_allowed_fallback(|| async { crate::error::method_not_allowed() })
+        .layer(axum::middleware::from_fn(crate::request::request_context));
+    serve_rest(router).await
 }
 
 /// Pushes through the WebSocket API whose management URL is `WEBSOCKET_MANAGEMENT_URL`.

@@ -6,29 +6,46 @@ use async_trait::async_trait;
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use oratio_core::connections::{self, Channel};
 use oratio_core::push::Push;
-use oratio_core::table::Table;
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::auth::member_of;
+use crate::deps::Deps;
 use crate::request::within_request;
 use crate::socket::{CONNECT, DISCONNECT, SocketApi, SocketEvent, reply};
 
 pub struct DashboardSocket {
-    pub table: Arc<dyn Table>,
+    pub deps: Arc<Deps>,
     pub push: Arc<dyn Push>,
 }
 
 impl DashboardSocket {
     async fn route(&self, event: SocketEvent) -> ApiGatewayProxyResponse {
-        let table = self.table.as_ref();
+        let table = self.deps.table.as_ref();
         match event.route.as_str() {
-            CONNECT => match connections::open(table, event.connection.clone(), Channel::Dashboard).await {
-                Ok(_) => reply(200, None),
-                Err(e) => {
-                    tracing::error!(cause = %format!("{e:#}"), "recording a dashboard connection failed");
-                    reply(500, None)
+            CONNECT => {
+                // A browser cannot set headers on a WebSocket: the access token comes in the query.
+                let member = match member_of(&self.deps, event.token.as_deref()).await {
+                    Ok(member) => member,
+                    Err(refused) => return reply(refused.status().as_u16(), None),
+                };
+                tracing::Span::current().record("tenant_id", tracing::field::display(&member.tenant_id));
+                let opened = connections::open(
+                    table,
+                    event.connection.clone(),
+                    Channel::Dashboard,
+                    member.tenant_id,
+                    member.user_id,
+                )
+                .await;
+                match opened {
+                    Ok(_) => reply(200, None),
+                    Err(e) => {
+                        tracing::error!(cause = %format!("{e:#}"), "recording a dashboard connection failed");
+                        reply(500, None)
+                    }
                 }
-            },
+            }
             DISCONNECT => {
                 if let Err(e) = connections::close(table, &event.connection).await {
                     tracing::warn!(cause = %format!("{e:#}"), "forgetting a dashboard connection failed");

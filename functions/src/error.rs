@@ -154,3 +154,96 @@ pub async fn not_found() -> ApiError {
 pub fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
 }
+
+impl From<oratio_core::identity::TokenError> for ApiError {
+    fn from(e: oratio_core::identity::TokenError) -> Self {
+        use oratio_core::identity::TokenError;
+        let message = e.to_string();
+        match e {
+            TokenError::Missing => {
+                Self::new(StatusCode::UNAUTHORIZED, "missing_token", "send `Authorization: Bearer <access token>`")
+            }
+            TokenError::Expired => {
+                Self::new(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired; refresh it")
+            }
+            TokenError::Invalid(_) => Self::new(StatusCode::UNAUTHORIZED, "invalid_token", message),
+            TokenError::KeysUnavailable => Self::unavailable(e),
+        }
+    }
+}
+
+impl From<oratio_core::identity::IdentityError> for ApiError {
+    fn from(e: oratio_core::identity::IdentityError) -> Self {
+        use oratio_core::identity::IdentityError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::InvalidEmail => (StatusCode::BAD_REQUEST, "invalid_email"),
+            E::WeakPassword(_) => (StatusCode::BAD_REQUEST, "weak_password"),
+            E::DuplicateEmail => (StatusCode::CONFLICT, "duplicate_email"),
+            E::UnknownUser => (StatusCode::UNAUTHORIZED, "unknown_user"),
+            E::WrongPassword => (StatusCode::UNAUTHORIZED, "wrong_password"),
+            E::NotConfirmed => (StatusCode::FORBIDDEN, "user_not_confirmed"),
+            E::InvalidCode => (StatusCode::BAD_REQUEST, "invalid_code"),
+            E::ExpiredCode => (StatusCode::BAD_REQUEST, "code_expired"),
+            E::InvalidRefreshToken => (StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
+            E::InvalidToken(_) => (StatusCode::UNAUTHORIZED, "invalid_token"),
+            E::Throttled { retry_after_secs } => {
+                return Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
+                    .retry_after(retry_after_secs.unwrap_or(60));
+            }
+            E::Unavailable(_) => return Self::unavailable(e),
+            E::Backend(_) => return Self::internal(e),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl From<oratio_core::tenancy::TenancyError> for ApiError {
+    fn from(e: oratio_core::tenancy::TenancyError) -> Self {
+        use oratio_core::tenancy::TenancyError as E;
+        let message = e.to_string();
+        let (status, code) = match e {
+            E::InvalidOrganizationName => (StatusCode::BAD_REQUEST, "invalid_organization_name"),
+            E::Identity(e) => return e.into(),
+            E::NotAMember => (StatusCode::FORBIDDEN, "not_a_member"),
+            E::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            E::MemberNotFound => (StatusCode::NOT_FOUND, "not_found"),
+            E::LastAdmin => (StatusCode::CONFLICT, "last_admin"),
+            E::InvalidInvitedRole => (StatusCode::BAD_REQUEST, "invalid_role"),
+            E::AlreadyMember => (StatusCode::CONFLICT, "already_member"),
+            E::InvalidInvitation => (StatusCode::BAD_REQUEST, "invalid_invitation"),
+            E::Table(e) => return e.into(),
+            E::Mail(oratio_core::mail::MailError::Unavailable(_)) => return Self::unavailable(e),
+            E::Mail(_) => return Self::internal(e),
+        };
+        Self::new(status, code, message)
+    }
+}
+
+impl From<oratio_core::agents::AgentError> for ApiError {
+    fn from(e: oratio_core::agents::AgentError) -> Self {
+        use oratio_core::agents::AgentError as E;
+        match e {
+            E::Invalid(message) => Self::bad_request("invalid_agent", message),
+            E::NotFound => Self::not_found("no such agent"),
+            E::Tenancy(e) => e.into(),
+            E::Table(e) => e.into(),
+        }
+    }
+}
+
+impl From<oratio_core::api_keys::KeyError> for ApiError {
+    fn from(e: oratio_core::api_keys::KeyError) -> Self {
+        use oratio_core::api_keys::KeyError as E;
+        let message = e.to_string();
+        match e {
+            E::Unknown => Self::new(StatusCode::UNAUTHORIZED, "invalid_api_key", message),
+            E::InvalidName => Self::bad_request("invalid_key_name", message),
+            E::InvalidRateLimit => Self::bad_request("invalid_rate_limit", message),
+            E::NotFound => Self::not_found("no such key"),
+            E::Agent(e) => e.into(),
+            E::Tenancy(e) => e.into(),
+            E::Table(e) => e.into(),
+        }
+    }
+}

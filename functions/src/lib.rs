@@ -1,13 +1,28 @@
 //! Oratio's handlers: one axum router per REST area and one event handler per WebSocket
 //! API, shared verbatim by the Lambda binaries (`src/bin/`) and the embedded platform.
 
+pub mod agents_api;
+pub mod auth;
+pub mod body;
+pub mod customer_api;
 pub mod dashboard_socket;
+pub mod deps;
 pub mod error;
+pub mod identity_api;
 pub mod logging;
+pub mod members_api;
 pub mod openapi;
 pub mod platform;
 pub mod request;
 pub mod socket;
+pub mod usage;
+
+use std::sync::Arc;
+
+/// Every tenant and customer route, on one set of dependencies.
+pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
+    identity_api::routes().merge(members_api::routes()).merge(agents_api::routes()).merge(customer_api::routes())
+}
 
 #[cfg(feature = "lambda")]
 pub mod aws;

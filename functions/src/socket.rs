@@ -40,6 +40,8 @@ pub struct SocketEvent {
     pub connection: ConnectionId,
     pub request_id: String,
     pub body: Option<String>,
+    /// The `token` query parameter of `$connect`.
+    pub token: Option<String>,
 }
 
 impl SocketEvent {
@@ -50,6 +52,7 @@ impl SocketEvent {
             connection: context.connection_id.as_deref()?.parse().ok()?,
             request_id: context.request_id.clone().unwrap_or_else(crate::request::new_request_id),
             body: event.body.clone(),
+            token: event.query_string_parameters.first("token").map(str::to_owned),
         })
     }
 }

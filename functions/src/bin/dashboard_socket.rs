@@ -12,7 +12,7 @@ use oratio_functions::{aws, logging};
 async fn main() -> Result<(), lambda_runtime::Error> {
     logging::init();
     let config = aws::config().await;
-    let socket = Arc::new(DashboardSocket { table: aws::table(&config)?, push: aws::push(&config)? });
+    let socket = Arc::new(DashboardSocket { deps: Arc::new(aws::deps(&config)?), push: aws::push(&config)? });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
         let socket = socket.clone();
         async move { Ok::<_, lambda_runtime::Error>(socket.handle(event.payload).await) }

@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod dashboard;
 pub mod data_dir;
+pub mod local_api;
 pub mod websocket;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -17,16 +18,22 @@ use axum::Router;
 use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use oratio_auth::{JwksVerifier, VerifierConfig};
+use oratio_core::api_keys::UsageRecorder;
 use oratio_core::health::HealthCheck;
+use oratio_core::table::Table;
 use oratio_functions::dashboard_socket::DashboardSocket;
+use oratio_functions::deps::Deps;
 use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::{openapi, platform, request};
-use oratio_local::{ConnectionRegistry, DirBlobStore, SqliteTable};
+use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
+use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::data_dir::DataDir;
+use crate::local_api::LocalState;
 use crate::websocket::{Limits, SocketEndpoint};
 
 pub const DEFAULT_PORT: u16 = 8600;
@@ -112,16 +119,37 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     let registry = ConnectionRegistry::new();
     let (stop_tx, stop_rx) = watch::channel(false);
 
+    let shared_table: Arc<dyn Table> = Arc::new(table.clone());
+    let outbox = Outbox::new(shared_table.clone());
+    let issuer = format!("http://{addr}/local/identity");
+    let signing_key = load_or_create_signing_key(&data.path().join("identity").join("signing-key.pem"))?;
+    let identity =
+        Arc::new(LocalIdentity::new(shared_table.clone(), Arc::new(outbox.clone()), Arc::new(signing_key), &issuer));
+    let verifier = JwksVerifier::new(VerifierConfig {
+        jwks_url: format!("{issuer}/.well-known/jwks.json"),
+        issuer,
+        client_id: LOCAL_CLIENT_ID.into(),
+    });
+    let deps = Arc::new(Deps {
+        table: shared_table,
+        identity: identity.clone(),
+        verifier: Arc::new(verifier),
+        mailer: Arc::new(outbox.clone()),
+        rate_limiter: Arc::new(InMemoryRateLimiter::new()),
+        usage: Arc::new(UsageRecorder::new()),
+    });
+
     let checks: Vec<Arc<dyn HealthCheck>> =
         vec![Arc::new(table.clone()), Arc::new(blobs.clone()), Arc::new(registry.clone())];
     let dashboard_socket = SocketEndpoint {
-        api: Arc::new(DashboardSocket { table: Arc::new(table.clone()), push: Arc::new(registry.clone()) }),
+        api: Arc::new(DashboardSocket { deps: deps.clone(), push: Arc::new(registry.clone()) }),
         registry: registry.clone(),
         shutdown: stop_rx.clone(),
         limits: config.socket_limits,
     };
-    let app = app(checks, blobs, dashboard_socket);
+    let app = app(checks, deps.clone(), LocalState { outbox, identity }, blobs, dashboard_socket);
 
+    let usage = tokio::spawn(oratio_functions::usage::flush_forever(deps.clone()));
     let purge = tokio::spawn(purge_expired(table.clone()));
     let mut stopped = stop_rx.clone();
     let data_dir = data.path().to_path_buf();
@@ -132,6 +160,10 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
             })
             .await;
         purge.abort();
+        usage.abort();
+        if let Err(e) = deps.usage.flush(deps.table.as_ref()).await {
+            tracing::warn!(cause = %format!("{e:#}"), "writing the last API key usage failed");
+        }
         table.checkpoint().await.context("checkpointing the table")?;
         drop(data);
         served.context("serving HTTP")
@@ -141,12 +173,23 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
 }
 
 /// The whole HTTP surface of the embedded platform.
-fn app(checks: Vec<Arc<dyn HealthCheck>>, blobs: DirBlobStore, dashboard_socket: SocketEndpoint) -> Router {
+fn app(
+    checks: Vec<Arc<dyn HealthCheck>>,
+    deps: Arc<Deps>,
+    local: LocalState,
+    blobs: DirBlobStore,
+    dashboard_socket: SocketEndpoint,
+) -> Router {
+    let (local_routes, local_doc) = local_api::routes().split_for_parts();
+    let (api_routes, _) = oratio_functions::api_routes().split_for_parts();
     let mut doc = openapi::document();
+    doc.merge(local_doc);
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());
     let (platform_routes, _) = platform::routes().split_for_parts();
     Router::new()
         .merge(platform_routes.with_state(platform::PlatformState::new(checks, &doc)))
+        .merge(api_routes.with_state(deps))
+        .merge(local_routes.with_state(local))
         .merge(blobs::router().with_state(blobs))
         .route("/ws/dashboard", get(websocket::upgrade).with_state(dashboard_socket))
         .route("/", get(dashboard::index))

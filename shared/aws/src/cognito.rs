@@ -31,7 +31,8 @@ where
 {
     let code = err.code().map(str::to_owned);
     let message = err.message().unwrap_or_default().to_owned();
-    let transient = matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_));
+    let transient =
+        matches!(err, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_));
     let source = anyhow!("{}", DisplayErrorContext(err));
     match code.as_deref() {
         Some("UsernameExistsException" | "AliasExistsException") => IdentityError::DuplicateEmail,
@@ -51,7 +52,8 @@ where
 }
 
 fn tokens(result: Option<AuthenticationResultType>) -> Result<Tokens, IdentityError> {
-    let result = result.ok_or_else(|| IdentityError::Backend(anyhow!("Cognito asked for a challenge this client does not answer")))?;
+    let result = result
+        .ok_or_else(|| IdentityError::Backend(anyhow!("Cognito asked for a challenge this client does not answer")))?;
     let missing = || IdentityError::Backend(anyhow!("Cognito returned no tokens"));
     Ok(Tokens {
         id_token: result.id_token.ok_or_else(missing)?,

@@ -309,3 +309,44 @@ mod tests {
         assert!(ApiKeySecret::parse(&a.expose().replace("ora_", "sk_")).is_err());
     }
 }
+
+/// Counts key uses in memory and writes them in batches, so that no request waits on a
+/// usage write. `flush` runs every few seconds and at shutdown.
+#[derive(Default)]
+pub struct UsageRecorder {
+    pending: std::sync::Mutex<std::collections::HashMap<KeyId, (KeyPrincipal, u64, DateTime<Utc>)>>,
+}
+
+impl UsageRecorder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn record(&self, principal: &KeyPrincipal) {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = pending.entry(principal.key_id.clone()).or_insert_with(|| (principal.clone(), 0, now()));
+        entry.1 += 1;
+        entry.2 = now();
+    }
+
+    /// Writes what has been counted; what fails to write is counted again next time.
+    pub async fn flush(&self, table: &dyn Table) -> Result<usize, TableError> {
+        let batch: Vec<_> =
+            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into_values().collect();
+        let mut written = 0;
+        let mut failure = None;
+        for (principal, uses, last_used) in batch {
+            match record_usage(table, &principal, uses, last_used).await {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                    let entry =
+                        pending.entry(principal.key_id.clone()).or_insert_with(|| (principal.clone(), 0, last_used));
+                    entry.1 += uses;
+                    failure = Some(e);
+                }
+            }
+        }
+        failure.map_or(Ok(written), Err)
+    }
+}

@@ -57,7 +57,9 @@ pub async fn sign_in(
                     let first = Item::new(key.clone()).with("failures", 1).expiring_at(now_epoch() + WINDOW_SECS);
                     table.put(first, Some(Condition::NotExists)).await
                 }
-                Some(_) => table.update(&key, Update::new().add("failures", 1), Some(Condition::Exists)).await.map(drop),
+                Some(_) => {
+                    table.update(&key, Update::new().add("failures", 1), Some(Condition::Exists)).await.map(drop)
+                }
             };
             if let Err(count_failed) = counted {
                 tracing::warn!(cause = %format!("{count_failed:#}"), "counting a failed sign-in failed");

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -110,7 +110,12 @@ pub fn load_or_create_signing_key(path: &Path) -> anyhow::Result<SigningKey> {
 impl LocalIdentity {
     /// `issuer` is the `iss` of every token; its JWKS must be served at
     /// `{issuer}/.well-known/jwks.json` (as Cognito's is).
-    pub fn new(table: Arc<dyn Table>, mailer: Arc<dyn Mailer>, key: Arc<SigningKey>, issuer: impl Into<String>) -> Self {
+    pub fn new(
+        table: Arc<dyn Table>,
+        mailer: Arc<dyn Mailer>,
+        key: Arc<SigningKey>,
+        issuer: impl Into<String>,
+    ) -> Self {
         Self { table, mailer, key, issuer: issuer.into() }
     }
 
@@ -200,7 +205,8 @@ async fn hash_password(password: &Password) -> Result<String, IdentityError> {
 async fn password_matches(password: &Password, hash: &str) -> Result<bool, IdentityError> {
     let (password, hash) = (password.expose().to_owned(), hash.to_owned());
     tokio::task::spawn_blocking(move || {
-        let parsed = PasswordHash::new(&hash).map_err(|e| IdentityError::Backend(anyhow::anyhow!("a stored hash: {e}")))?;
+        let parsed =
+            PasswordHash::new(&hash).map_err(|e| IdentityError::Backend(anyhow::anyhow!("a stored hash: {e}")))?;
         Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
     })
     .await

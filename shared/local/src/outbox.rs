@@ -41,7 +41,9 @@ impl Mailer for Outbox {
     async fn send(&self, mail: Mail) -> Result<(), MailError> {
         let sent = SentMail { mail, sent_at: now() };
         let key = Key::new("OUTBOX", ulid::Ulid::new().to_string());
-        let item = Item::from_record(key, &sent).map_err(|e| MailError::Backend(e.into()))?.expiring_at(now_epoch() + KEEP_SECS);
+        let item = Item::from_record(key, &sent)
+            .map_err(|e| MailError::Backend(e.into()))?
+            .expiring_at(now_epoch() + KEEP_SECS);
         self.table.put(item, None).await.map_err(|e| match e {
             TableError::Unavailable(_) => MailError::Unavailable(e.into()),
             other => MailError::Backend(other.into()),

@@ -1,0 +1,20 @@
+//! The ports every tenant-facing handler may use, built once per process (the embedded
+//! platform) or per cold start (a Lambda), and shared as `Arc`s.
+
+use std::sync::Arc;
+
+use oratio_core::api_keys::UsageRecorder;
+use oratio_core::identity::{Identity, TokenVerifier};
+use oratio_core::mail::Mailer;
+use oratio_core::ratelimit::RateLimiter;
+use oratio_core::table::Table;
+
+#[derive(Clone)]
+pub struct Deps {
+    pub table: Arc<dyn Table>,
+    pub identity: Arc<dyn Identity>,
+    pub verifier: Arc<dyn TokenVerifier>,
+    pub mailer: Arc<dyn Mailer>,
+    pub rate_limiter: Arc<dyn RateLimiter>,
+    pub usage: Arc<UsageRecorder>,
+}
