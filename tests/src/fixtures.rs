@@ -11,12 +11,21 @@ use oratio_local::ConnectionRegistry;
 use oratio_local::push::Outbound;
 use tokio::sync::mpsc;
 
+use crate::contract::identity::IdentityPeer;
+use crate::contract::mail::MailPeer;
 use crate::contract::push::PushPeer;
 
-use oratio_aws::{ApiGatewayPush, DynamoTable, S3BlobStore};
+use oratio_auth::{JwksVerifier, VerifierConfig};
+use oratio_aws::{ApiGatewayPush, CognitoIdentity, DynamoTable, S3BlobStore, SesMailer};
+use oratio_core::api_keys::UsageRecorder;
 use oratio_core::blob::BlobStore;
+use oratio_core::identity::{Email, Identity, TokenVerifier};
+use oratio_core::mail::Mailer;
+use oratio_core::ratelimit::{RateLimiter, TableRateLimiter};
 use oratio_core::table::Table;
+use oratio_functions::deps::Deps;
 use oratio_local::{DirBlobStore, SqliteTable};
+use oratio_local::{InMemoryRateLimiter, LocalIdentity, Outbox};
 
 use crate::moto;
 
@@ -226,4 +235,244 @@ pub async fn api_gateway_push() -> Subject<dyn PushPeer> {
     let config = moto::test_config(None).await;
     let push = Arc::new(ApiGatewayPush::new(oratio_aws::management_client(&config, &endpoint)));
     Subject { port: Arc::new(ApiGatewayPeer { api, push }), _keep: vec![Box::new(AbortOnDrop(server))] }
+}
+
+/// The embedded identity stack on its own: SQLite, the outbox, `LocalIdentity`, and the
+/// JWKS verifier reading the identity's keys over HTTP, as the platform wires them.
+pub struct LocalAuth {
+    pub deps: Arc<Deps>,
+    pub identity: Arc<LocalIdentity>,
+    pub outbox: Outbox,
+    pub _keep: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+pub async fn local_auth() -> LocalAuth {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let table: Arc<dyn Table> = Arc::new(SqliteTable::open(dir.path().join("table.sqlite3")).expect("SQLite"));
+    let outbox = Outbox::new(table.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let issuer = format!("http://{}/local/identity", listener.local_addr().expect("bound address"));
+    let key = oratio_local::identity::load_or_create_signing_key(&dir.path().join("key.pem")).expect("a key");
+    let identity = Arc::new(LocalIdentity::new(table.clone(), Arc::new(outbox.clone()), Arc::new(key), &issuer));
+    let jwks = identity.jwks();
+    let app = axum::Router::new().route(
+        "/local/identity/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks) }
+        }),
+    );
+    let server = tokio::spawn(axum_serve(listener, app));
+    let verifier = JwksVerifier::new(VerifierConfig {
+        jwks_url: format!("{issuer}/.well-known/jwks.json"),
+        issuer,
+        client_id: oratio_local::identity::LOCAL_CLIENT_ID.into(),
+    });
+    let deps = Arc::new(Deps {
+        table,
+        identity: identity.clone(),
+        verifier: Arc::new(verifier),
+        mailer: Arc::new(outbox.clone()),
+        rate_limiter: Arc::new(InMemoryRateLimiter::new()),
+        usage: Arc::new(UsageRecorder::new()),
+    });
+    LocalAuth { deps, identity, outbox, _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }
+}
+
+/// The six-digit code in the newest mail to `email`.
+pub async fn code_from_outbox(outbox: &Outbox, email: &str) -> String {
+    let mails = outbox.newest(100).await.expect("outbox");
+    let mail = mails.iter().find(|m| m.mail.to.as_str() == email).expect("a mail to that address");
+    mail.mail
+        .text
+        .split_whitespace()
+        .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))
+        .expect("a code")
+        .to_owned()
+}
+
+struct LocalIdentityPeer(LocalAuth);
+
+#[async_trait]
+impl IdentityPeer for LocalIdentityPeer {
+    fn identity(&self) -> Arc<dyn Identity> {
+        self.0.identity.clone()
+    }
+
+    fn verifier(&self) -> Arc<dyn TokenVerifier> {
+        self.0.deps.verifier.clone()
+    }
+
+    async fn code_for(&self, email: &Email) -> String {
+        code_from_outbox(&self.0.outbox, email.as_str()).await
+    }
+
+    fn checks_codes(&self) -> bool {
+        true
+    }
+}
+
+pub async fn local_identity() -> Subject<dyn IdentityPeer> {
+    Subject { port: Arc::new(LocalIdentityPeer(local_auth().await)), _keep: vec![] }
+}
+
+struct CognitoPeer {
+    identity: Arc<CognitoIdentity>,
+    verifier: Arc<JwksVerifier>,
+}
+
+#[async_trait]
+impl IdentityPeer for CognitoPeer {
+    fn identity(&self) -> Arc<dyn Identity> {
+        self.identity.clone()
+    }
+
+    fn verifier(&self) -> Arc<dyn TokenVerifier> {
+        self.verifier.clone()
+    }
+
+    /// moto accepts any confirmation code.
+    async fn code_for(&self, _email: &Email) -> String {
+        "123456".into()
+    }
+
+    fn checks_codes(&self) -> bool {
+        false
+    }
+}
+
+/// A fresh user pool and app client on moto, with the pool's real-AWS issuer and moto's
+/// JWKS URL (they differ: moto names the AWS host in `iss`).
+pub async fn cognito_identity() -> Subject<dyn IdentityPeer> {
+    use aws_sdk_cognitoidentityprovider::types::{ExplicitAuthFlowsType, PasswordPolicyType, UserPoolPolicyType};
+    let config = moto::config().await;
+    let client = oratio_aws::cognito_client(&config);
+    let policy = PasswordPolicyType::builder()
+        .minimum_length(12)
+        .require_lowercase(false)
+        .require_uppercase(false)
+        .require_numbers(false)
+        .require_symbols(false)
+        .build();
+    let pool = client
+        .create_user_pool()
+        .pool_name(moto::unique_name("oratio"))
+        .policies(UserPoolPolicyType::builder().password_policy(policy).build())
+        .send()
+        .await
+        .expect("a user pool on moto")
+        .user_pool
+        .and_then(|p| p.id)
+        .expect("a pool id");
+    let app = client
+        .create_user_pool_client()
+        .user_pool_id(&pool)
+        .client_name("dashboard")
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowUserPasswordAuth)
+        .explicit_auth_flows(ExplicitAuthFlowsType::AllowRefreshTokenAuth)
+        .send()
+        .await
+        .expect("an app client on moto")
+        .user_pool_client
+        .and_then(|c| c.client_id)
+        .expect("a client id");
+    let verifier = JwksVerifier::new(VerifierConfig {
+        issuer: format!("https://cognito-idp.us-east-1.amazonaws.com/{pool}"),
+        jwks_url: format!("{}/{pool}/.well-known/jwks.json", moto::endpoint()),
+        client_id: app.clone(),
+    });
+    let identity = CognitoIdentity::new(client, pool, app);
+    Subject {
+        port: Arc::new(CognitoPeer { identity: Arc::new(identity), verifier: Arc::new(verifier) }),
+        _keep: vec![],
+    }
+}
+
+struct OutboxPeer(Outbox);
+
+#[async_trait]
+impl MailPeer for OutboxPeer {
+    fn mailer(&self) -> Arc<dyn Mailer> {
+        Arc::new(self.0.clone())
+    }
+
+    async fn delivered(&self, to: &Email) -> Vec<(String, String)> {
+        let mut mails: Vec<_> =
+            self.0.newest(200).await.expect("outbox").into_iter().filter(|m| m.mail.to == *to).collect();
+        mails.reverse();
+        mails.into_iter().map(|m| (m.mail.subject, m.mail.text)).collect()
+    }
+}
+
+pub async fn outbox_mailer() -> Subject<dyn MailPeer> {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let table: Arc<dyn Table> = Arc::new(SqliteTable::open(dir.path().join("table.sqlite3")).expect("SQLite"));
+    Subject { port: Arc::new(OutboxPeer(Outbox::new(table))), _keep: vec![Box::new(dir)] }
+}
+
+struct SesPeer {
+    mailer: Arc<SesMailer>,
+}
+
+#[async_trait]
+impl MailPeer for SesPeer {
+    fn mailer(&self) -> Arc<dyn Mailer> {
+        self.mailer.clone()
+    }
+
+    /// moto keeps sent mail in its SES backend, readable at `/moto-api/data.json`.
+    async fn delivered(&self, to: &Email) -> Vec<(String, String)> {
+        moto::sent_emails()
+            .await
+            .into_iter()
+            .filter(|(dest, _, _)| dest == to.as_str())
+            .map(|(_, s, b)| (s, b))
+            .collect()
+    }
+}
+
+pub async fn ses_mailer() -> Subject<dyn MailPeer> {
+    let config = moto::config().await;
+    let client = oratio_aws::ses_client(&config);
+    let from = format!("{}@oratio.example.com", moto::unique_name("noreply").to_lowercase());
+    client.create_email_identity().email_identity(&from).send().await.expect("a verified sender on moto");
+    Subject { port: Arc::new(SesPeer { mailer: Arc::new(SesMailer::new(client, from)) }), _keep: vec![] }
+}
+
+pub async fn in_memory_rate_limiter() -> Subject<dyn RateLimiter> {
+    Subject { port: Arc::new(InMemoryRateLimiter::new()), _keep: vec![] }
+}
+
+pub async fn sqlite_rate_limiter() -> Subject<dyn RateLimiter> {
+    let table = sqlite_table().await;
+    Subject { port: Arc::new(TableRateLimiter::new(table.port.clone())), _keep: table._keep }
+}
+
+pub async fn dynamodb_rate_limiter() -> Subject<dyn RateLimiter> {
+    let table = dynamodb_table().await;
+    Subject { port: Arc::new(TableRateLimiter::new(table.port.clone())), _keep: table._keep }
+}
+
+/// Registers an organization, confirms its admin and signs in: the admin's access token.
+pub async fn registered_admin(
+    auth: &LocalAuth,
+    email: &str,
+    organization: &str,
+) -> (oratio_core::tenancy::Membership, String) {
+    use oratio_core::identity::Password;
+    let email = Email::parse(email).expect("an email");
+    let password = Password::parse("correct horse battery staple").expect("a password");
+    let deps = &auth.deps;
+    let registration =
+        oratio_core::tenancy::register(deps.table.as_ref(), deps.identity.as_ref(), &email, &password, organization)
+            .await
+            .expect("registered");
+    let code = code_from_outbox(&auth.outbox, email.as_str()).await;
+    deps.identity.confirm(&email, &code).await.expect("confirmed");
+    let tokens = deps.identity.sign_in(&email, &password).await.expect("signed in");
+    let member = oratio_core::tenancy::membership(deps.table.as_ref(), &registration.user_id)
+        .await
+        .expect("readable")
+        .expect("a member");
+    (member, tokens.access_token)
 }

@@ -85,3 +85,27 @@ fn ulid_lower() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}", std::process::id())
 }
+
+/// Mail moto's SES has "sent": (recipient, subject, body), oldest first.
+pub async fn sent_emails() -> Vec<(String, String, String)> {
+    let data: serde_json::Value = reqwest::get(format!("{}/moto-api/data.json", endpoint()))
+        .await
+        .expect("moto's data")
+        .json()
+        .await
+        .expect("JSON");
+    let messages = data["ses"]["Message"].as_array().cloned().unwrap_or_default();
+    messages
+        .iter()
+        .flat_map(|m| {
+            let subject = m["subject"].as_str().unwrap_or_default().to_owned();
+            let body = m["body"].as_str().unwrap_or_default().to_owned();
+            m["destinations"]["ToAddresses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(move |to| Some((to.as_str()?.to_owned(), subject.clone(), body.clone())))
+        })
+        .collect()
+}

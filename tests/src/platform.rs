@@ -45,3 +45,103 @@ impl TestPlatform {
         self.http.get(format!("{}{path}", self.url)).send().await.expect("request")
     }
 }
+
+pub const PASSWORD: &str = "Correct-Horse-Battery-9";
+
+/// A signed-in member of a tenant, as the API sees them.
+#[derive(Debug, Clone)]
+pub struct Account {
+    pub email: String,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub tenant_id: String,
+    pub user_id: String,
+}
+
+impl TestPlatform {
+    pub fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.url));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    pub async fn post_json(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> reqwest::Response {
+        self.request(reqwest::Method::POST, path, token).json(&body).send().await.expect("request")
+    }
+
+    /// The six-digit code in the newest mail to `email`, read from the outbox.
+    pub async fn code_for(&self, email: &str) -> String {
+        let outbox: serde_json::Value =
+            self.get(&format!("/local/outbox?to={email}")).await.json().await.expect("the outbox");
+        let text = outbox["mails"][0]["text"].as_str().expect("a mail to that address").to_owned();
+        text.split_whitespace()
+            .find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()))
+            .expect("a code")
+            .to_owned()
+    }
+
+    /// Confirms `email` with the emailed code and signs in.
+    pub async fn confirm_and_sign_in(&self, email: &str) -> serde_json::Value {
+        let code = self.code_for(email).await;
+        let confirmed =
+            self.post_json("/v1/auth/confirm", None, serde_json::json!({"email": email, "code": code})).await;
+        assert_eq!(confirmed.status(), 200, "confirm {email}");
+        let login =
+            self.post_json("/v1/auth/login", None, serde_json::json!({"email": email, "password": PASSWORD})).await;
+        assert_eq!(login.status(), 200, "sign in {email}");
+        login.json().await.expect("tokens")
+    }
+
+    /// Registers a new organization through the API and signs its admin in.
+    pub async fn sign_up(&self, email: &str, organization: &str) -> Account {
+        let registered = self
+            .post_json(
+                "/v1/auth/register",
+                None,
+                serde_json::json!({"email": email, "password": PASSWORD, "organization_name": organization}),
+            )
+            .await;
+        assert_eq!(registered.status(), 201, "register {email}");
+        let registered: serde_json::Value = registered.json().await.expect("json");
+        let tokens = self.confirm_and_sign_in(email).await;
+        Account {
+            email: email.into(),
+            access_token: tokens["access_token"].as_str().expect("access token").into(),
+            refresh_token: tokens["refresh_token"].as_str().expect("refresh token").into(),
+            tenant_id: registered["tenant_id"].as_str().expect("tenant").into(),
+            user_id: registered["user_id"].as_str().expect("user").into(),
+        }
+    }
+
+    /// Creates an agent through the API; its id.
+    pub async fn create_agent(&self, token: &str, name: &str) -> String {
+        let form = reqwest::multipart::Form::new()
+            .text("config", serde_json::json!({"name": name, "kind": "text", "greeting": "Hello!"}).to_string());
+        let response = self
+            .request(reqwest::Method::POST, "/v1/agents", Some(token))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 201, "create agent");
+        let agent: serde_json::Value = response.json().await.expect("json");
+        agent["agent_id"].as_str().expect("an id").into()
+    }
+
+    /// Creates an API key for the agent; (key id, secret).
+    pub async fn create_key(&self, token: &str, agent: &str) -> (String, String) {
+        let response = self
+            .post_json(&format!("/v1/agents/{agent}/keys"), Some(token), serde_json::json!({"name": "widget"}))
+            .await;
+        assert_eq!(response.status(), 201, "create key");
+        let key: serde_json::Value = response.json().await.expect("json");
+        (key["key_id"].as_str().expect("id").into(), key["secret"].as_str().expect("secret").into())
+    }
+
+    /// The dashboard socket URL for a member.
+    pub fn dashboard_socket(&self, token: &str) -> String {
+        self.ws_url(&format!("/ws/dashboard?token={token}"))
+    }
+}

@@ -1,7 +1,7 @@
 //! The embedded platform end to end, spoken to only over HTTP and WebSocket.
 
 use futures::{SinkExt, StreamExt};
-use oratio_tests::platform::TestPlatform;
+use oratio_tests::platform::{PASSWORD, TestPlatform};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -97,7 +97,9 @@ async fn next_json(
 #[tokio::test]
 async fn the_dashboard_socket_routes_messages_by_action() {
     let platform = TestPlatform::start().await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(platform.ws_url("/ws/dashboard")).await.expect("connect");
+    let ada = platform.sign_up("ada@example.com", "Acme").await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(platform.dashboard_socket(&ada.access_token)).await.expect("connect");
 
     socket.send(Message::text(r#"{"action":"ping"}"#)).await.expect("send");
     let pong = next_json(&mut socket).await;
@@ -119,7 +121,9 @@ async fn the_dashboard_socket_routes_messages_by_action() {
 #[tokio::test]
 async fn a_message_over_api_gateways_limit_closes_the_socket() {
     let platform = TestPlatform::start().await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(platform.ws_url("/ws/dashboard")).await.expect("connect");
+    let ada = platform.sign_up("ada@example.com", "Acme").await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(platform.dashboard_socket(&ada.access_token)).await.expect("connect");
     let big = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(200 * 1024));
     let _ = socket.send(Message::text(big)).await;
     let closed = loop {
@@ -155,7 +159,9 @@ async fn a_second_platform_on_the_same_data_directory_is_refused_clearly() {
 #[tokio::test]
 async fn a_stopped_platform_starts_again_on_its_data_directory() {
     let platform = TestPlatform::start().await;
-    let (mut socket, _) = tokio_tungstenite::connect_async(platform.ws_url("/ws/dashboard")).await.expect("connect");
+    let ada = platform.sign_up("ada@example.com", "Acme").await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(platform.dashboard_socket(&ada.access_token)).await.expect("connect");
     let data = platform.stop().await;
     // Stopping closes open sockets with "going away".
     let closed = loop {
@@ -168,4 +174,32 @@ async fn a_stopped_platform_starts_again_on_its_data_directory() {
     assert_eq!(closed, Some(1001));
     let again = TestPlatform::start_in(data, oratio::Config::default()).await;
     assert_eq!(again.get("/health").await.status(), 200);
+    // Everything the first run wrote is there: the account signs in, its refresh token
+    // still works, and the tenant is the same.
+    let login =
+        again.post_json("/v1/auth/login", None, serde_json::json!({"email": ada.email, "password": PASSWORD})).await;
+    assert_eq!(login.status(), 200);
+    let tokens: Value = login.json().await.expect("tokens");
+    let me: Value = again
+        .request(reqwest::Method::GET, "/v1/me", tokens["access_token"].as_str())
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(me["tenant"]["id"], ada.tenant_id.as_str());
+    let refreshed =
+        again.post_json("/v1/auth/refresh", None, serde_json::json!({"refresh_token": ada.refresh_token})).await;
+    assert_eq!(refreshed.status(), 200);
+}
+
+#[tokio::test]
+async fn the_dashboard_socket_refuses_missing_and_forged_tokens() {
+    let platform = TestPlatform::start().await;
+    for url in [platform.ws_url("/ws/dashboard"), platform.dashboard_socket("eyJhbGciOiJSUzI1NiJ9.e30.c2ln")] {
+        let refused = tokio_tungstenite::connect_async(url).await.expect_err("refused");
+        let tokio_tungstenite::tungstenite::Error::Http(response) = refused else { panic!("{refused:?}") };
+        assert_eq!(response.status(), 401);
+    }
 }

@@ -1,16 +1,11 @@
 //! The `oratio` process, killed with SIGKILL in the middle of a burst of writes, loses
-//! none it acknowledged, and starts again on the same data directory.
+//! none it acknowledged, and starts again on the same data directory. Spoken to over HTTP
+//! only.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use futures::{SinkExt, StreamExt};
-use oratio_core::connections;
-use oratio_core::ids::ConnectionId;
-use oratio_local::SqliteTable;
-use tokio_tungstenite::tungstenite::Message;
 
 /// Starts `oratio up` on a free port and returns it with its base URL.
 fn spawn(data_dir: &std::path::Path) -> (Child, String) {
@@ -35,36 +30,71 @@ fn spawn(data_dir: &std::path::Path) -> (Child, String) {
     (child, url)
 }
 
-/// Opens a dashboard socket and waits for the platform to acknowledge it; returns the
-/// connection id the platform recorded.
-async fn acknowledged_connection(url: &str) -> Option<ConnectionId> {
-    let ws = url.replacen("http://", "ws://", 1) + "/ws/dashboard";
-    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.ok()?;
-    socket.send(Message::text(r#"{"action":"ping"}"#)).await.ok()?;
-    while let Some(Ok(message)) = socket.next().await {
-        if let Message::Text(text) = message {
-            let pong: serde_json::Value = serde_json::from_str(&text).ok()?;
-            let id = pong["connection_id"].as_str()?.parse().ok()?;
-            // Keep the socket open: a clean close would delete the record.
-            std::mem::forget(socket);
-            return Some(id);
-        }
+const PASSWORD: &str = "Correct-Horse-Battery-9";
+
+async fn post(url: &str, token: Option<&str>, body: serde_json::Value) -> serde_json::Value {
+    let mut request = reqwest::Client::new().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
     }
-    None
+    let response = request.send().await.expect("request");
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    response.json().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// Registers, confirms (code from the outbox) and signs in; the access token.
+async fn signed_in(base: &str, email: &str) -> String {
+    let register = serde_json::json!({"email": email, "password": PASSWORD, "organization_name": "Acme"});
+    post(&format!("{base}/v1/auth/register"), None, register).await;
+    sign_in_confirmed(base, email, true).await
+}
+
+async fn sign_in_confirmed(base: &str, email: &str, confirm: bool) -> String {
+    if confirm {
+        let outbox: serde_json::Value =
+            reqwest::get(format!("{base}/local/outbox?to={email}")).await.expect("outbox").json().await.expect("json");
+        let text = outbox["mails"][0]["text"].as_str().expect("a mail").to_owned();
+        let code =
+            text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).expect("code");
+        post(&format!("{base}/v1/auth/confirm"), None, serde_json::json!({"email": email, "code": code})).await;
+    }
+    let tokens =
+        post(&format!("{base}/v1/auth/login"), None, serde_json::json!({"email": email, "password": PASSWORD})).await;
+    tokens["access_token"].as_str().expect("token").to_owned()
+}
+
+/// Creates an agent; its id once the platform has acknowledged it.
+async fn acknowledged_agent(base: &str, token: &str, n: usize) -> Option<String> {
+    let form = reqwest::multipart::Form::new().text("config", format!(r#"{{"name":"agent {n}","kind":"text"}}"#));
+    let response = reqwest::Client::new()
+        .post(format!("{base}/v1/agents"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .ok()?;
+    if response.status() != 201 {
+        return None;
+    }
+    let agent: serde_json::Value = response.json().await.ok()?;
+    agent["agent_id"].as_str().map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, url) = spawn(dir.path());
+    let token = signed_in(&url, "ada@example.com").await;
 
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let writers: Vec<_> = (0..6)
-        .map(|_| {
-            let (url, acknowledged) = (url.clone(), acknowledged.clone());
+        .map(|w| {
+            let (url, token, acknowledged) = (url.clone(), token.clone(), acknowledged.clone());
             tokio::spawn(async move {
-                while let Some(id) = acknowledged_connection(&url).await {
+                let mut n = w * 100_000;
+                while let Some(id) = acknowledged_agent(&url, &token, n).await {
                     acknowledged.lock().expect("lock").push(id);
+                    n += 1;
                 }
             })
         })
@@ -78,23 +108,33 @@ async fn sigkill_during_a_burst_of_writes_loses_no_acknowledged_write() {
     for writer in writers {
         writer.await.expect("writer task");
     }
-
     let acknowledged = acknowledged.lock().expect("lock").clone();
-    let table = SqliteTable::open(dir.path().join("table.sqlite3")).expect("the table opens after a crash");
-    for id in &acknowledged {
-        let record = connections::find(&table, id).await.expect("readable");
-        assert!(record.is_some(), "acknowledged connection {id} was lost");
-    }
-    drop(table);
 
-    // The lock died with the process: the platform starts again on the same directory.
+    // The lock died with the process: the platform starts again on the same directory,
+    // and every acknowledged agent is there.
     let (mut again, url) = spawn(dir.path());
-    let health: serde_json::Value =
-        reqwest::get(format!("{url}/health")).await.expect("health").json().await.expect("json");
-    assert_eq!(health["status"], "ok");
+    let token = sign_in_confirmed(&url, "ada@example.com", false).await;
+    let mut stored = std::collections::HashSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut request = reqwest::Client::new().get(format!("{url}/v1/agents?limit=100")).bearer_auth(&token);
+        if let Some(c) = &cursor {
+            request = request.query(&[("cursor", c)]);
+        }
+        let page: serde_json::Value = request.send().await.expect("list").json().await.expect("json");
+        for agent in page["agents"].as_array().expect("agents") {
+            stored.insert(agent["agent_id"].as_str().expect("id").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let lost: Vec<_> = acknowledged.iter().filter(|id| !stored.contains(*id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged writes lost: {lost:?}", lost.len());
+    assert!(acknowledged.len() >= 60);
     again.kill().expect("kill");
     let _ = again.wait();
-    assert!(acknowledged.len() >= 60);
 }
 
 #[tokio::test]

@@ -2,7 +2,10 @@
 //! a macro per suite declares one test per case for a given adapter factory.
 
 pub mod blob;
+pub mod identity;
+pub mod mail;
 pub mod push;
+pub mod ratelimit;
 pub mod table;
 
 /// Declares `#[tokio::test]`s running the cases of one suite against one adapter.

@@ -1,6 +1,5 @@
 //! The sample events in `events/` are fixtures: each is parsed into its handler's input
 //! and served by the handler, exactly as the Lambda runtime would deliver it.
-#![cfg(feature = "lambda")]
 
 use std::sync::Arc;
 
@@ -9,7 +8,6 @@ use axum::body::Body;
 use oratio_core::connections;
 use oratio_core::health::HealthCheck;
 use oratio_core::push::Push;
-use oratio_core::table::Table;
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::socket::SocketApi;
 use oratio_functions::{aws, openapi, platform, request};
@@ -59,18 +57,26 @@ async fn rest_health_event_is_served_by_the_platform_router() {
 
 #[tokio::test]
 async fn websocket_events_drive_the_dashboard_socket() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let table: Arc<dyn Table> = Arc::new(SqliteTable::open(dir.path().join("t.sqlite3")).expect("sqlite"));
+    let auth = oratio_tests::fixtures::local_auth().await;
+    let (member, token) = oratio_tests::fixtures::registered_admin(&auth, "ada@example.com", "Acme").await;
+    let table = auth.deps.table.clone();
     let registry = ConnectionRegistry::new();
-    let socket = DashboardSocket { table: table.clone(), push: Arc::new(registry.clone()) as Arc<dyn Push> };
+    let socket = DashboardSocket { deps: auth.deps.clone(), push: Arc::new(registry.clone()) as Arc<dyn Push> };
     let parse = |name: &str| -> ApiGatewayWebsocketProxyRequest {
         serde_json::from_str(&event(name)).expect("an API Gateway WebSocket event")
     };
     let connection = "Z1mCkeRZjoECFOQ=".parse().expect("id");
 
-    let connected = socket.handle(parse("ws_dashboard_connect.json")).await;
+    // The sample's token is a placeholder: it is refused, and a real one is accepted.
+    let refused = socket.handle(parse("ws_dashboard_connect.json")).await;
+    assert_eq!(refused.status_code, 401);
+    let mut connect: serde_json::Value = serde_json::from_str(&event("ws_dashboard_connect.json")).expect("json");
+    connect["queryStringParameters"]["token"] = token.clone().into();
+    connect["multiValueQueryStringParameters"]["token"] = serde_json::json!([token]);
+    let connected = socket.handle(serde_json::from_value(connect).expect("an event")).await;
     assert_eq!(connected.status_code, 200);
-    assert!(connections::find(table.as_ref(), &connection).await.expect("find").is_some());
+    let recorded = connections::find(table.as_ref(), &connection).await.expect("find").expect("recorded");
+    assert_eq!(recorded.tenant_id, member.tenant_id);
 
     let mut outbound = registry.register(connection.clone());
     let pinged = socket.handle(parse("ws_dashboard_ping.json")).await;
