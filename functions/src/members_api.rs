@@ -59,7 +59,7 @@ impl From<Invitation> for InvitationView {
             role: i.role.as_str().into(),
             invited_by: i.invited_by.to_string(),
             created_at: i.created_at,
-            expires_at: i.expires_at,
+            expires_at: i.valid_until,
         }
     }
 }

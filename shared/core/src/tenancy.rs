@@ -125,7 +125,8 @@ pub struct Invitation {
     pub role: Role,
     pub invited_by: UserId,
     pub created_at: DateTime<Utc>,
-    pub expires_at: DateTime<Utc>,
+    /// (`expires_at` is the table's own expiry attribute.)
+    pub valid_until: DateTime<Utc>,
     code_hash: String,
 }
 
@@ -333,10 +334,10 @@ pub async fn invite(
         role,
         invited_by: actor.user_id.clone(),
         created_at,
-        expires_at: created_at + Duration::days(INVITATION_DAYS),
+        valid_until: created_at + Duration::days(INVITATION_DAYS),
         code_hash: sha256_hex(&code),
     };
-    let expires = invitation.expires_at.timestamp();
+    let expires = invitation.valid_until.timestamp();
     let mut writes = vec![
         Write::Put {
             item: Item::from_record(invite_key(&actor.tenant_id, email), &invitation)?.expiring_at(expires),
