@@ -1,0 +1,68 @@
+//! Running the `oratio` binary and speaking to it over HTTP.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Starts `oratio up` on a free port and returns it with its base URL.
+pub fn spawn(data_dir: &Path) -> (Child, String) {
+    spawn_logging(data_dir, Stdio::null(), "warn")
+}
+
+/// Starts `oratio up`, its logs (stdout), filtered by `filter`, going to `logs`.
+pub fn spawn_logging(data_dir: &Path, logs: Stdio, filter: &str) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oratio"))
+        .args(["up", "--port", "0", "--data-dir"])
+        .arg(data_dir)
+        .env("RUST_LOG", filter)
+        .stdout(logs)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting oratio");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let url = loop {
+        let line = lines.next().expect("oratio printed its address").expect("readable stderr");
+        if let Some(rest) = line.strip_prefix("Oratio is up at ") {
+            break rest.split_whitespace().next().expect("a URL").to_owned();
+        }
+    };
+    // Keep draining stderr so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, url)
+}
+
+pub const PASSWORD: &str = "Correct-Horse-Battery-9";
+
+pub async fn post(url: &str, token: Option<&str>, body: serde_json::Value) -> serde_json::Value {
+    let mut request = reqwest::Client::new().post(url).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request");
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    response.json().await.unwrap_or(serde_json::Value::Null)
+}
+
+/// Registers, confirms (code from the outbox) and signs in; the access token.
+pub async fn signed_in(base: &str, email: &str) -> String {
+    let register = serde_json::json!({"email": email, "password": PASSWORD, "organization_name": "Acme"});
+    post(&format!("{base}/v1/auth/register"), None, register).await;
+    sign_in_confirmed(base, email, true).await
+}
+
+pub async fn sign_in_confirmed(base: &str, email: &str, confirm: bool) -> String {
+    if confirm {
+        let outbox: serde_json::Value =
+            reqwest::get(format!("{base}/local/outbox?to={email}")).await.expect("outbox").json().await.expect("json");
+        let text = outbox["mails"][0]["text"].as_str().expect("a mail").to_owned();
+        let code =
+            text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit())).expect("code");
+        post(&format!("{base}/v1/auth/confirm"), None, serde_json::json!({"email": email, "code": code})).await;
+    }
+    let tokens =
+        post(&format!("{base}/v1/auth/login"), None, serde_json::json!({"email": email, "password": PASSWORD})).await;
+    tokens["access_token"].as_str().expect("token").to_owned()
+}
+

@@ -1,0 +1,159 @@
+//! Tenant isolation, proven route by route: every route in the OpenAPI document is either
+//! attacked here by a second tenant (and by keys of other agents) or listed as public with
+//! a reason. A route added without either makes this test fail.
+
+use std::collections::BTreeSet;
+
+use oratio_tests::platform::TestPlatform;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Routes that hold no tenant's data, and why.
+const PUBLIC: &[(&str, &str, &str)] = &[
+    ("GET", "/health", "platform status only"),
+    ("GET", "/openapi.json", "the API description"),
+    ("POST", "/v1/auth/register", "creates a new tenant or redeems an invitation code"),
+    ("POST", "/v1/auth/confirm", "acts on the email's own account"),
+    ("POST", "/v1/auth/resend-code", "acts on the email's own account"),
+    ("POST", "/v1/auth/login", "acts on the email's own account"),
+    ("POST", "/v1/auth/refresh", "acts on the refresh token's own account"),
+    ("POST", "/v1/auth/logout", "signs out the caller only (checked below)"),
+    ("GET", "/local/identity/.well-known/jwks.json", "public keys"),
+    ("GET", "/local/blobs/{key}", "answers only to a link the platform signed"),
+    ("GET", "/local/outbox", "embedded only: the machine operator's mail catcher on loopback"),
+];
+
+struct Tenant {
+    token: String,
+    tenant_id: String,
+    user_id: String,
+    email: String,
+    agent: String,
+    key_id: String,
+    secret: String,
+}
+
+async fn tenant(p: &TestPlatform, email: &str, org: &str) -> Tenant {
+    let account = p.sign_up(email, org).await;
+    let agent = p.create_agent(&account.access_token, &format!("{org} agent")).await;
+    let (key_id, secret) = p.create_key(&account.access_token, &agent).await;
+    Tenant {
+        token: account.access_token,
+        tenant_id: account.tenant_id,
+        user_id: account.user_id,
+        email: email.into(),
+        agent,
+        key_id,
+        secret,
+    }
+}
+
+/// What a request from the attacker got back.
+struct Answer {
+    route: (String, String),
+    status: u16,
+    body: String,
+}
+
+#[tokio::test]
+async fn a_second_tenant_reaches_nothing_of_the_first() {
+    let p = TestPlatform::start().await;
+    let a = tenant(&p, "ada@acme.example.com", "Acme Dental").await;
+    let a_second_agent = p.create_agent(&a.token, "Acme billing").await;
+    let (_, a_second_secret) = p.create_key(&a.token, &a_second_agent).await;
+    let b = tenant(&p, "bob@bravo.example.com", "Bravo Clinic").await;
+
+    let mut answers = Vec::new();
+    let mut send = async |method: Method, template: &str, path: String, token: Option<&str>, key: Option<&str>, body: Option<Value>| {
+        let mut request = p.request(method.clone(), &path, token);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let answer = Answer {
+            route: (method.to_string(), template.to_owned()),
+            status: response.status().as_u16(),
+            body: response.text().await.expect("body"),
+        };
+        answers.push(answer);
+    };
+    let (ag, key) = (&a.agent, &a.key_id);
+    let bt = Some(b.token.as_str());
+
+    // B's own views show none of A.
+    send(Method::GET, "/v1/me", "/v1/me".into(), bt, None, None).await;
+    send(Method::GET, "/v1/members", "/v1/members".into(), bt, None, None).await;
+    send(Method::GET, "/v1/agents", "/v1/agents".into(), bt, None, None).await;
+    send(Method::POST, "/v1/members", "/v1/members".into(), bt, None, Some(json!({"email": "new@bravo.example.com", "role": "viewer"}))).await;
+    // B names A's resources directly.
+    send(Method::GET, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
+    send(Method::DELETE, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
+    send(Method::GET, "/v1/agents/{agent_id}/keys", format!("/v1/agents/{ag}/keys"), bt, None, None).await;
+    send(Method::POST, "/v1/agents/{agent_id}/keys", format!("/v1/agents/{ag}/keys"), bt, None, Some(json!({"name": "stolen"}))).await;
+    send(Method::DELETE, "/v1/agents/{agent_id}/keys/{key_id}", format!("/v1/agents/{ag}/keys/{key}"), bt, None, None).await;
+    send(Method::PATCH, "/v1/members/{user_id}", format!("/v1/members/{}", a.user_id), bt, None, Some(json!({"role": "viewer"}))).await;
+    send(Method::DELETE, "/v1/members/{user_id}", format!("/v1/members/{}", a.user_id), bt, None, None).await;
+    // Keys of other agents: B's key, and A's own key for A's other agent.
+    send(Method::GET, "/v1/agents/{agent_id}/profile", format!("/v1/agents/{ag}/profile"), None, Some(&b.secret), None).await;
+    send(Method::GET, "/v1/agents/{agent_id}/profile", format!("/v1/agents/{ag}/profile"), None, Some(&a_second_secret), None).await;
+    // A forged query or body naming A's tenant changes nothing.
+    send(Method::GET, "/v1/agents", format!("/v1/agents?tenant_id={}", a.tenant_id), bt, None, None).await;
+    let mut create = reqwest::multipart::Form::new()
+        .text("config", json!({"name": "B agent two", "kind": "text", "tenant_id": a.tenant_id}).to_string());
+    let created = p.request(Method::POST, "/v1/agents", bt).multipart(std::mem::take(&mut create)).send().await.expect("post");
+    answers.push(Answer {
+        route: ("POST".into(), "/v1/agents".into()),
+        status: created.status().as_u16(),
+        body: created.text().await.expect("body"),
+    });
+
+    // No answer carries anything of A.
+    let secrets_of_a = [&a.tenant_id, &a.user_id, &a.email, &a.agent, &a.key_id, &a_second_agent, &"Acme".to_owned()];
+    for answer in &answers {
+        for secret in secrets_of_a {
+            assert!(!answer.body.contains(secret.as_str()), "{:?} leaked {secret}: {}", answer.route, answer.body);
+        }
+    }
+    // Naming A's resources is refused with the standard body.
+    for answer in answers.iter().filter(|a| a.route.1.contains('{')) {
+        assert!(matches!(answer.status, 403 | 404), "{:?} answered {}: {}", answer.route, answer.status, answer.body);
+        let error: Value = serde_json::from_str(&answer.body).expect("a JSON error");
+        assert!(error["code"].is_string() && error["request_id"].is_string() && error["error"].is_string(), "{}", answer.body);
+    }
+    // B's own calls succeeded, and B's agents are only B's.
+    for answer in answers.iter().filter(|a| !a.route.1.contains('{')) {
+        assert!((200..300).contains(&answer.status), "{:?}: {} {}", answer.route, answer.status, answer.body);
+    }
+
+    // A is untouched: its agent, key and admin are as they were.
+    let agent = p.request(Method::GET, &format!("/v1/agents/{ag}"), Some(&a.token)).send().await.expect("get");
+    assert_eq!(agent.status(), 200);
+    let profile = p.http.get(format!("{}/v1/agents/{ag}/profile", p.url)).header("x-api-key", &a.secret).send().await.expect("profile");
+    assert_eq!(profile.status(), 200, "A's key still works");
+    let me: Value = p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").json().await.expect("json");
+    assert_eq!(me["role"], "admin");
+    // B signing out leaves A signed in.
+    assert_eq!(p.request(Method::POST, "/v1/auth/logout", bt).send().await.expect("logout").status(), 204);
+    assert_eq!(p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").status(), 200);
+
+    // Every route is covered here or listed as public.
+    let doc: Value = p.get("/openapi.json").await.json().await.expect("the OpenAPI document");
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, ops)| ops.as_object().expect("operations").keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .collect();
+    let covered: BTreeSet<(String, String)> = answers
+        .iter()
+        .map(|a| a.route.clone())
+        .chain(PUBLIC.iter().map(|(m, p, _)| ((*m).to_owned(), (*p).to_owned())))
+        .collect();
+    let uncovered: Vec<_> = documented.difference(&covered).collect();
+    assert!(uncovered.is_empty(), "routes without an isolation case: {uncovered:?}");
+    let stale: Vec<_> = covered.difference(&documented).collect();
+    assert!(stale.is_empty(), "isolation cases for routes that no longer exist: {stale:?}");
+}
