@@ -28,9 +28,18 @@ async fn registration_errors_each_have_their_own_code() {
     };
     assert_refused(&body(register("not-an-email", PASSWORD, Some("Acme")).await).await, 400, "invalid_email");
     assert_refused(&body(register("ada@example.com", "short", Some("Acme")).await).await, 400, "weak_password");
-    assert_refused(&body(register("ada@example.com", PASSWORD, Some("   ")).await).await, 400, "invalid_organization_name");
+    assert_refused(
+        &body(register("ada@example.com", PASSWORD, Some("   ")).await).await,
+        400,
+        "invalid_organization_name",
+    );
     assert_refused(&body(register("ada@example.com", PASSWORD, None).await).await, 400, "invalid_body");
-    let malformed = p.request(Method::POST, "/v1/auth/register", None).header("content-type", "application/json").body("{").send().await;
+    let malformed = p
+        .request(Method::POST, "/v1/auth/register", None)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await;
     assert_refused(&body(malformed.expect("request")).await, 400, "malformed_json");
     assert_eq!(register("ada@example.com", PASSWORD, Some("Acme")).await.status(), 201);
     assert_refused(&body(register("ADA@example.com", PASSWORD, Some("Other")).await).await, 409, "duplicate_email");
@@ -40,13 +49,20 @@ async fn registration_errors_each_have_their_own_code() {
 async fn sign_in_errors_each_have_their_own_code_and_repeated_failures_are_throttled() {
     let p = TestPlatform::start().await;
     let registered = p
-        .post_json("/v1/auth/register", None, json!({"email": "ada@example.com", "password": PASSWORD, "organization_name": "Acme"}))
+        .post_json(
+            "/v1/auth/register",
+            None,
+            json!({"email": "ada@example.com", "password": PASSWORD, "organization_name": "Acme"}),
+        )
         .await;
     assert_eq!(registered.status(), 201);
-    let login = |email: &str, password: &str| p.post_json("/v1/auth/login", None, json!({"email": email, "password": password}));
+    let login = |email: &str, password: &str| {
+        p.post_json("/v1/auth/login", None, json!({"email": email, "password": password}))
+    };
 
     assert_refused(&body(login("ada@example.com", PASSWORD).await).await, 403, "user_not_confirmed");
-    let wrong_code = p.post_json("/v1/auth/confirm", None, json!({"email": "ada@example.com", "code": "000000x"})).await;
+    let wrong_code =
+        p.post_json("/v1/auth/confirm", None, json!({"email": "ada@example.com", "code": "000000x"})).await;
     assert_refused(&body(wrong_code).await, 400, "invalid_code");
     p.confirm_and_sign_in("ada@example.com").await;
     assert_refused(&body(login("nobody@example.com", PASSWORD).await).await, 401, "unknown_user");
@@ -67,10 +83,14 @@ async fn tokens_refresh_and_sign_out_revokes_the_refresh_token() {
     let ada = p.sign_up("ada@example.com", "Acme Dental").await;
     let me = body(p.request(Method::GET, "/v1/me", Some(&ada.access_token)).send().await.expect("me")).await;
     assert_eq!(me.0, 200);
-    assert_eq!((me.1["role"].as_str(), me.1["tenant"]["organization_name"].as_str()), (Some("admin"), Some("Acme Dental")));
+    assert_eq!(
+        (me.1["role"].as_str(), me.1["tenant"]["organization_name"].as_str()),
+        (Some("admin"), Some("Acme Dental"))
+    );
     assert_eq!(me.1["user"]["email"], "ada@example.com");
 
-    let refreshed = body(p.post_json("/v1/auth/refresh", None, json!({"refresh_token": ada.refresh_token})).await).await;
+    let refreshed =
+        body(p.post_json("/v1/auth/refresh", None, json!({"refresh_token": ada.refresh_token})).await).await;
     assert_eq!(refreshed.0, 200);
     let fresh = refreshed.1["access_token"].as_str().expect("a new access token");
     assert_eq!(p.request(Method::GET, "/v1/me", Some(fresh)).send().await.expect("me").status(), 200);
@@ -110,29 +130,46 @@ async fn invited_members_join_with_their_role_and_viewers_only_read() {
     let agent = p.create_agent(&admin.access_token, "Front desk").await;
 
     for (email, role) in [("vic@example.com", "viewer"), ("otto@example.com", "operator")] {
-        let invited = p.post_json("/v1/members", Some(&admin.access_token), json!({"email": email, "role": role})).await;
+        let invited =
+            p.post_json("/v1/members", Some(&admin.access_token), json!({"email": email, "role": role})).await;
         assert_eq!(invited.status(), 201);
         let outbox: Value = p.get(&format!("/local/outbox?to={email}")).await.json().await.expect("outbox");
         let text = outbox["mails"][0]["text"].as_str().expect("an invitation");
         let code = text.lines().map(str::trim).find(|l| l.len() == 24).expect("the code");
         let wrong_email = p
-            .post_json("/v1/auth/register", None, json!({"email": "mallory@example.com", "password": PASSWORD, "invitation_code": code}))
+            .post_json(
+                "/v1/auth/register",
+                None,
+                json!({"email": "mallory@example.com", "password": PASSWORD, "invitation_code": code}),
+            )
             .await;
         assert_refused(&body(wrong_email).await, 400, "invalid_invitation");
-        let joined =
-            p.post_json("/v1/auth/register", None, json!({"email": email, "password": PASSWORD, "invitation_code": code})).await;
+        let joined = p
+            .post_json(
+                "/v1/auth/register",
+                None,
+                json!({"email": email, "password": PASSWORD, "invitation_code": code}),
+            )
+            .await;
         assert_eq!(joined.status(), 201);
         let joined: Value = joined.json().await.expect("json");
         assert_eq!(joined["tenant_id"], admin.tenant_id.as_str());
-        let reused =
-            p.post_json("/v1/auth/register", None, json!({"email": "x@example.com", "password": PASSWORD, "invitation_code": code})).await;
+        let reused = p
+            .post_json(
+                "/v1/auth/register",
+                None,
+                json!({"email": "x@example.com", "password": PASSWORD, "invitation_code": code}),
+            )
+            .await;
         assert_refused(&body(reused).await, 400, "invalid_invitation");
     }
     let viewer = p.confirm_and_sign_in("vic@example.com").await["access_token"].as_str().expect("token").to_owned();
     let operator = p.confirm_and_sign_in("otto@example.com").await["access_token"].as_str().expect("token").to_owned();
 
     // Viewers read everything and change nothing.
-    for path in ["/v1/me", "/v1/members", "/v1/agents", &format!("/v1/agents/{agent}"), &format!("/v1/agents/{agent}/keys")] {
+    for path in
+        ["/v1/me", "/v1/members", "/v1/agents", &format!("/v1/agents/{agent}"), &format!("/v1/agents/{agent}/keys")]
+    {
         assert_eq!(p.request(Method::GET, path, Some(&viewer)).send().await.expect("get").status(), 200, "{path}");
     }
     let form = reqwest::multipart::Form::new().text("config", r#"{"name":"x","kind":"text"}"#);
@@ -151,9 +188,17 @@ async fn invited_members_join_with_their_role_and_viewers_only_read() {
     assert_refused(&body(invite).await, 403, "forbidden");
 
     // Admins change roles; the last admin stays.
-    let members: Value = p.request(Method::GET, "/v1/members", Some(&admin.access_token)).send().await.expect("get").json().await.expect("json");
+    let members: Value = p
+        .request(Method::GET, "/v1/members", Some(&admin.access_token))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(members["members"].as_array().expect("members").len(), 3);
-    let vic = members["members"].as_array().expect("members").iter().find(|m| m["email"] == "vic@example.com").expect("vic");
+    let vic =
+        members["members"].as_array().expect("members").iter().find(|m| m["email"] == "vic@example.com").expect("vic");
     let vic_id = vic["user_id"].as_str().expect("id");
     let promoted = p
         .request(Method::PATCH, &format!("/v1/members/{vic_id}"), Some(&admin.access_token))
@@ -170,7 +215,11 @@ async fn invited_members_join_with_their_role_and_viewers_only_read() {
         .await
         .expect("patch");
     assert_refused(&body(demote_self).await, 409, "last_admin");
-    let removed = p.request(Method::DELETE, &format!("/v1/members/{vic_id}"), Some(&admin.access_token)).send().await.expect("delete");
+    let removed = p
+        .request(Method::DELETE, &format!("/v1/members/{vic_id}"), Some(&admin.access_token))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(removed.status(), 204);
     let gone = p.request(Method::GET, "/v1/agents", Some(&viewer)).send().await.expect("get");
     assert_refused(&body(gone).await, 403, "not_a_member");
@@ -190,7 +239,8 @@ async fn api_keys_are_shown_once_revoked_at_once_and_scoped_to_their_agent() {
     };
     let answer = body(profile(&agent, &secret).await.expect("profile")).await;
     assert_eq!((answer.0, answer.1["name"].as_str()), (200, Some("Front desk")));
-    let bearer = p.http.get(format!("{}/v1/agents/{agent}/profile", p.url)).bearer_auth(&secret).send().await.expect("profile");
+    let bearer =
+        p.http.get(format!("{}/v1/agents/{agent}/profile", p.url)).bearer_auth(&secret).send().await.expect("profile");
     assert_eq!(bearer.status(), 200, "the key is also accepted as a bearer token");
     assert_refused(&body(profile(&other_agent, &secret).await.expect("profile")).await, 403, "key_agent_mismatch");
     assert_refused(&body(p.get(&format!("/v1/agents/{agent}/profile")).await).await, 401, "missing_api_key");
@@ -209,7 +259,9 @@ async fn api_keys_are_shown_once_revoked_at_once_and_scoped_to_their_agent() {
     }
     let key = &listed["keys"][0];
     assert_eq!((key["key_id"].as_str(), key["use_count"].as_u64()), (Some(key_id.as_str()), Some(2)), "{key}");
-    assert!(key["last_used_at"].is_string() && key.get("secret").is_none() && key["prefix"].as_str() == Some(&secret[..12]));
+    assert!(
+        key["last_used_at"].is_string() && key.get("secret").is_none() && key["prefix"].as_str() == Some(&secret[..12])
+    );
     assert!(!listed.to_string().contains(&secret[12..]));
 
     let revoked = p
@@ -223,7 +275,11 @@ async fn api_keys_are_shown_once_revoked_at_once_and_scoped_to_their_agent() {
     // Archiving an agent revokes its keys.
     let (_, second) = p.create_key(&admin.access_token, &agent).await;
     assert_eq!(profile(&agent, &second).await.expect("profile").status(), 200);
-    let archived = p.request(Method::DELETE, &format!("/v1/agents/{agent}"), Some(&admin.access_token)).send().await.expect("delete");
+    let archived = p
+        .request(Method::DELETE, &format!("/v1/agents/{agent}"), Some(&admin.access_token))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(archived.status(), 204);
     assert_refused(&body(profile(&agent, &second).await.expect("profile")).await, 401, "invalid_api_key");
     let listed: Value = p
@@ -243,14 +299,23 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
     let admin = p.sign_up("ada@example.com", "Acme").await;
     let agent = p.create_agent(&admin.access_token, "Front desk").await;
     let created = p
-        .post_json(&format!("/v1/agents/{agent}/keys"), Some(&admin.access_token), json!({"name": "tight", "rate_limit_per_minute": 3}))
+        .post_json(
+            &format!("/v1/agents/{agent}/keys"),
+            Some(&admin.access_token),
+            json!({"name": "tight", "rate_limit_per_minute": 3}),
+        )
         .await;
     let secret = created.json::<Value>().await.expect("json")["secret"].as_str().expect("secret").to_owned();
     let mut statuses = Vec::new();
     let mut limited = None;
     for _ in 0..8 {
-        let response =
-            p.http.get(format!("{}/v1/agents/{agent}/profile", p.url)).header("x-api-key", &secret).send().await.expect("profile");
+        let response = p
+            .http
+            .get(format!("{}/v1/agents/{agent}/profile", p.url))
+            .header("x-api-key", &secret)
+            .send()
+            .await
+            .expect("profile");
         statuses.push(response.status().as_u16());
         if response.status() == 429 {
             limited = Some(response);
@@ -263,9 +328,35 @@ async fn a_key_over_its_rate_limit_gets_429_with_retry_after() {
     assert_refused(&body(limited).await, 429, "rate_limited");
     assert!(statuses.iter().filter(|s| **s == 200).count() >= 3, "{statuses:?}");
     let bad = p
-        .post_json(&format!("/v1/agents/{agent}/keys"), Some(&admin.access_token), json!({"name": "x", "rate_limit_per_minute": 0}))
+        .post_json(
+            &format!("/v1/agents/{agent}/keys"),
+            Some(&admin.access_token),
+            json!({"name": "x", "rate_limit_per_minute": 0}),
+        )
         .await;
     assert_refused(&body(bad).await, 400, "invalid_rate_limit");
     let bad = p.post_json(&format!("/v1/agents/{agent}/keys"), Some(&admin.access_token), json!({"name": " "})).await;
     assert_refused(&body(bad).await, 400, "invalid_key_name");
+}
+
+#[tokio::test]
+async fn an_expired_access_token_gets_token_expired() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Acme").await;
+    // Sign a token exactly like the platform's, but already expired, with its own key.
+    let pem = std::fs::read_to_string(p.data_path().join("identity/signing-key.pem")).expect("the platform's key");
+    let key = oratio_auth::SigningKey::from_pem(&pem).expect("a key");
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": ada.user_id, "iss": format!("{}/local/identity", p.url), "client_id": "oratio-local",
+        "token_use": "access", "iat": now - 7200, "auth_time": now - 7200, "exp": now - 3600, "jti": "x",
+    });
+    let expired = key.sign(&claims).expect("signed");
+    let answer = body(p.request(Method::GET, "/v1/me", Some(&expired)).send().await.expect("me")).await;
+    assert_refused(&answer, 401, "token_expired");
+    // The same token, unexpired, is accepted: only the expiry was wrong.
+    let mut fresh = claims.clone();
+    fresh["exp"] = (now + 600).into();
+    let fresh = key.sign(&fresh).expect("signed");
+    assert_eq!(p.request(Method::GET, "/v1/me", Some(&fresh)).send().await.expect("me").status(), 200);
 }

@@ -64,7 +64,12 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     let b = tenant(&p, "bob@bravo.example.com", "Bravo Clinic").await;
 
     let mut answers = Vec::new();
-    let mut send = async |method: Method, template: &str, path: String, token: Option<&str>, key: Option<&str>, body: Option<Value>| {
+    let mut send = async |method: Method,
+                          template: &str,
+                          path: String,
+                          token: Option<&str>,
+                          key: Option<&str>,
+                          body: Option<Value>| {
         let mut request = p.request(method.clone(), &path, token);
         if let Some(key) = key {
             request = request.header("x-api-key", key);
@@ -87,23 +92,58 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     send(Method::GET, "/v1/me", "/v1/me".into(), bt, None, None).await;
     send(Method::GET, "/v1/members", "/v1/members".into(), bt, None, None).await;
     send(Method::GET, "/v1/agents", "/v1/agents".into(), bt, None, None).await;
-    send(Method::POST, "/v1/members", "/v1/members".into(), bt, None, Some(json!({"email": "new@bravo.example.com", "role": "viewer"}))).await;
+    send(
+        Method::POST,
+        "/v1/members",
+        "/v1/members".into(),
+        bt,
+        None,
+        Some(json!({"email": "new@bravo.example.com", "role": "viewer"})),
+    )
+    .await;
     // B names A's resources directly.
     send(Method::GET, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
     send(Method::DELETE, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
     send(Method::GET, "/v1/agents/{agent_id}/keys", format!("/v1/agents/{ag}/keys"), bt, None, None).await;
-    send(Method::POST, "/v1/agents/{agent_id}/keys", format!("/v1/agents/{ag}/keys"), bt, None, Some(json!({"name": "stolen"}))).await;
-    send(Method::DELETE, "/v1/agents/{agent_id}/keys/{key_id}", format!("/v1/agents/{ag}/keys/{key}"), bt, None, None).await;
-    send(Method::PATCH, "/v1/members/{user_id}", format!("/v1/members/{}", a.user_id), bt, None, Some(json!({"role": "viewer"}))).await;
+    send(
+        Method::POST,
+        "/v1/agents/{agent_id}/keys",
+        format!("/v1/agents/{ag}/keys"),
+        bt,
+        None,
+        Some(json!({"name": "stolen"})),
+    )
+    .await;
+    send(Method::DELETE, "/v1/agents/{agent_id}/keys/{key_id}", format!("/v1/agents/{ag}/keys/{key}"), bt, None, None)
+        .await;
+    send(
+        Method::PATCH,
+        "/v1/members/{user_id}",
+        format!("/v1/members/{}", a.user_id),
+        bt,
+        None,
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
     send(Method::DELETE, "/v1/members/{user_id}", format!("/v1/members/{}", a.user_id), bt, None, None).await;
     // Keys of other agents: B's key, and A's own key for A's other agent.
-    send(Method::GET, "/v1/agents/{agent_id}/profile", format!("/v1/agents/{ag}/profile"), None, Some(&b.secret), None).await;
-    send(Method::GET, "/v1/agents/{agent_id}/profile", format!("/v1/agents/{ag}/profile"), None, Some(&a_second_secret), None).await;
+    send(Method::GET, "/v1/agents/{agent_id}/profile", format!("/v1/agents/{ag}/profile"), None, Some(&b.secret), None)
+        .await;
+    send(
+        Method::GET,
+        "/v1/agents/{agent_id}/profile",
+        format!("/v1/agents/{ag}/profile"),
+        None,
+        Some(&a_second_secret),
+        None,
+    )
+    .await;
     // A forged query or body naming A's tenant changes nothing.
     send(Method::GET, "/v1/agents", format!("/v1/agents?tenant_id={}", a.tenant_id), bt, None, None).await;
     let mut create = reqwest::multipart::Form::new()
         .text("config", json!({"name": "B agent two", "kind": "text", "tenant_id": a.tenant_id}).to_string());
-    let created = p.request(Method::POST, "/v1/agents", bt).multipart(std::mem::take(&mut create)).send().await.expect("post");
+    let created =
+        p.request(Method::POST, "/v1/agents", bt).multipart(std::mem::take(&mut create)).send().await.expect("post");
     answers.push(Answer {
         route: ("POST".into(), "/v1/agents".into()),
         status: created.status().as_u16(),
@@ -121,7 +161,11 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     for answer in answers.iter().filter(|a| a.route.1.contains('{')) {
         assert!(matches!(answer.status, 403 | 404), "{:?} answered {}: {}", answer.route, answer.status, answer.body);
         let error: Value = serde_json::from_str(&answer.body).expect("a JSON error");
-        assert!(error["code"].is_string() && error["request_id"].is_string() && error["error"].is_string(), "{}", answer.body);
+        assert!(
+            error["code"].is_string() && error["request_id"].is_string() && error["error"].is_string(),
+            "{}",
+            answer.body
+        );
     }
     // B's own calls succeeded, and B's agents are only B's.
     for answer in answers.iter().filter(|a| !a.route.1.contains('{')) {
@@ -131,9 +175,16 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     // A is untouched: its agent, key and admin are as they were.
     let agent = p.request(Method::GET, &format!("/v1/agents/{ag}"), Some(&a.token)).send().await.expect("get");
     assert_eq!(agent.status(), 200);
-    let profile = p.http.get(format!("{}/v1/agents/{ag}/profile", p.url)).header("x-api-key", &a.secret).send().await.expect("profile");
+    let profile = p
+        .http
+        .get(format!("{}/v1/agents/{ag}/profile", p.url))
+        .header("x-api-key", &a.secret)
+        .send()
+        .await
+        .expect("profile");
     assert_eq!(profile.status(), 200, "A's key still works");
-    let me: Value = p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").json().await.expect("json");
+    let me: Value =
+        p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").json().await.expect("json");
     assert_eq!(me["role"], "admin");
     // B signing out leaves A signed in.
     assert_eq!(p.request(Method::POST, "/v1/auth/logout", bt).send().await.expect("logout").status(), 204);
@@ -145,7 +196,9 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         .as_object()
         .expect("paths")
         .iter()
-        .flat_map(|(path, ops)| ops.as_object().expect("operations").keys().map(move |m| (m.to_uppercase(), path.clone())))
+        .flat_map(|(path, ops)| {
+            ops.as_object().expect("operations").keys().map(move |m| (m.to_uppercase(), path.clone()))
+        })
         .collect();
     let covered: BTreeSet<(String, String)> = answers
         .iter()

@@ -27,20 +27,51 @@ async fn passwords_and_key_secrets_appear_in_no_file_and_no_log_line() {
         .expect("login");
     assert_eq!(wrong.status(), 401);
     let form = reqwest::multipart::Form::new().text("config", r#"{"name":"Front desk","kind":"text"}"#);
-    let agent: serde_json::Value =
-        client.post(format!("{base}/v1/agents")).bearer_auth(&token).multipart(form).send().await.expect("agent").json().await.expect("json");
+    let agent: serde_json::Value = client
+        .post(format!("{base}/v1/agents"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("agent")
+        .json()
+        .await
+        .expect("json");
     let agent = agent["agent_id"].as_str().expect("id").to_owned();
-    let key = post(&format!("{base}/v1/agents/{agent}/keys"), Some(&token), serde_json::json!({"name": "widget"})).await;
+    let key =
+        post(&format!("{base}/v1/agents/{agent}/keys"), Some(&token), serde_json::json!({"name": "widget"})).await;
     let secret = key["secret"].as_str().expect("secret").to_owned();
     let key_id = key["key_id"].as_str().expect("id").to_owned();
-    let used = client.get(format!("{base}/v1/agents/{agent}/profile")).header("x-api-key", &secret).send().await.expect("use");
+    let used =
+        client.get(format!("{base}/v1/agents/{agent}/profile")).header("x-api-key", &secret).send().await.expect("use");
     assert_eq!(used.status(), 200);
-    let revoked = client.delete(format!("{base}/v1/agents/{agent}/keys/{key_id}")).bearer_auth(&token).send().await.expect("revoke");
+    let revoked = client
+        .delete(format!("{base}/v1/agents/{agent}/keys/{key_id}"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("revoke");
     assert_eq!(revoked.status(), 200);
-    post(&format!("{base}/v1/members"), Some(&token), serde_json::json!({"email": "vic@example.com", "role": "viewer"})).await;
-    let outbox: serde_json::Value =
-        reqwest::get(format!("{base}/local/outbox?to=vic@example.com")).await.expect("outbox").json().await.expect("json");
-    let invitation = outbox["mails"][0]["text"].as_str().expect("mail").lines().map(str::trim).find(|l| l.len() == 24).expect("code").to_owned();
+    post(
+        &format!("{base}/v1/members"),
+        Some(&token),
+        serde_json::json!({"email": "vic@example.com", "role": "viewer"}),
+    )
+    .await;
+    let outbox: serde_json::Value = reqwest::get(format!("{base}/local/outbox?to=vic@example.com"))
+        .await
+        .expect("outbox")
+        .json()
+        .await
+        .expect("json");
+    let invitation = outbox["mails"][0]["text"]
+        .as_str()
+        .expect("mail")
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 24)
+        .expect("code")
+        .to_owned();
     let joined = post(
         &format!("{base}/v1/auth/register"),
         None,
@@ -49,8 +80,13 @@ async fn passwords_and_key_secrets_appear_in_no_file_and_no_log_line() {
     .await;
     let vic = joined["user_id"].as_str().expect("user").to_owned();
     let tenant = joined["tenant_id"].as_str().expect("tenant").to_owned();
-    let promoted =
-        client.patch(format!("{base}/v1/members/{vic}")).bearer_auth(&token).json(&serde_json::json!({"role": "operator"})).send().await.expect("patch");
+    let promoted = client
+        .patch(format!("{base}/v1/members/{vic}"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"role": "operator"}))
+        .send()
+        .await
+        .expect("patch");
     assert_eq!(promoted.status(), 200);
     let out = client.post(format!("{base}/v1/auth/logout")).bearer_auth(&token).send().await.expect("logout");
     assert_eq!(out.status(), 204);
@@ -87,7 +123,16 @@ async fn passwords_and_key_secrets_appear_in_no_file_and_no_log_line() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|l| l["audit"] == true)
         .collect();
-    for action in ["tenant_registered", "sign_in", "api_key_created", "api_key_revoked", "member_invited", "member_joined", "role_changed", "sign_out"] {
+    for action in [
+        "tenant_registered",
+        "sign_in",
+        "api_key_created",
+        "api_key_revoked",
+        "member_invited",
+        "member_joined",
+        "role_changed",
+        "sign_out",
+    ] {
         let line = audit.iter().find(|l| l["action"] == action).unwrap_or_else(|| panic!("no audit line for {action}"));
         assert_eq!(line["tenant_id"], tenant.as_str(), "{action}: {line}");
         assert!(line["actor"].as_str().is_some_and(|a| !a.is_empty()), "{action}: {line}");

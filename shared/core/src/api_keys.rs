@@ -314,7 +314,14 @@ mod tests {
 /// usage write. `flush` runs every few seconds and at shutdown.
 #[derive(Default)]
 pub struct UsageRecorder {
-    pending: std::sync::Mutex<std::collections::HashMap<KeyId, (KeyPrincipal, u64, DateTime<Utc>)>>,
+    pending: std::sync::Mutex<std::collections::HashMap<KeyId, PendingUse>>,
+}
+
+/// Uses of one key not yet written.
+struct PendingUse {
+    principal: KeyPrincipal,
+    uses: u64,
+    last_used: DateTime<Utc>,
 }
 
 impl UsageRecorder {
@@ -322,27 +329,31 @@ impl UsageRecorder {
         Self::default()
     }
 
-    pub fn record(&self, principal: &KeyPrincipal) {
+    fn add(&self, principal: &KeyPrincipal, uses: u64, last_used: DateTime<Utc>) {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = pending.entry(principal.key_id.clone()).or_insert_with(|| (principal.clone(), 0, now()));
-        entry.1 += 1;
-        entry.2 = now();
+        let entry = pending.entry(principal.key_id.clone()).or_insert_with(|| PendingUse {
+            principal: principal.clone(),
+            uses: 0,
+            last_used,
+        });
+        entry.uses += uses;
+        entry.last_used = entry.last_used.max(last_used);
+    }
+
+    pub fn record(&self, principal: &KeyPrincipal) {
+        self.add(principal, 1, now());
     }
 
     /// Writes what has been counted; what fails to write is counted again next time.
     pub async fn flush(&self, table: &dyn Table) -> Result<usize, TableError> {
-        let batch: Vec<_> =
-            std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner())).into_values().collect();
+        let batch = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|p| p.into_inner()));
         let mut written = 0;
         let mut failure = None;
-        for (principal, uses, last_used) in batch {
-            match record_usage(table, &principal, uses, last_used).await {
+        for pending in batch.into_values() {
+            match record_usage(table, &pending.principal, pending.uses, pending.last_used).await {
                 Ok(()) => written += 1,
                 Err(e) => {
-                    let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-                    let entry =
-                        pending.entry(principal.key_id.clone()).or_insert_with(|| (principal.clone(), 0, last_used));
-                    entry.1 += uses;
+                    self.add(&pending.principal, pending.uses, pending.last_used);
                     failure = Some(e);
                 }
             }

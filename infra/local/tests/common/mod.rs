@@ -65,4 +65,3 @@ pub async fn sign_in_confirmed(base: &str, email: &str, confirm: bool) -> String
         post(&format!("{base}/v1/auth/login"), None, serde_json::json!({"email": email, "password": PASSWORD})).await;
     tokens["access_token"].as_str().expect("token").to_owned()
 }
-
