@@ -132,7 +132,7 @@ pub async fn list(
         .limit(limit)
         .after(cursor);
     let page = table.query(query).await?;
-    let agents: Vec<Agent> = page.items.iter().map(Item::record).collect::<Result<_, _>>()?;
+    let agents: Vec<Agent> = page.records()?;
     let visible = agents.into_iter().filter(|a| a.status != AgentStatus::Archived).collect();
     Ok((visible, page.next))
 }

@@ -203,8 +203,7 @@ pub async fn list(table: &dyn Table, actor: &Membership, agent: &AgentId) -> Res
     agents::get(table, &actor.tenant_id, agent).await?;
     let query = Query::partition(Index::Primary, format!("TENANT#{}", actor.tenant_id))
         .sort(SortKey::BeginsWith(format!("KEY#{agent}#")));
-    let page = table.query(query).await?;
-    let records: Vec<KeyRecord> = page.items.iter().map(Item::record).collect::<Result<_, _>>()?;
+    let records: Vec<KeyRecord> = table.query(query).await?.records()?;
     Ok(records.into_iter().map(|r| r.key).collect())
 }
 
@@ -246,7 +245,7 @@ async fn revoke_record(table: &dyn Table, tenant: &TenantId, record: &mut KeyRec
 pub async fn revoke_all(table: &dyn Table, actor: &Membership, agent: &AgentId) -> Result<usize, KeyError> {
     let query = Query::partition(Index::Primary, format!("TENANT#{}", actor.tenant_id))
         .sort(SortKey::BeginsWith(format!("KEY#{agent}#")));
-    let records: Vec<KeyRecord> = table.query(query).await?.items.iter().map(Item::record).collect::<Result<_, _>>()?;
+    let records: Vec<KeyRecord> = table.query(query).await?.records()?;
     let mut revoked = 0;
     for mut record in records.into_iter().filter(|r| r.key.status == KeyStatus::Active) {
         revoke_record(table, &actor.tenant_id, &mut record).await?;

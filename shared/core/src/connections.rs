@@ -71,7 +71,7 @@ pub async fn find(table: &dyn Table, id: &ConnectionId) -> Result<Option<Connect
 /// The tenant's open connections.
 pub async fn of_tenant(table: &dyn Table, tenant: &TenantId) -> Result<Vec<Connection>, TableError> {
     let query = Query::partition(Index::Primary, format!("TENANT#{tenant}")).sort(SortKey::BeginsWith("CONN#".into()));
-    table.query(query).await?.items.iter().map(Item::record).collect()
+    table.query(query).await?.records()
 }
 
 /// Forgets a connection; forgetting an unknown one is not an error.

@@ -7,6 +7,8 @@ use std::fmt;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::ids::string_newtype;
+
 /// Shortest password accepted (the user pool's policy says the same).
 pub const MIN_PASSWORD_CHARS: usize = 12;
 pub const MAX_PASSWORD_CHARS: usize = 256;
@@ -35,31 +37,9 @@ impl Email {
             };
         if valid { Ok(Self(email)) } else { Err(IdentityError::InvalidEmail) }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for Email {
-    type Error = IdentityError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<Email> for String {
-    fn from(e: Email) -> String {
-        e.0
-    }
-}
-
-impl fmt::Display for Email {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(Email, IdentityError, Email::parse);
 
 /// A password that meets the policy. Never printed.
 #[derive(Clone)]
@@ -112,31 +92,9 @@ impl UserId {
             && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if ok { Ok(Self(raw.to_owned())) } else { Err(IdentityError::InvalidToken("malformed subject".into())) }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl TryFrom<String> for UserId {
-    type Error = IdentityError;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        Self::parse(&s)
-    }
-}
-
-impl From<UserId> for String {
-    fn from(id: UserId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(UserId, IdentityError, UserId::parse);
 
 /// What a successful sign-in (or refresh) returns.
 #[derive(Clone, Serialize, Deserialize)]

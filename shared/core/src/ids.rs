@@ -1,6 +1,5 @@
 //! Identifiers that are parsed once at the edge and trusted afterwards.
 
-use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +11,39 @@ pub struct InvalidId {
     pub kind: &'static str,
     pub reason: &'static str,
 }
+
+/// `as_str`, `TryFrom<String>` (through `$parse`), `From<_> for String` and `Display` for
+/// a validated string newtype.
+macro_rules! string_newtype {
+    ($name:ident, $error:ty, $parse:expr) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = $error;
+
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                $parse(&s)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use string_newtype;
 
 macro_rules! ulid_id {
     ($(#[$meta:meta])* $name:ident, $kind:literal, $prefix:literal) => {
@@ -25,11 +57,9 @@ macro_rules! ulid_id {
             pub fn generate() -> Self {
                 Self(format!("{}{}", $prefix, ulid::Ulid::new().to_string().to_lowercase()))
             }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
+
+        string_newtype!($name, InvalidId, <$name as FromStr>::from_str);
 
         impl FromStr for $name {
             type Err = InvalidId;
@@ -46,25 +76,6 @@ macro_rules! ulid_id {
             }
         }
 
-        impl TryFrom<String> for $name {
-            type Error = InvalidId;
-
-            fn try_from(s: String) -> Result<Self, Self::Error> {
-                s.parse()
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(id: $name) -> String {
-                id.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
     };
 }
 
@@ -87,12 +98,6 @@ ulid_id!(
 #[serde(try_from = "String", into = "String")]
 pub struct ConnectionId(String);
 
-impl ConnectionId {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl FromStr for ConnectionId {
     type Err = InvalidId;
 
@@ -105,25 +110,7 @@ impl FromStr for ConnectionId {
     }
 }
 
-impl TryFrom<String> for ConnectionId {
-    type Error = InvalidId;
-
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<ConnectionId> for String {
-    fn from(id: ConnectionId) -> String {
-        id.0
-    }
-}
-
-impl fmt::Display for ConnectionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+string_newtype!(ConnectionId, InvalidId, <ConnectionId as FromStr>::from_str);
 
 #[cfg(test)]
 mod tests {

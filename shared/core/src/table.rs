@@ -479,6 +479,13 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+impl Page {
+    /// The page's items read back as records.
+    pub fn records<T: DeserializeOwned>(&self) -> Result<Vec<T>, TableError> {
+        self.items.iter().map(Item::record).collect()
+    }
+}
+
 /// Where a page ended: the table key of its last item and, for an index, the item's key
 /// in that index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -303,8 +303,8 @@ pub async fn members(table: &dyn Table, actor: &Membership) -> Result<(Vec<Membe
     let partition = format!("TENANT#{}", actor.tenant_id);
     let query =
         |prefix: &str| Query::partition(Index::Primary, partition.clone()).sort(SortKey::BeginsWith(prefix.into()));
-    let members = table.query(query("MEMBER#")).await?.items.iter().map(Item::record).collect::<Result<_, _>>()?;
-    let invitations = table.query(query("INVITE#")).await?.items.iter().map(Item::record).collect::<Result<_, _>>()?;
+    let members = table.query(query("MEMBER#")).await?.records()?;
+    let invitations = table.query(query("INVITE#")).await?.records()?;
     Ok((members, invitations))
 }
 
