@@ -255,7 +255,9 @@ mod tests {
     #[tokio::test]
     async fn a_server_error_returns_nothing_of_its_cause() {
         let cause = anyhow::anyhow!("SELECT * FROM items WHERE secret = 'hunter2'").context("while reading the table");
-        let response = crate::request::within_request("req_test".into(), async { ApiError::internal(cause).into_response() }).await;
+        let response =
+            crate::request::within_request("req_test".into(), async { ApiError::internal(cause).into_response() })
+                .await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
         let body: serde_json::Value = serde_json::from_slice(&body).expect("json");

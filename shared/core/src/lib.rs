@@ -18,3 +18,4 @@ pub mod sign_in;
 pub mod table;
 pub mod tenancy;
 pub mod time;
+pub mod workflow;

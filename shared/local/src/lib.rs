@@ -1,5 +1,6 @@
 //! Embedded adapters: the ports of `oratio-core` on one machine, with no cloud account.
 
+pub mod asl;
 pub mod blob;
 pub mod files;
 pub mod identity;
