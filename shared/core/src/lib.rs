@@ -11,6 +11,7 @@ pub mod connections;
 pub mod health;
 pub mod identity;
 pub mod ids;
+pub mod knowledge;
 pub mod mail;
 pub mod push;
 pub mod ratelimit;

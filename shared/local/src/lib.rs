@@ -4,6 +4,7 @@ pub mod asl;
 pub mod blob;
 pub mod files;
 pub mod identity;
+pub mod knowledge;
 pub mod outbox;
 pub mod push;
 pub mod ratelimit;

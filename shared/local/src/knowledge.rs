@@ -1,0 +1,452 @@
+//! `KnowledgeBase` on one machine: text extracted from each document (plain text,
+//! Markdown, HTML, CSV, PDF), cut into overlapping passages that keep their place, and
+//! indexed per agent with tantivy (BM25 over English-stemmed title and text).
+//!
+//! An agent's index lives in `<root>/<tenant>/<agent>/<job>/`; `current` names the live one,
+//! replaced atomically when an ingestion completes, so searches never see half an index.
+//! Job status is kept in the table (`KNOWLEDGE#<tenant>#<agent>` / `JOB#<job>`).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context as _, anyhow};
+use async_trait::async_trait;
+use oratio_core::blob::{BlobStore, tenant_prefix};
+use oratio_core::knowledge::{
+    IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeError, KnowledgeScope, Passage, Section, SourceDocument,
+    chunk,
+};
+use oratio_core::table::{Item, Key, Table};
+use tantivy::collector::TopDocs;
+use tantivy::query::QueryParser;
+use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::{Index, IndexReader, TantivyDocument, doc};
+
+const PASSAGE_CHARS: usize = 900;
+const OVERLAP_CHARS: usize = 150;
+const CSV_ROWS_PER_SECTION: usize = 25;
+const TEXT_LINES_PER_SECTION: usize = 40;
+
+pub struct LocalKnowledgeBase {
+    root: PathBuf,
+    blobs: Arc<dyn BlobStore>,
+    table: Arc<dyn Table>,
+    readers: Mutex<HashMap<PathBuf, IndexReader>>,
+}
+
+struct Fields {
+    document_id: Field,
+    title: Field,
+    location: Field,
+    text: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let stemmed = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("en_stem")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        document_id: builder.add_text_field("document_id", STRING | STORED),
+        title: builder.add_text_field("title", stemmed.clone()),
+        location: builder.add_text_field("location", STORED),
+        text: builder.add_text_field("text", stemmed),
+    };
+    (builder.build(), fields)
+}
+
+fn backend(e: impl Into<anyhow::Error>) -> KnowledgeError {
+    KnowledgeError::Backend(e.into())
+}
+
+fn job_key(scope: &KnowledgeScope, job: &IngestionJob) -> Key {
+    Key::new(format!("KNOWLEDGE#{}#{}", scope.tenant, scope.agent), format!("JOB#{}", job.0))
+}
+
+impl LocalKnowledgeBase {
+    pub fn new(root: impl Into<PathBuf>, blobs: Arc<dyn BlobStore>, table: Arc<dyn Table>) -> Self {
+        Self { root: root.into(), blobs, table, readers: Mutex::new(HashMap::new()) }
+    }
+
+    fn scope_dir(&self, scope: &KnowledgeScope) -> PathBuf {
+        self.root.join(scope.tenant.as_str()).join(scope.agent.as_str())
+    }
+
+    async fn set_status(
+        &self,
+        scope: &KnowledgeScope,
+        job: &IngestionJob,
+        status: &IngestionStatus,
+    ) -> Result<(), KnowledgeError> {
+        let item = Item::from_record(job_key(scope, job), status).map_err(backend)?;
+        self.table.put(item, None).await.map_err(backend)
+    }
+
+    /// Extracts, chunks and indexes every document into a fresh index directory, then
+    /// makes it the live one.
+    async fn build(&self, scope: &KnowledgeScope, job: &IngestionJob, documents: &[SourceDocument]) -> IngestionStatus {
+        let mut extracted = Vec::new();
+        for document in documents {
+            let blob = match document.blob_key() {
+                Ok(key) => self.blobs.get(&key).await,
+                Err(e) => return IngestionStatus::Failed { reason: e.to_string() },
+            };
+            let bytes = match blob {
+                Ok(Some(blob)) => blob.bytes,
+                Ok(None) => {
+                    return IngestionStatus::Failed { reason: format!("the document {} is missing", document.title) };
+                }
+                Err(e) => {
+                    return IngestionStatus::Failed {
+                        reason: format!("the document {} could not be read: {e}", document.title),
+                    };
+                }
+            };
+            let (content_type, title) = (document.content_type.clone(), document.title.clone());
+            let sections = tokio::task::spawn_blocking(move || extract(&content_type, &title, &bytes)).await;
+            match sections {
+                Ok(Ok(sections)) => extracted.push((document.clone(), sections)),
+                Ok(Err(reason)) => {
+                    return IngestionStatus::Failed {
+                        reason: format!("the document {} could not be read: {reason}", document.title),
+                    };
+                }
+                Err(_) => {
+                    return IngestionStatus::Failed {
+                        reason: format!("the document {} could not be read", document.title),
+                    };
+                }
+            }
+        }
+        let dir = self.scope_dir(scope);
+        let job_dir = dir.join(&job.0);
+        let written = tokio::task::spawn_blocking(move || write_index(&dir, &job_dir, &extracted)).await;
+        match written {
+            Ok(Ok(passages)) => IngestionStatus::Complete { documents: documents.len() as u32, passages },
+            Ok(Err(e)) => {
+                tracing::error!(cause = %format!("{e:#}"), "building a knowledge index failed");
+                IngestionStatus::Failed { reason: "the knowledge index could not be built".into() }
+            }
+            Err(_) => IngestionStatus::Failed { reason: "the knowledge index could not be built".into() },
+        }
+    }
+
+    fn reader(&self, scope: &KnowledgeScope) -> Result<Option<(IndexReader, Fields, Index)>, KnowledgeError> {
+        let dir = self.scope_dir(scope);
+        let current = match std::fs::read_to_string(dir.join("current")) {
+            Ok(name) => dir.join(name.trim()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        let index = Index::open_in_dir(&current).map_err(backend)?;
+        let (_, fields) = schema();
+        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = match readers.get(&current) {
+            Some(reader) => reader.clone(),
+            None => {
+                let reader = index.reader().map_err(backend)?;
+                readers.retain(|path, _| path.starts_with(&self.root) && path.exists());
+                readers.insert(current, reader.clone());
+                reader
+            }
+        };
+        Ok(Some((reader, fields, index)))
+    }
+}
+
+fn write_index(dir: &Path, job_dir: &Path, documents: &[(SourceDocument, Vec<Section>)]) -> anyhow::Result<u32> {
+    std::fs::create_dir_all(job_dir).context("creating the index directory")?;
+    let (schema, f) = schema();
+    let index = Index::create_in_dir(job_dir, schema).context("creating the index")?;
+    let mut writer = index.writer_with_num_threads(1, 20_000_000).context("opening the index writer")?;
+    let mut passages = 0;
+    for (document, sections) in documents {
+        for passage in chunk(sections, PASSAGE_CHARS, OVERLAP_CHARS) {
+            writer.add_document(doc!(
+                f.document_id => document.document_id.clone(),
+                f.title => document.title.clone(),
+                f.location => passage.location,
+                f.text => passage.text,
+            ))?;
+            passages += 1;
+        }
+    }
+    writer.commit().context("committing the index")?;
+    writer.wait_merging_threads().context("finishing the index")?;
+    let name =
+        job_dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("an index directory without a name"))?;
+    crate::files::write_private(&dir.join("current"), name.as_bytes())?;
+    // Older indexes are no longer reachable.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let path = entry.path();
+        if path.is_dir() && path != job_dir {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+    Ok(passages)
+}
+
+/// The sections of a document, by content type (or file extension when the type is generic).
+pub fn extract(content_type: &str, title: &str, bytes: &[u8]) -> Result<Vec<Section>, String> {
+    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let extension = title.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+    let kind = match (essence.as_str(), extension.as_str()) {
+        ("application/pdf", _) | (_, "pdf") => "pdf",
+        ("text/html", _) | (_, "html" | "htm") => "html",
+        ("text/csv", _) | (_, "csv") => "csv",
+        ("text/markdown", _) | (_, "md" | "markdown") => "markdown",
+        ("text/plain", _) | (_, "txt") => "text",
+        _ => return Err(format!("{content_type} is not a supported document type")),
+    };
+    let text = || std::str::from_utf8(bytes).map_err(|_| "the text is not UTF-8".to_owned());
+    let sections = match kind {
+        "pdf" => pdf_sections(bytes)?,
+        "html" => markdown_sections(&html_to_text(text()?)),
+        "csv" => csv_sections(bytes)?,
+        "markdown" => markdown_sections(text()?),
+        _ => text_sections(text()?),
+    };
+    if sections.iter().all(|s| s.text.trim().is_empty()) {
+        return Err("it holds no text".into());
+    }
+    Ok(sections)
+}
+
+fn pdf_sections(bytes: &[u8]) -> Result<Vec<Section>, String> {
+    let bytes = bytes.to_vec();
+    // The PDF library panics on some malformed files: a panic is an unreadable document.
+    let pages = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&bytes))
+        .map_err(|_| "the PDF is malformed".to_owned())?
+        .map_err(|e| format!("the PDF is unreadable ({e})"))?;
+    Ok(pages.into_iter().enumerate().map(|(i, text)| Section { location: format!("page {}", i + 1), text }).collect())
+}
+
+fn text_sections(text: &str) -> Vec<Section> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .chunks(TEXT_LINES_PER_SECTION)
+        .enumerate()
+        .map(|(i, block)| {
+            let first = i * TEXT_LINES_PER_SECTION + 1;
+            Section { location: format!("lines {first}-{}", first + block.len() - 1), text: block.join("\n") }
+        })
+        .collect()
+}
+
+/// Sections under Markdown headings; the location is the heading (or `introduction`).
+fn markdown_sections(text: &str) -> Vec<Section> {
+    let mut sections = Vec::new();
+    let mut location = "introduction".to_owned();
+    let mut body = String::new();
+    for line in text.lines() {
+        if let Some(heading) = line.trim_start().strip_prefix('#') {
+            if !body.trim().is_empty() {
+                sections.push(Section { location: location.clone(), text: std::mem::take(&mut body) });
+            }
+            body.clear();
+            location = heading.trim_start_matches('#').trim().to_owned();
+            body.push_str(&location);
+            body.push('\n');
+        } else {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    if !body.trim().is_empty() {
+        sections.push(Section { location, text: body });
+    }
+    sections
+}
+
+/// HTML as Markdown-ish text: headings kept as `#` lines, blocks as lines, scripts and
+/// styles dropped, entities decoded.
+fn html_to_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    let mut skip_until: Option<&str> = None;
+    while let Some(open) = rest.find('<') {
+        if skip_until.is_none() {
+            out.push_str(&decode_entities(&rest[..open]));
+        }
+        let Some(close) = rest[open..].find('>') else { break };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        rest = &rest[open + close + 1..];
+        if let Some(end) = skip_until {
+            if tag.starts_with('/') && name == end {
+                skip_until = None;
+            }
+            continue;
+        }
+        match name.as_str() {
+            "script" | "style" | "head" if !tag.starts_with('/') => {
+                skip_until = Some(if name == "script" {
+                    "script"
+                } else if name == "style" {
+                    "style"
+                } else {
+                    "head"
+                })
+            }
+            "h1" | "h2" | "h3" | "h4" if !tag.starts_with('/') => out.push_str("\n# "),
+            "p" | "div" | "br" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "section" | "article" | "ul" | "ol"
+            | "table" => out.push('\n'),
+            "td" | "th" => out.push(' '),
+            _ => {}
+        }
+    }
+    if skip_until.is_none() {
+        out.push_str(&decode_entities(rest));
+    }
+    out
+}
+
+fn decode_entities(text: &str) -> String {
+    text.replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
+}
+
+/// Rows as `column: value` lines, in sections of rows; the location names the rows
+/// (counting the header as row 1, as a spreadsheet does).
+fn csv_sections(bytes: &[u8]) -> Result<Vec<Section>, String> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+    let headers: Vec<String> =
+        reader.headers().map_err(|e| format!("the CSV is malformed ({e})"))?.iter().map(str::to_owned).collect();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("the CSV is malformed ({e})"))?;
+        let line: Vec<String> = headers
+            .iter()
+            .zip(record.iter())
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(h, v)| format!("{h}: {v}"))
+            .collect();
+        rows.push(line.join("; "));
+    }
+    Ok(rows
+        .chunks(CSV_ROWS_PER_SECTION)
+        .enumerate()
+        .map(|(i, block)| {
+            let first = i * CSV_ROWS_PER_SECTION + 2;
+            Section { location: format!("rows {first}-{}", first + block.len() - 1), text: block.join("\n") }
+        })
+        .collect())
+}
+
+#[async_trait]
+impl KnowledgeBase for LocalKnowledgeBase {
+    async fn ingest(
+        &self,
+        scope: &KnowledgeScope,
+        documents: &[SourceDocument],
+    ) -> Result<IngestionJob, KnowledgeError> {
+        let prefix = tenant_prefix(&scope.tenant);
+        if let Some(foreign) = documents.iter().find(|d| !d.blob.starts_with(&prefix)) {
+            return Err(KnowledgeError::Invalid(format!("the document {} is not the tenant's", foreign.title)));
+        }
+        let job = IngestionJob(ulid::Ulid::new().to_string().to_lowercase());
+        self.set_status(scope, &job, &IngestionStatus::InProgress).await?;
+        let status = self.build(scope, &job, documents).await;
+        self.set_status(scope, &job, &status).await?;
+        Ok(job)
+    }
+
+    async fn status(&self, scope: &KnowledgeScope, job: &IngestionJob) -> Result<IngestionStatus, KnowledgeError> {
+        self.table
+            .get(&job_key(scope, job))
+            .await
+            .map_err(backend)?
+            .ok_or(KnowledgeError::UnknownJob)?
+            .record()
+            .map_err(backend)
+    }
+
+    async fn retrieve(
+        &self,
+        scope: &KnowledgeScope,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Passage>, KnowledgeError> {
+        if query.trim().is_empty() || limit == 0 {
+            return Ok(vec![]);
+        }
+        let Some((reader, f, index)) = self.reader(scope)? else { return Ok(vec![]) };
+        let searcher = reader.searcher();
+        let mut parser = QueryParser::for_index(&index, vec![f.title, f.text]);
+        parser.set_field_boost(f.title, 1.5);
+        let (query, _) = parser.parse_query_lenient(query);
+        let top = searcher.search(&query, &TopDocs::with_limit(limit.min(50))).map_err(backend)?;
+        let mut passages = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let document: TantivyDocument = searcher.doc(address).map_err(backend)?;
+            let text = |field: Field| document.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            passages.push(Passage {
+                document_id: text(f.document_id),
+                title: text(f.title),
+                location: text(f.location),
+                text: text(f.text),
+                score,
+            });
+        }
+        Ok(passages)
+    }
+
+    async fn remove(&self, scope: &KnowledgeScope) -> Result<(), KnowledgeError> {
+        let dir = self.scope_dir(scope);
+        self.readers.lock().unwrap_or_else(|p| p.into_inner()).retain(|path, _| !path.starts_with(&dir));
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_sections_follow_headings() {
+        let sections =
+            markdown_sections("Intro line\n# Opening hours\nWe open at 9.\n## Parking\nFree parking behind.\n");
+        let locations: Vec<&str> = sections.iter().map(|s| s.location.as_str()).collect();
+        assert_eq!(locations, ["introduction", "Opening hours", "Parking"]);
+        assert!(sections[1].text.contains("We open at 9."));
+    }
+
+    #[test]
+    fn html_loses_markup_scripts_and_entities() {
+        let text = html_to_text(
+            "<html><head><title>x</title><style>p{}</style></head><body><h2>Prices</h2><p>Cleaning &amp; polish: &pound;40</p><script>alert(1)</script><p>Fillings from 90</p></body></html>",
+        );
+        let sections = markdown_sections(&text);
+        assert_eq!(sections.last().map(|s| s.location.as_str()), Some("Prices"));
+        assert!(text.contains("Cleaning & polish") && text.contains("Fillings from 90"));
+        assert!(!text.contains("alert") && !text.contains("p{}"));
+    }
+
+    #[test]
+    fn csv_rows_become_labelled_lines() {
+        let sections = csv_sections(b"service,price\nCleaning,40\n\"Whitening, full\",250\n").unwrap();
+        assert_eq!(sections[0].location, "rows 2-3");
+        assert_eq!(sections[0].text, "service: Cleaning; price: 40\nservice: Whitening, full; price: 250");
+    }
+
+    #[test]
+    fn unsupported_and_unreadable_documents_say_why() {
+        assert!(extract("image/png", "x.png", b"\x89PNG").unwrap_err().contains("not a supported"));
+        assert!(extract("application/pdf", "x.pdf", b"%PDF-1.4 garbage").is_err());
+        assert!(extract("text/plain", "x.txt", b"\xff\xfe").unwrap_err().contains("UTF-8"));
+        assert!(extract("text/plain", "x.txt", b"   \n ").unwrap_err().contains("no text"));
+    }
+}
