@@ -1,11 +1,13 @@
 //! AWS adapters for Oratio's ports, on the official AWS SDK for Rust.
 
+pub mod bedrock;
 pub mod cognito;
 pub mod dynamodb;
 pub mod push;
 pub mod s3;
 pub mod ses;
 
+pub use bedrock::BedrockLlm;
 pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
 pub use push::ApiGatewayPush;
@@ -35,4 +37,8 @@ pub fn cognito_client(config: &aws_config::SdkConfig) -> aws_sdk_cognitoidentity
 
 pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
     aws_sdk_sesv2::Client::new(config)
+}
+
+pub fn bedrock_runtime_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockruntime::Client {
+    aws_sdk_bedrockruntime::Client::new(config)
 }

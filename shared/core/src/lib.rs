@@ -12,6 +12,7 @@ pub mod health;
 pub mod identity;
 pub mod ids;
 pub mod knowledge;
+pub mod llm;
 pub mod mail;
 pub mod push;
 pub mod ratelimit;

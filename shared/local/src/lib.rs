@@ -5,6 +5,7 @@ pub mod blob;
 pub mod files;
 pub mod identity;
 pub mod knowledge;
+pub mod llm;
 pub mod outbox;
 pub mod push;
 pub mod ratelimit;
