@@ -16,6 +16,7 @@ pub mod llm;
 pub mod mail;
 pub mod push;
 pub mod ratelimit;
+pub mod runtime;
 pub mod sign_in;
 pub mod table;
 pub mod tenancy;

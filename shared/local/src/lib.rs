@@ -9,6 +9,7 @@ pub mod llm;
 pub mod outbox;
 pub mod push;
 pub mod ratelimit;
+pub mod runtime;
 pub mod sqlite;
 
 pub use blob::DirBlobStore;
