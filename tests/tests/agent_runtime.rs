@@ -142,11 +142,11 @@ async fn stopped_agents_stay_stopped_and_running_ones_come_back_after_a_restart(
     again.deploy(&f.agent, &code("v2", ECHO)).await.expect("redeployed");
     let mut version = None;
     for _ in 0..500 {
-        if let Ok(answer) = again.invoke(&f.agent, "s", json!({"message": "x"})).await {
-            if answer["version"] == "v2" {
-                version = Some(());
-                break;
-            }
+        if let Ok(answer) = again.invoke(&f.agent, "s", json!({"message": "x"})).await
+            && answer["version"] == "v2"
+        {
+            version = Some(());
+            break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
