@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod blob;
 pub mod connections;
+pub mod creator;
 pub mod health;
 pub mod identity;
 pub mod ids;

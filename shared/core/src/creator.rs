@@ -1,0 +1,361 @@
+//! AgentCreator's first half, deterministic: an SOP becomes structured requirements, the
+//! requirements a plan, and the plan is reviewed in two cycles (completeness, then
+//! safety), each review recording what it found and what it changed. This is what the
+//! embedded platform runs with its local engine; with a real model the same artifacts come
+//! from prompts.
+
+use serde::{Deserialize, Serialize};
+
+/// What the SOP asks of the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Requirements {
+    /// What the SOP is for (its first line).
+    pub purpose: String,
+    /// What customers come for.
+    pub intents: Vec<String>,
+    /// The procedure, in order.
+    pub steps: Vec<String>,
+    /// What the agent must collect from the customer.
+    pub required_data: Vec<String>,
+    /// When a person must take over.
+    pub handoff_conditions: Vec<String>,
+    pub tone: String,
+    /// What the agent must never do.
+    pub forbidden: Vec<String>,
+}
+
+/// Why an SOP cannot become an agent; for the tenant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSop(pub String);
+
+const BULLETS: &[&str] = &["-", "*", "•"];
+
+/// A numbered or bulleted line's text.
+fn step_text(line: &str) -> Option<&str> {
+    let line = line.trim();
+    let digits = line.chars().take_while(char::is_ascii_digit).count();
+    if digits > 0 {
+        let rest = &line[digits..];
+        return rest.strip_prefix('.').or_else(|| rest.strip_prefix(')')).map(str::trim).filter(|s| !s.is_empty());
+    }
+    BULLETS.iter().find_map(|b| line.strip_prefix(b)).map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn sentences(text: &str) -> Vec<String> {
+    text.split(['.', '!', '?', '\n']).map(str::trim).filter(|s| s.len() > 2).map(str::to_owned).collect()
+}
+
+fn contains_any(text: &str, words: &[&str]) -> bool {
+    let lower = text.to_lowercase();
+    words.iter().any(|w| lower.contains(w))
+}
+
+/// Splits "a, b and c" / "a or b" into its items.
+fn items(list: &str) -> Vec<String> {
+    list.split([',', ';'])
+        .flat_map(|part| part.split(" and ").flat_map(|p| p.split(" or ")))
+        .map(|item| {
+            item.trim()
+                .trim_start_matches("their ")
+                .trim_start_matches("the ")
+                .trim_start_matches("a ")
+                .trim()
+                .to_owned()
+        })
+        .filter(|item| !item.is_empty() && item.len() <= 60)
+        .collect()
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.iter().any(|existing| existing.eq_ignore_ascii_case(&item)) {
+        list.push(item);
+    }
+}
+
+const FORBIDDEN_MARKERS: &[&str] =
+    &["never ", "do not ", "don't ", "must not ", "not allowed", "under no circumstances"];
+const HANDOFF_MARKERS: &[&str] =
+    &["escalate", "transfer", "hand off", "hand over", "handoff", "a human", "a person", "a manager", "staff member"];
+const COLLECT_MARKERS: &[&str] = &["collect ", "ask for ", "take down ", "record ", "get their "];
+
+/// Reads an SOP (and the tenant's explicit handoff conditions) into requirements.
+pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requirements, InvalidSop> {
+    let text = sop.trim();
+    if text.chars().count() < 40 {
+        return Err(InvalidSop("the SOP is too short to describe a procedure: write at least a few steps".into()));
+    }
+    let purpose = text.lines().next().unwrap_or_default().trim().trim_start_matches('#').trim().to_owned();
+    let steps: Vec<String> = text.lines().filter_map(step_text).map(str::to_owned).collect();
+    if steps.is_empty() {
+        return Err(InvalidSop("the SOP has no steps: list the procedure as numbered or bulleted lines".into()));
+    }
+    let mut tone = "friendly and professional".to_owned();
+    let mut forbidden = Vec::new();
+    let mut handoff_conditions = Vec::new();
+    let mut required_data = Vec::new();
+    let mut intents = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.trim().strip_prefix("Tone:").or_else(|| line.trim().strip_prefix("tone:")) {
+            tone = rest.trim().trim_end_matches('.').to_owned();
+        }
+    }
+    for sentence in sentences(text) {
+        let lower = sentence.to_lowercase();
+        if contains_any(&sentence, FORBIDDEN_MARKERS) {
+            push_unique(&mut forbidden, sentence.clone());
+            continue;
+        }
+        if contains_any(&sentence, HANDOFF_MARKERS) {
+            let condition = ["if ", "when "]
+                .iter()
+                .find_map(|m| lower.find(m).map(|at| sentence[at + m.len()..].to_owned()))
+                .unwrap_or_else(|| sentence.clone());
+            push_unique(&mut handoff_conditions, condition);
+        }
+        for marker in COLLECT_MARKERS {
+            if let Some(at) = lower.find(marker) {
+                for item in items(&sentence[at + marker.len()..]) {
+                    push_unique(&mut required_data, item);
+                }
+            }
+        }
+        for marker in ["want to ", "wants to ", "would like to ", "needs to "] {
+            if let Some(at) = lower.find(marker) {
+                let rest = &sentence[at + marker.len()..];
+                let intent = rest.split([',', ';']).next().unwrap_or(rest).trim().to_owned();
+                if !intent.is_empty() {
+                    push_unique(&mut intents, intent);
+                }
+            }
+        }
+    }
+    for condition in extra_handoff_conditions.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        push_unique(&mut handoff_conditions, condition.to_owned());
+    }
+    push_unique(&mut intents, "ask a question the documents answer".into());
+    Ok(Requirements { purpose, intents, steps, required_data, handoff_conditions, tone, forbidden })
+}
+
+/// One step of the conversation the agent leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanStep {
+    pub id: String,
+    pub instruction: String,
+    /// The data this step collects.
+    pub collects: Vec<String>,
+}
+
+/// When to hand over: any of `triggers` in the customer's words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffRule {
+    pub reason: String,
+    pub triggers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub greeting: String,
+    pub tone: String,
+    pub flow: Vec<PlanStep>,
+    pub handoff: Vec<HandoffRule>,
+    /// Things the agent refuses, as written in the SOP.
+    pub guardrails: Vec<String>,
+    pub refusal: String,
+    pub knowledge_policy: String,
+}
+
+/// What one review cycle found and changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub cycle: u32,
+    pub focus: String,
+    pub findings: Vec<String>,
+    pub changes: Vec<String>,
+}
+
+/// The trigger phrases of a handoff condition ("severe pain, bleeding or asks for a manager").
+fn triggers(condition: &str) -> Vec<String> {
+    items(&condition.to_lowercase())
+        .into_iter()
+        .map(|t| {
+            let t = ["the customer ", "the caller ", "they ", "customer ", "caller "]
+                .iter()
+                .fold(t, |t, p| t.trim_start_matches(p).to_owned());
+            ["reports ", "mentions ", "has ", "says "].iter().fold(t, |t, p| t.trim_start_matches(p).to_owned())
+        })
+        .filter(|t| t.len() >= 3)
+        .collect()
+}
+
+pub fn draft_plan(requirements: &Requirements, agent_name: &str, greeting: Option<&str>) -> Plan {
+    let flow = requirements
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, instruction)| PlanStep {
+            id: format!("step-{}", i + 1),
+            instruction: instruction.clone(),
+            collects: requirements
+                .required_data
+                .iter()
+                .filter(|d| instruction.to_lowercase().contains(&d.to_lowercase()))
+                .cloned()
+                .collect(),
+        })
+        .collect();
+    Plan {
+        greeting: greeting
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("Hello! You're speaking with {agent_name}. How can I help you today?")),
+        tone: requirements.tone.clone(),
+        flow,
+        handoff: requirements
+            .handoff_conditions
+            .iter()
+            .map(|c| HandoffRule { reason: c.clone(), triggers: triggers(c) })
+            .collect(),
+        guardrails: Vec::new(),
+        refusal: String::new(),
+        knowledge_policy: String::new(),
+    }
+}
+
+/// Review cycle 1: does the plan do everything the SOP asks?
+pub fn review_completeness(requirements: &Requirements, mut plan: Plan) -> (Review, Plan) {
+    let mut findings = Vec::new();
+    let mut changes = Vec::new();
+    for data in &requirements.required_data {
+        if !plan.flow.iter().any(|s| s.collects.contains(data)) {
+            findings.push(format!("no step collects {data}"));
+            let step = PlanStep {
+                id: format!("step-{}", plan.flow.len() + 1),
+                instruction: format!("Ask for the customer's {data}."),
+                collects: vec![data.clone()],
+            };
+            changes.push(format!("added {}: {}", step.id, step.instruction));
+            plan.flow.push(step);
+        }
+    }
+    let collects_anything = plan.flow.iter().any(|s| !s.collects.is_empty());
+    let confirms = plan.flow.iter().any(|s| contains_any(&s.instruction, &["confirm", "repeat back", "read back"]));
+    if collects_anything && !confirms {
+        findings.push("collected details are never confirmed back".into());
+        let step = PlanStep {
+            id: format!("step-{}", plan.flow.len() + 1),
+            instruction: "Confirm the collected details back to the customer.".into(),
+            collects: vec![],
+        };
+        changes.push(format!("added {}: {}", step.id, step.instruction));
+        plan.flow.push(step);
+    }
+    for rule in plan.handoff.iter_mut().filter(|r| r.triggers.is_empty()) {
+        findings.push(format!("the handoff condition \"{}\" has no phrase to recognise", rule.reason));
+        rule.triggers = vec![rule.reason.to_lowercase()];
+        changes.push(format!("the whole condition \"{}\" became its trigger", rule.reason));
+    }
+    (Review { cycle: 1, focus: "completeness".into(), findings, changes }, plan)
+}
+
+/// Review cycle 2: is the plan safe?
+pub fn review_safety(requirements: &Requirements, mut plan: Plan) -> (Review, Plan) {
+    let mut findings = Vec::new();
+    let mut changes = Vec::new();
+    for rule in &requirements.forbidden {
+        if !plan.guardrails.contains(rule) {
+            findings.push(format!("the plan does not enforce: {rule}"));
+            plan.guardrails.push(rule.clone());
+            changes.push(format!("added the guardrail: {rule}"));
+        }
+    }
+    if plan.refusal.is_empty() {
+        findings.push("there is no answer for requests the agent must refuse".into());
+        plan.refusal =
+            "I'm sorry, I can't help with that. I can connect you with a member of our team if you'd like.".into();
+        changes.push("added a refusal that offers a person".into());
+    }
+    let asks_for_person = ["speak to a human", "talk to a person", "real person", "speak to someone"];
+    if !plan.handoff.iter().any(|r| r.triggers.iter().any(|t| asks_for_person.contains(&t.as_str()))) {
+        findings.push("a customer who asks for a person cannot get one".into());
+        plan.handoff.push(HandoffRule {
+            reason: "the customer asked for a person".into(),
+            triggers: asks_for_person.iter().map(|t| (*t).to_owned()).collect(),
+        });
+        changes.push("added a handoff when the customer asks for a person".into());
+    }
+    if plan.knowledge_policy.is_empty() {
+        findings.push("the plan does not say how to use the documents".into());
+        plan.knowledge_policy =
+            "Answer factual questions only from the documents, cite the document, and say so when they do not answer."
+                .into();
+        changes.push("added the knowledge policy: answer from the documents and cite them".into());
+    }
+    (Review { cycle: 2, focus: "safety".into(), findings, changes }, plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOP: &str = "Front desk procedure for Bright Smile Dental
+Tone: warm, professional and concise.
+
+1. Greet the caller and ask how you can help.
+2. If they want to book an appointment, collect their full name, phone number and preferred date.
+3. Check the opening hours in the FAQ before offering a time.
+4. Confirm the booking details back to the caller.
+
+Escalate to a human if the caller reports severe pain, bleeding or swelling.
+Never give a medical diagnosis. Do not share other patients' information.
+";
+
+    #[test]
+    fn an_sop_becomes_requirements() {
+        let r = parse_sop(SOP, &["the caller asks for a refund".into()]).unwrap();
+        assert_eq!(r.purpose, "Front desk procedure for Bright Smile Dental");
+        assert_eq!(r.steps.len(), 4);
+        assert_eq!(r.tone, "warm, professional and concise");
+        assert_eq!(r.required_data, ["full name", "phone number", "preferred date"]);
+        assert_eq!(
+            r.handoff_conditions,
+            ["the caller reports severe pain, bleeding or swelling", "the caller asks for a refund"]
+        );
+        assert_eq!(r.forbidden, ["Never give a medical diagnosis", "Do not share other patients' information"]);
+        assert!(r.intents.contains(&"book an appointment".to_owned()));
+    }
+
+    #[test]
+    fn sops_without_a_procedure_are_refused_with_a_reason() {
+        assert!(parse_sop("Be nice.", &[]).unwrap_err().0.contains("too short"));
+        let prose = "We are a dental clinic in the city centre and we like to be helpful to everyone who calls us.";
+        assert!(parse_sop(prose, &[]).unwrap_err().0.contains("no steps"));
+    }
+
+    #[test]
+    fn reviews_complete_the_plan_and_record_what_they_changed() {
+        let r = parse_sop(SOP, &[]).unwrap();
+        let plan = draft_plan(&r, "Front desk", None);
+        assert_eq!(plan.flow[1].collects, ["full name", "phone number", "preferred date"]);
+        assert_eq!(plan.handoff[0].triggers, ["severe pain", "bleeding", "swelling"]);
+        let (first, plan) = review_completeness(&r, plan);
+        assert_eq!(first.cycle, 1);
+        assert!(first.changes.is_empty(), "the SOP already confirms and collects everything: {first:?}");
+        let (second, plan) = review_safety(&r, plan);
+        assert_eq!(plan.guardrails, r.forbidden);
+        assert!(second.changes.len() >= 3 && second.findings.len() == second.changes.len());
+        assert!(plan.handoff.iter().any(|h| h.triggers.contains(&"speak to a human".to_owned())));
+        // A second pass finds nothing more to change.
+        let (again, _) = review_safety(&r, plan);
+        assert!(again.changes.is_empty());
+    }
+
+    #[test]
+    fn completeness_review_adds_missing_collection_and_confirmation() {
+        let sop = "Billing line\n1. Greet the customer.\n2. Answer questions about invoices.\nAlways collect the invoice number.\n";
+        let r = parse_sop(sop, &[]).unwrap();
+        let (review, plan) = review_completeness(&r, draft_plan(&r, "Billing", Some("Hi!")));
+        assert_eq!(review.findings, ["no step collects invoice number", "collected details are never confirmed back"]);
+        assert_eq!(plan.flow.len(), 4);
+        assert_eq!(plan.greeting, "Hi!");
+    }
+}
