@@ -7,7 +7,8 @@ An agent is an HTTP server speaking the Bedrock AgentCore Runtime contract:
 
 ``serve(handle)`` runs that server around the agent's ``handle(request) -> dict`` on the
 port in ``$PORT`` (8080 by default, AgentCore's), on ``$HOST`` (``0.0.0.0``; the embedded
-platform sets ``127.0.0.1``). It uses only the standard library.
+platform sets ``127.0.0.1``). ``retrieve`` and ``complete`` reach the agent's knowledge and
+the platform's model. It uses only the standard library.
 """
 
 import json
@@ -16,9 +17,10 @@ import sys
 import threading
 import time
 import traceback
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["serve", "handoff", "MAX_REQUEST_BYTES"]
+__all__ = ["serve", "handoff", "retrieve", "complete", "MAX_REQUEST_BYTES"]
 
 MAX_REQUEST_BYTES = 1024 * 1024
 _started = int(time.time())
@@ -99,3 +101,35 @@ def serve(handle, port=None):
         server.serve_forever()
     finally:
         server.server_close()
+
+
+def _platform(path, body):
+    """Calls the embedded platform's runtime API (``$ORATIO_PLATFORM_URL``), or ``None``
+    when the agent runs on its own (code review, local experiments)."""
+    base = os.environ.get("ORATIO_PLATFORM_URL")
+    if not base:
+        return None
+    request = urllib.request.Request(
+        base.rstrip("/") + path,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json", "Authorization": "Bearer " + os.environ.get("ORATIO_RUNTIME_TOKEN", "")},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read() or b"{}")
+
+
+def retrieve(query, limit=4):
+    """Passages of the agent's documents that answer ``query``, best first:
+    ``[{"document_id", "title", "location", "text", "score"}]``."""
+    answer = _platform("/local/runtime/retrieve", {"query": str(query), "limit": int(limit)})
+    return [] if answer is None else answer.get("passages", [])
+
+
+def complete(system, messages, max_tokens=512):
+    """One completion of the platform's model: ``{"text", "model", "input_tokens", "output_tokens"}``.
+    ``messages`` are ``{"role": "user"|"assistant", "text": ...}``, ending with the user's turn."""
+    answer = _platform("/local/runtime/complete", {"system": system, "messages": messages, "max_tokens": int(max_tokens)})
+    if answer is None:
+        return {"text": "(offline: no model is reachable)", "model": "offline", "input_tokens": 0, "output_tokens": 0}
+    return answer

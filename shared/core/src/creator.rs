@@ -182,7 +182,11 @@ fn triggers(condition: &str) -> Vec<String> {
             let t = ["the customer ", "the caller ", "they ", "customer ", "caller "]
                 .iter()
                 .fold(t, |t, p| t.trim_start_matches(p).to_owned());
-            ["reports ", "mentions ", "has ", "says "].iter().fold(t, |t, p| t.trim_start_matches(p).to_owned())
+            let t =
+                ["reports ", "mentions ", "has ", "says ", "asks for ", "asks about ", "wants ", "requests ", "needs "]
+                    .iter()
+                    .fold(t, |t, p| t.trim_start_matches(p).to_owned());
+            ["a ", "an ", "the "].iter().fold(t, |t, p| t.trim_start_matches(p).to_owned())
         })
         .filter(|t| t.len() >= 3)
         .collect()
@@ -358,4 +362,168 @@ Never give a medical diagnosis. Do not share other patients' information.
         assert_eq!(plan.flow.len(), 4);
         assert_eq!(plan.greeting, "Hi!");
     }
+}
+
+/// Words too common in guardrails to recognise a forbidden request by.
+const GENERIC: &[&str] = &[
+    "information",
+    "customer",
+    "customers",
+    "caller",
+    "callers",
+    "patient",
+    "patients",
+    "people",
+    "other",
+    "anyone",
+    "someone",
+    "things",
+    "details",
+    "never",
+    "under",
+    "circumstances",
+];
+
+/// The stems that recognise a request a guardrail forbids ("Never give a medical
+/// diagnosis" → `medica`, `diagno`).
+pub fn guardrail_stems(guardrail: &str) -> Vec<String> {
+    guardrail
+        .to_lowercase()
+        .split(|c: char| !c.is_alphabetic())
+        .filter(|w| w.len() >= 6 && !GENERIC.contains(w))
+        .map(|w| w.chars().take(6).collect())
+        .collect()
+}
+
+const TEMPLATE: &str = include_str!("creator_template.py");
+const SMOKE_TEMPLATE: &str = include_str!("creator_smoke.py");
+
+/// The agent's code: `agent.py` (the plan as data, and the logic that follows it) and
+/// `smoke_test.py` (a conversation the code review runs against it).
+pub fn generate_code(plan: &Plan, agent_name: &str, version: &str) -> crate::runtime::AgentCode {
+    let guardrails: Vec<serde_json::Value> =
+        plan.guardrails.iter().map(|g| serde_json::json!({"rule": g, "stems": guardrail_stems(g)})).collect();
+    let mut data = serde_json::to_value(plan).expect("a plan serializes");
+    data["guardrails"] = serde_json::Value::Array(guardrails);
+    data["agent_name"] = agent_name.into();
+    let plan_json = serde_json::to_string_pretty(&data).expect("a plan serializes");
+    // The plan goes in a raw string; a `"""` inside it would end the string early.
+    let plan_json = plan_json.replace("\"\"\"", "\\u0022\\u0022\\u0022");
+    let agent =
+        TEMPLATE.replace("__AGENT_NAME__", &agent_name.replace(['\n', '"'], " ")).replace("__PLAN_JSON__", &plan_json);
+    crate::runtime::AgentCode {
+        version: version.into(),
+        entrypoint: "agent.py".into(),
+        files: [("agent.py".to_owned(), agent), ("smoke_test.py".to_owned(), SMOKE_TEMPLATE.to_owned())].into(),
+    }
+}
+
+/// What the code review found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeReport {
+    pub compiles: bool,
+    /// Modules `agent.py` imports outside the standard library and `oratio_agent`.
+    pub disallowed_imports: Vec<String>,
+    /// `handle` is defined and `oratio_agent.serve(handle)` runs under `__main__`.
+    pub has_entrypoint: bool,
+    pub smoke_passed: bool,
+    /// Everything that failed, for a tenant (and for the next generation attempt).
+    pub findings: Vec<String>,
+}
+
+impl CodeReport {
+    pub fn passed(&self) -> bool {
+        self.compiles && self.disallowed_imports.is_empty() && self.has_entrypoint && self.smoke_passed
+    }
+}
+
+/// Reviews generated code by running the tools on it (Python's compiler, an import
+/// check, the generated smoke conversation).
+#[async_trait::async_trait]
+pub trait CodeChecker: Send + Sync {
+    async fn check(&self, code: &crate::runtime::AgentCode) -> Result<CodeReport, anyhow::Error>;
+}
+
+/// How many times code is generated and reviewed before the agent fails.
+pub const MAX_CODE_ATTEMPTS: usize = 3;
+
+/// Everything AgentCreator produced, in the order it produced it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creation {
+    pub requirements: Requirements,
+    pub draft: Plan,
+    pub reviews: Vec<Review>,
+    pub plan: Plan,
+    pub code: crate::runtime::AgentCode,
+    pub code_reviews: Vec<CodeReport>,
+}
+
+impl Creation {
+    /// The artifacts to keep beside the code, by file name.
+    pub fn artifacts(&self) -> Vec<(String, serde_json::Value)> {
+        fn json<T: Serialize>(value: &T) -> serde_json::Value {
+            serde_json::to_value(value).expect("artifacts serialize")
+        }
+        let mut out = vec![
+            ("requirements.json".to_owned(), json(&self.requirements)),
+            ("plan-draft.json".to_owned(), json(&self.draft)),
+        ];
+        out.extend(self.reviews.iter().map(|r| (format!("plan-review-{}.json", r.cycle), json(r))));
+        out.push(("plan.json".to_owned(), json(&self.plan)));
+        out.extend(self.code_reviews.iter().enumerate().map(|(i, r)| (format!("code-review-{}.json", i + 1), json(r))));
+        out
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreatorError {
+    #[error(transparent)]
+    InvalidSop(#[from] InvalidSop),
+    /// The generated code failed its review every time; the findings say why.
+    #[error("the generated agent did not pass its review: {}", .findings.join("; "))]
+    CodeRejected { findings: Vec<String>, creation: Box<Creation> },
+    #[error("the code review could not run")]
+    Checker(#[source] anyhow::Error),
+}
+
+/// What AgentCreator is given.
+#[derive(Debug, Clone)]
+pub struct CreatorInput<'a> {
+    pub agent_name: &'a str,
+    pub sop: &'a str,
+    pub handoff_conditions: &'a [String],
+    pub greeting: Option<&'a str>,
+    pub version: &'a str,
+}
+
+/// Runs AgentCreator: requirements, plan, two reviews, then code generation and review,
+/// retried with the findings up to [`MAX_CODE_ATTEMPTS`] times.
+pub async fn create(input: CreatorInput<'_>, checker: &dyn CodeChecker) -> Result<Creation, CreatorError> {
+    let requirements = parse_sop(input.sop, input.handoff_conditions)?;
+    let draft = draft_plan(&requirements, input.agent_name, input.greeting);
+    let (first, plan) = review_completeness(&requirements, draft.clone());
+    let (second, plan) = review_safety(&requirements, plan);
+    let mut creation = Creation {
+        requirements,
+        draft,
+        reviews: vec![first, second],
+        code: generate_code(&plan, input.agent_name, input.version),
+        plan,
+        code_reviews: Vec::new(),
+    };
+    for attempt in 1..=MAX_CODE_ATTEMPTS {
+        if attempt > 1 {
+            // The deterministic generator has no other way to write the plan; a model
+            // would get the findings in its prompt here.
+            creation.code = generate_code(&creation.plan, input.agent_name, input.version);
+        }
+        let report = checker.check(&creation.code).await.map_err(CreatorError::Checker)?;
+        let passed = report.passed();
+        creation.code_reviews.push(report);
+        if passed {
+            return Ok(creation);
+        }
+    }
+    let findings = creation.code_reviews.last().map(|r| r.findings.clone()).unwrap_or_default();
+    Err(CreatorError::CodeRejected { findings, creation: Box::new(creation) })
 }

@@ -2,6 +2,7 @@
 
 pub mod asl;
 pub mod blob;
+pub mod checker;
 pub mod files;
 pub mod identity;
 pub mod knowledge;
