@@ -145,7 +145,7 @@ async fn create_agent(
         }
     }
     let config = config.ok_or_else(|| ApiError::bad_request("invalid_config", "the form needs a `config` part"))?;
-    let agent = agents::create(deps.table.as_ref(), &actor, config).await?;
+    let agent = agents::create(deps.table.as_ref(), &actor, config, Vec::new()).await?;
     Ok((StatusCode::CREATED, Json(AgentView::from(agent))).into_response())
 }
 

@@ -4,6 +4,7 @@
 pub mod agents_api;
 pub mod auth;
 pub mod body;
+pub mod creation;
 pub mod customer_api;
 pub mod dashboard_socket;
 pub mod deps;

@@ -55,16 +55,69 @@ pub struct Agent {
     pub status: AgentStatus,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The procedure the agent follows.
+    #[serde(default)]
+    pub sop: String,
+    #[serde(default)]
+    pub documents: Vec<DocumentRef>,
+    /// Conditions, besides the SOP's, on which a person takes over.
+    #[serde(default)]
+    pub handoff_conditions: Vec<String>,
+    /// Creation steps as they happened.
+    #[serde(default)]
+    pub progress: Vec<ProgressStep>,
+    /// Why creation failed, for the tenant.
+    #[serde(default)]
+    pub failure_reason: Option<String>,
+    /// The code version deployed.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
-/// What a tenant gives to create an agent.
+/// A knowledge document of an agent, stored under the tenant's prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentRef {
+    pub document_id: String,
+    pub title: String,
+    pub blob: String,
+    pub content_type: String,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Started,
+    Finished,
+    Failed,
+}
+
+/// One step of an agent's creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressStep {
+    pub step: String,
+    pub status: StepStatus,
+    pub at: DateTime<Utc>,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// What a tenant gives to create an agent. Without an SOP it is saved as a draft; with
+/// one, its creation starts.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct NewAgent {
     pub name: String,
     pub kind: AgentKind,
     #[serde(default)]
     pub greeting: Option<String>,
+    #[serde(default)]
+    pub sop: Option<String>,
+    #[serde(default)]
+    pub handoff_conditions: Vec<String>,
 }
+
+/// Longest SOP accepted.
+pub const MAX_SOP_CHARS: usize = 50_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -78,6 +131,11 @@ pub enum AgentError {
     Table(#[from] TableError),
 }
 
+/// A time as serde writes it, so that records read back the same.
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
 pub fn agent_key(tenant: &TenantId, agent: &AgentId) -> Key {
     Key::new(format!("TENANT#{tenant}"), format!("AGENT#{agent}"))
 }
@@ -87,16 +145,24 @@ fn text(field: &str, raw: &str, max: usize) -> Result<String, AgentError> {
     if value.is_empty() || value.chars().count() > max {
         return Err(AgentError::Invalid(format!("`{field}` must be 1 to {max} characters")));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n') {
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
         return Err(AgentError::Invalid(format!("`{field}` must not contain control characters")));
     }
     Ok(value.to_owned())
 }
 
-pub async fn create(table: &dyn Table, actor: &Membership, new: NewAgent) -> Result<Agent, AgentError> {
+pub async fn create(
+    table: &dyn Table,
+    actor: &Membership,
+    new: NewAgent,
+    documents: Vec<DocumentRef>,
+) -> Result<Agent, AgentError> {
     actor.require(Permission::ManageAgents)?;
     let name = text("name", &new.name, 80)?;
     let greeting = new.greeting.as_deref().map(|g| text("greeting", g, 500)).transpose()?;
+    let sop = new.sop.as_deref().map(|s| text("sop", s, MAX_SOP_CHARS)).transpose()?;
+    let handoff_conditions =
+        new.handoff_conditions.iter().map(|c| text("handoff_conditions", c, 300)).collect::<Result<Vec<_>, _>>()?;
     let at = now();
     let agent = Agent {
         agent_id: AgentId::generate(),
@@ -104,9 +170,15 @@ pub async fn create(table: &dyn Table, actor: &Membership, new: NewAgent) -> Res
         name,
         kind: new.kind,
         greeting,
-        status: AgentStatus::Draft,
+        status: if sop.is_some() { AgentStatus::Creating } else { AgentStatus::Draft },
         created_at: at,
         updated_at: at,
+        sop: sop.unwrap_or_default(),
+        documents,
+        handoff_conditions,
+        progress: Vec::new(),
+        failure_reason: None,
+        version: None,
     };
     let item = Item::from_record(agent_key(&agent.tenant_id, &agent.agent_id), &agent)?;
     table.put(item, Some(Condition::NotExists)).await?;
@@ -137,10 +209,44 @@ pub async fn list(
     Ok((visible, page.next))
 }
 
+/// Reads an agent whatever its status (for the creation workflow).
+pub async fn load(table: &dyn Table, tenant: &TenantId, agent: &AgentId) -> Result<Agent, AgentError> {
+    Ok(table.get(&agent_key(tenant, agent)).await?.ok_or(AgentError::NotFound)?.record()?)
+}
+
+/// Records a creation step (appending to the agent's progress) and, when given, a new
+/// status, failure reason and version, in one conditional write.
+pub async fn record_step(
+    table: &dyn Table,
+    agent: &Agent,
+    step: ProgressStep,
+    status: Option<AgentStatus>,
+    failure_reason: Option<&str>,
+    version: Option<&str>,
+) -> Result<Agent, AgentError> {
+    let mut progress = agent.progress.clone();
+    progress.push(step);
+    let mut update = Update::new()
+        .set("progress", serde_json::to_value(&progress).map_err(|e| AgentError::Invalid(e.to_string()))?)
+        .set("updated_at", stamp(now()));
+    if let Some(status) = status {
+        update = update.set("status", status.as_str());
+    }
+    if let Some(reason) = failure_reason {
+        update = update.set("failure_reason", reason);
+    }
+    if let Some(version) = version {
+        update = update.set("version", version);
+    }
+    // Only the creation workflow writes progress, one step after another.
+    let item = table.update(&agent_key(&agent.tenant_id, &agent.agent_id), update, Some(Condition::Exists)).await?;
+    Ok(item.record()?)
+}
+
 /// Archives an agent: it disappears from the tenant's view and its keys stop working.
 pub async fn archive(table: &dyn Table, actor: &Membership, agent: &AgentId) -> Result<(), AgentError> {
     actor.require(Permission::ManageAgents)?;
-    let update = Update::new().set("status", AgentStatus::Archived.as_str()).set("updated_at", now().to_rfc3339());
+    let update = Update::new().set("status", AgentStatus::Archived.as_str()).set("updated_at", stamp(now()));
     let live = Condition::And(vec![
         Condition::Exists,
         Condition::NotEquals("status".into(), AgentStatus::Archived.as_str().into()),

@@ -37,3 +37,10 @@ pub trait Workflow: Send + Sync {
     /// already used is refused, which makes starts idempotent).
     async fn start(&self, machine: &str, name: &str, input: Value) -> Result<(), WorkflowError>;
 }
+
+/// How a workflow engine calls the code of a `Task` state (Lambda in AWS, a function of
+/// this process on one machine), by the `Resource` the definition names.
+#[async_trait]
+pub trait TaskInvoker: Send + Sync {
+    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskFailure>;
+}

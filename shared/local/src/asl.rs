@@ -21,15 +21,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use oratio_core::table::{Condition, Index, Item, Key, Query, Table, TableError, Update};
 use oratio_core::time::now;
+pub use oratio_core::workflow::TaskInvoker;
 use oratio_core::workflow::{TaskFailure, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
-
-/// Calls the function a `Task` state names.
-#[async_trait]
-pub trait TaskInvoker: Send + Sync {
-    async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskFailure>;
-}
 
 /// Why a definition was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
