@@ -8,8 +8,9 @@ use axum::extract::{Multipart, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use oratio_core::agents::{self, Agent, AgentError, NewAgent};
+use oratio_core::agents::{self, Agent, AgentError, AgentStatus, DocumentRef, NewAgent};
 use oratio_core::api_keys::{self, ApiKey, KeyError};
+use oratio_core::blob::BlobKey;
 use oratio_core::ids::{AgentId, KeyId};
 use oratio_core::table::Cursor;
 use serde::{Deserialize, Serialize};
@@ -19,6 +20,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Member;
 use crate::body::Body;
+use crate::creation;
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
 
@@ -26,6 +28,7 @@ pub fn routes() -> OpenApiRouter<Arc<Deps>> {
     OpenApiRouter::new()
         .routes(routes!(list_agents, create_agent))
         .routes(routes!(get_agent, archive_agent))
+        .routes(routes!(agent_code))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
 }
@@ -46,6 +49,25 @@ pub struct AgentView {
     status: String,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// The SOP the agent follows (empty for a draft).
+    sop: String,
+    handoff_conditions: Vec<String>,
+    documents: Vec<DocumentView>,
+    /// Creation steps as they happened.
+    #[schema(value_type = Vec<Object>)]
+    progress: Vec<oratio_core::agents::ProgressStep>,
+    /// Why creation failed, when it did.
+    failure_reason: Option<String>,
+    /// The code version deployed.
+    version: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DocumentView {
+    document_id: String,
+    title: String,
+    content_type: String,
+    size: u64,
 }
 
 impl From<Agent> for AgentView {
@@ -58,6 +80,21 @@ impl From<Agent> for AgentView {
             status: a.status.as_str().into(),
             created_at: a.created_at,
             updated_at: a.updated_at,
+            sop: a.sop,
+            handoff_conditions: a.handoff_conditions,
+            documents: a
+                .documents
+                .into_iter()
+                .map(|d| DocumentView {
+                    document_id: d.document_id,
+                    title: d.title,
+                    content_type: d.content_type,
+                    size: d.size,
+                })
+                .collect(),
+            progress: a.progress,
+            failure_reason: a.failure_reason,
+            version: a.version,
         }
     }
 }
@@ -101,52 +138,167 @@ async fn list_agents(
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct AgentForm {
-    /// JSON: `{ "name": "Front desk", "kind": "text" | "voice" | "both", "greeting": "Hello!" }`.
+    /// JSON: `{ "name", "kind": "text" | "voice" | "both", "sop"?, "greeting"?, "handoff_conditions"?: [..] }`.
+    /// With an `sop`, creation starts (202); without, the agent is saved as a draft (201).
     config: String,
+    /// Knowledge documents (.txt, .md, .html, .csv, .pdf; 10 MB each, 20 at most).
+    #[schema(value_type = Vec<String>, format = Binary)]
+    documents: Vec<String>,
 }
 
-/// Creates an agent from a multipart form with a `config` part (JSON).
+/// A document received in the form, checked, not stored yet.
+struct Upload {
+    title: String,
+    content_type: &'static str,
+    bytes: Vec<u8>,
+}
+
+async fn read_form(mut form: Multipart) -> Result<(NewAgent, Vec<Upload>), ApiError> {
+    let mut config: Option<NewAgent> = None;
+    let mut uploads = Vec::new();
+    let body_error = |e: axum::extract::multipart::MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the form is too large")
+        } else {
+            ApiError::bad_request("invalid_body", e.body_text())
+        }
+    };
+    while let Some(part) = form.next_field().await.map_err(body_error)? {
+        match part.name() {
+            Some("config") => {
+                let bytes = part.bytes().await.map_err(body_error)?;
+                config = Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|e| ApiError::bad_request("invalid_config", format!("the `config` part: {e}")))?,
+                );
+            }
+            Some("documents") => {
+                let title = part.file_name().unwrap_or_default().to_owned();
+                let content_type = agents::document_content_type(&title).ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        "unsupported_document",
+                        format!("{title:?} is not a .txt, .md, .html, .csv or .pdf file"),
+                    )
+                })?;
+                let bytes = part.bytes().await.map_err(body_error)?;
+                if bytes.len() > agents::MAX_DOCUMENT_BYTES {
+                    return Err(ApiError::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "document_too_large",
+                        format!("{title} is larger than {} MB", agents::MAX_DOCUMENT_BYTES / (1024 * 1024)),
+                    ));
+                }
+                if bytes.is_empty() {
+                    return Err(ApiError::bad_request("empty_document", format!("{title} is empty")));
+                }
+                uploads.push(Upload { title, content_type, bytes: bytes.to_vec() });
+                if uploads.len() > agents::MAX_DOCUMENTS {
+                    return Err(ApiError::bad_request(
+                        "too_many_documents",
+                        format!("at most {} documents", agents::MAX_DOCUMENTS),
+                    ));
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "unexpected_part",
+                    format!(
+                        "unexpected form part {:?}; this endpoint takes `config` and `documents`",
+                        other.unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    }
+    let config = config.ok_or_else(|| ApiError::bad_request("invalid_config", "the form needs a `config` part"))?;
+    if config.sop.is_none() && !uploads.is_empty() {
+        return Err(ApiError::bad_request("invalid_config", "documents need an `sop`: an agent is created from both"));
+    }
+    Ok((config, uploads))
+}
+
+/// Creates an agent: with an SOP, its creation starts at once (202, status `creating`;
+/// follow it on `GET /v1/agents/{agent_id}` or the dashboard socket); without, a draft (201).
 #[utoipa::path(post, path = "/v1/agents", tag = "agents", security(("bearer" = [])),
     request_body(content = AgentForm, content_type = "multipart/form-data"),
     responses(
-        (status = 201, body = AgentView),
-        (status = 400, body = ErrorBody, description = "`invalid_agent`, `invalid_config`, `unexpected_part`"),
+        (status = 201, body = AgentView, description = "A draft"),
+        (status = 202, body = AgentView, description = "Creation started"),
+        (status = 400, body = ErrorBody, description = "`invalid_agent`, `invalid_config`, `unexpected_part`, `empty_document`, `too_many_documents`"),
         (status = 403, body = ErrorBody, description = "`forbidden`: viewers cannot create agents"),
-        (status = 415, body = ErrorBody, description = "`unsupported_media_type`: send multipart/form-data"),
+        (status = 413, body = ErrorBody, description = "`document_too_large`, `payload_too_large`"),
+        (status = 415, body = ErrorBody, description = "`unsupported_media_type` (not multipart), `unsupported_document`"),
     ))]
 async fn create_agent(
     State(deps): State<Arc<Deps>>,
     Member(actor): Member,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Response, ApiError> {
-    let mut form = form.map_err(|e| {
+    actor.require(oratio_core::tenancy::Permission::ManageAgents)?;
+    let form = form.map_err(|e| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("send multipart/form-data: {e}"),
         )
     })?;
-    let mut config: Option<NewAgent> = None;
-    while let Some(part) = form.next_field().await.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))? {
-        match part.name() {
-            Some("config") => {
-                let bytes = part.bytes().await.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
-                config = Some(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| ApiError::bad_request("invalid_config", format!("the `config` part: {e}")))?,
-                );
-            }
-            other => {
-                return Err(ApiError::bad_request(
-                    "unexpected_part",
-                    format!("unexpected form part {:?}; this endpoint takes a `config` part", other.unwrap_or("")),
-                ));
-            }
+    let (config, uploads) = read_form(form).await?;
+    // Documents are stored before the answer, under the tenant's prefix; if anything
+    // after fails, they are removed again.
+    let mut stored = Vec::new();
+    let mut documents = Vec::new();
+    for upload in uploads {
+        let document_id = format!("doc_{}", ulid::Ulid::new().to_string().to_lowercase());
+        let key = BlobKey::for_tenant(
+            &actor.tenant_id,
+            &format!("documents/{document_id}/{}", agents::safe_file_name(&upload.title)),
+        )?;
+        let size = upload.bytes.len() as u64;
+        if let Err(e) = deps.blobs.put(&key, upload.bytes, upload.content_type).await {
+            remove(&deps, &stored).await;
+            return Err(e.into());
+        }
+        documents.push(DocumentRef {
+            document_id,
+            title: upload.title,
+            blob: key.to_string(),
+            content_type: upload.content_type.into(),
+            size,
+        });
+        stored.push(key);
+    }
+    let agent = match agents::create(deps.table.as_ref(), &actor, config, documents).await {
+        Ok(agent) => agent,
+        Err(e) => {
+            remove(&deps, &stored).await;
+            return Err(e.into());
+        }
+    };
+    if agent.status != AgentStatus::Creating {
+        return Ok((StatusCode::CREATED, Json(AgentView::from(agent))).into_response());
+    }
+    let input = serde_json::json!({"tenant_id": agent.tenant_id, "agent_id": agent.agent_id});
+    if let Err(e) = deps.workflow.start(creation::MACHINE, agent.agent_id.as_str(), input).await {
+        let _ = deps.table.delete(&agents::agent_key(&agent.tenant_id, &agent.agent_id), None).await;
+        remove(&deps, &stored).await;
+        return Err(ApiError::unavailable(e));
+    }
+    oratio_core::audit!(
+        "agent_creation_started",
+        tenant = actor.tenant_id,
+        actor = actor.user_id,
+        agent_id = agent.agent_id
+    );
+    Ok((StatusCode::ACCEPTED, Json(AgentView::from(agent))).into_response())
+}
+
+async fn remove(deps: &Deps, keys: &[BlobKey]) {
+    for key in keys {
+        if let Err(e) = deps.blobs.delete(key).await {
+            tracing::warn!(cause = %format!("{e:#}"), key = %key, "removing an upload of a failed request failed");
         }
     }
-    let config = config.ok_or_else(|| ApiError::bad_request("invalid_config", "the form needs a `config` part"))?;
-    let agent = agents::create(deps.table.as_ref(), &actor, config, Vec::new()).await?;
-    Ok((StatusCode::CREATED, Json(AgentView::from(agent))).into_response())
 }
 
 /// One agent.
@@ -174,6 +326,50 @@ async fn archive_agent(
     api_keys::revoke_all(deps.table.as_ref(), &actor, &agent).await?;
     oratio_core::audit!("agent_archived", tenant = actor.tenant_id, actor = actor.user_id, agent_id = agent);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AgentCodeView {
+    version: String,
+    /// The generated code, by file name.
+    files: std::collections::BTreeMap<String, String>,
+    /// AgentCreator's artifacts (requirements, plans, reviews, code reviews), by file name.
+    #[schema(value_type = Object)]
+    artifacts: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// The agent's generated code and AgentCreator's artifacts: of the deployed version, or of
+/// the latest attempt when creation failed.
+#[utoipa::path(get, path = "/v1/agents/{agent_id}/code", tag = "agents", security(("bearer" = [])), params(("agent_id" = String, Path)),
+    responses((status = 200, body = AgentCodeView), (status = 404, body = ErrorBody, description = "no such agent, or nothing generated yet")))]
+async fn agent_code(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Path(agent): Path<String>,
+) -> Result<Json<AgentCodeView>, ApiError> {
+    actor.require(oratio_core::tenancy::Permission::Read)?;
+    let agent = agents::get(deps.table.as_ref(), &actor.tenant_id, &agent_id(&agent)?).await?;
+    let prefix = format!("tenants/{}/agents/{}/versions/", agent.tenant_id, agent.agent_id);
+    let blobs = deps.blobs.list(&prefix).await?;
+    let version = agent
+        .version
+        .clone()
+        .or_else(|| {
+            blobs.iter().filter_map(|b| b.key.as_str()[prefix.len()..].split('/').next().map(str::to_owned)).max()
+        })
+        .ok_or_else(|| ApiError::not_found("nothing has been generated for this agent yet"))?;
+    let mut view = AgentCodeView { version: version.clone(), files: Default::default(), artifacts: Default::default() };
+    for meta in blobs.iter().filter(|b| b.key.as_str()[prefix.len()..].starts_with(&format!("{version}/"))) {
+        let rest = &meta.key.as_str()[prefix.len() + version.len() + 1..];
+        let Some(blob) = deps.blobs.get(&meta.key).await? else { continue };
+        if let Some(file) = rest.strip_prefix("code/").filter(|f| *f != "manifest.json") {
+            view.files.insert(file.to_owned(), String::from_utf8_lossy(&blob.bytes).into_owned());
+        } else if let Some(name) = rest.strip_prefix("artifacts/") {
+            view.artifacts
+                .insert(name.to_owned(), serde_json::from_slice(&blob.bytes).unwrap_or(serde_json::Value::Null));
+        }
+    }
+    Ok(Json(view))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -47,8 +47,15 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
     let issuer =
         std::env::var("TOKEN_ISSUER").unwrap_or_else(|_| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
     let jwks_url = std::env::var("JWKS_URL").unwrap_or_else(|_| format!("{issuer}/.well-known/jwks.json"));
+    // The agent-creation state machine is not in the stack yet: without its ARN, creating
+    // an agent from an SOP answers 503 (drafts still work).
+    let machines = std::env::var("AGENT_CREATION_STATE_MACHINE_ARN")
+        .map(|arn| vec![(crate::creation::MACHINE.to_owned(), arn)])
+        .unwrap_or_default();
     Ok(Deps {
         table: table.clone(),
+        blobs: blobs(config)?,
+        workflow: Arc::new(oratio_aws::StepFunctionsWorkflow::new(oratio_aws::sfn_client(config), machines)),
         identity: Arc::new(CognitoIdentity::new(oratio_aws::cognito_client(config), pool, client_id.clone())),
         verifier: Arc::new(JwksVerifier::new(VerifierConfig { issuer, jwks_url, client_id })),
         mailer: Arc::new(SesMailer::new(oratio_aws::ses_client(config), env("MAIL_FROM")?)),
@@ -69,6 +76,7 @@ pub async fn serve_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_ht
         .with_state(deps)
         .fallback(crate::error::not_found)
         .method_not_allowed_fallback(|| async { crate::error::method_not_allowed() })
+        .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn(crate::request::request_context));
     serve_rest(router).await
 }

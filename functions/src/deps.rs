@@ -4,14 +4,18 @@
 use std::sync::Arc;
 
 use oratio_core::api_keys::UsageRecorder;
+use oratio_core::blob::BlobStore;
 use oratio_core::identity::{Identity, TokenVerifier};
 use oratio_core::mail::Mailer;
 use oratio_core::ratelimit::RateLimiter;
 use oratio_core::table::Table;
+use oratio_core::workflow::Workflow;
 
 #[derive(Clone)]
 pub struct Deps {
     pub table: Arc<dyn Table>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub workflow: Arc<dyn Workflow>,
     pub identity: Arc<dyn Identity>,
     pub verifier: Arc<dyn TokenVerifier>,
     pub mailer: Arc<dyn Mailer>,

@@ -20,6 +20,9 @@ pub mod usage;
 
 use std::sync::Arc;
 
+/// Largest request body: API Gateway's REST payload limit, kept on one machine too.
+pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
 /// Every tenant and customer route, on one set of dependencies.
 pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
     identity_api::routes().merge(members_api::routes()).merge(agents_api::routes()).merge(customer_api::routes())

@@ -268,8 +268,13 @@ pub async fn local_auth() -> LocalAuth {
         issuer,
         client_id: oratio_local::identity::LOCAL_CLIENT_ID.into(),
     });
+    let blobs = Arc::new(DirBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1").expect("blobs"));
+    // No state machines: these tests create no agents from an SOP.
+    let workflow = oratio_local::asl::AslRunner::new(Default::default(), Arc::new(NoTasks), table.clone(), 1.0);
     let deps = Arc::new(Deps {
         table,
+        blobs,
+        workflow: Arc::new(workflow),
         identity: identity.clone(),
         verifier: Arc::new(verifier),
         mailer: Arc::new(outbox.clone()),
@@ -277,6 +282,19 @@ pub async fn local_auth() -> LocalAuth {
         usage: Arc::new(UsageRecorder::new()),
     });
     LocalAuth { deps, identity, outbox, _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }
+}
+
+struct NoTasks;
+
+#[async_trait]
+impl oratio_core::workflow::TaskInvoker for NoTasks {
+    async fn invoke(
+        &self,
+        resource: &str,
+        _: serde_json::Value,
+    ) -> Result<serde_json::Value, oratio_core::workflow::TaskFailure> {
+        Err(oratio_core::workflow::TaskFailure::new("States.Runtime", format!("no task {resource}")))
+    }
 }
 
 /// The six-digit code in the newest mail to `email`.

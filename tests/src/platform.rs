@@ -17,7 +17,7 @@ impl TestPlatform {
     pub async fn start() -> Self {
         crate::init_logs();
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        Self::start_in(data_dir, Config::default()).await
+        Self::start_in(data_dir, Config { workflow_time_scale: 0.05, ..Config::default() }).await
     }
 
     pub async fn start_in(data_dir: TempDir, config: Config) -> Self {

@@ -8,6 +8,7 @@ pub mod data_dir;
 pub mod local_api;
 pub mod websocket;
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,11 +23,16 @@ use oratio_auth::{JwksVerifier, VerifierConfig};
 use oratio_core::api_keys::UsageRecorder;
 use oratio_core::health::HealthCheck;
 use oratio_core::table::Table;
+use oratio_functions::creation::{self, CreationTasks};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::Deps;
 use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::{openapi, platform, request};
+use oratio_local::asl::{AslRunner, StateMachine};
+use oratio_local::checker::PythonChecker;
 use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
+use oratio_local::knowledge::LocalKnowledgeBase;
+use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,6 +53,10 @@ pub struct Config {
     pub port: u16,
     pub data_dir: PathBuf,
     pub socket_limits: Limits,
+    /// The Python that runs generated agents (`ORATIO_PYTHON`, default `python3`).
+    pub python: PathBuf,
+    /// Multiplies the workflow's waits and retry intervals (tests shorten them).
+    pub workflow_time_scale: f64,
 }
 
 impl Default for Config {
@@ -56,6 +66,8 @@ impl Default for Config {
             port: DEFAULT_PORT,
             data_dir: PathBuf::from(".oratio"),
             socket_limits: Limits::default(),
+            python: std::env::var_os("ORATIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3")),
+            workflow_time_scale: 1.0,
         }
     }
 }
@@ -115,7 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         .with_context(|| format!("listening on {}:{}", config.host, config.port))?;
     let addr = listener.local_addr()?;
     let table = SqliteTable::open(data.table_file())?;
-    let blobs = DirBlobStore::open(data.blobs_dir(), format!("http://{addr}"))?;
+    let blobs = Arc::new(DirBlobStore::open(data.blobs_dir(), format!("http://{addr}"))?);
     let registry = ConnectionRegistry::new();
     let (stop_tx, stop_rx) = watch::channel(false);
 
@@ -130,8 +142,35 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         issuer,
         client_id: LOCAL_CLIENT_ID.into(),
     });
+    let host = Arc::new(LocalAgentHost::new(
+        data.path().join("runtimes"),
+        &config.python,
+        shared_table.clone(),
+        HostLimits::default(),
+    )?);
+    let tasks = CreationTasks {
+        table: shared_table.clone(),
+        blobs: blobs.clone(),
+        knowledge: Arc::new(LocalKnowledgeBase::new(
+            data.path().join("knowledge"),
+            blobs.clone(),
+            shared_table.clone(),
+        )),
+        checker: Arc::new(PythonChecker::new(&config.python)),
+        runtime: host.clone(),
+        push: Arc::new(registry.clone()),
+    };
+    let machine = StateMachine::parse(creation::DEFINITION).context("the agent-creation state machine")?;
+    let runner = AslRunner::new(
+        HashMap::from([(creation::MACHINE.to_owned(), machine)]),
+        Arc::new(tasks),
+        shared_table.clone(),
+        config.workflow_time_scale,
+    );
     let deps = Arc::new(Deps {
         table: shared_table,
+        blobs: blobs.clone(),
+        workflow: Arc::new(runner.clone()),
         identity: identity.clone(),
         verifier: Arc::new(verifier),
         mailer: Arc::new(outbox.clone()),
@@ -139,18 +178,31 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         usage: Arc::new(UsageRecorder::new()),
     });
 
-    let checks: Vec<Arc<dyn HealthCheck>> =
-        vec![Arc::new(table.clone()), Arc::new(blobs.clone()), Arc::new(registry.clone())];
+    let checks: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone())];
     let dashboard_socket = SocketEndpoint {
         api: Arc::new(DashboardSocket { deps: deps.clone(), push: Arc::new(registry.clone()) }),
         registry: registry.clone(),
         shutdown: stop_rx.clone(),
         limits: config.socket_limits,
     };
-    let app = app(checks, deps.clone(), LocalState { outbox, identity }, blobs, dashboard_socket);
+    let app = app(checks, deps.clone(), LocalState { outbox, identity }, (*blobs).clone(), dashboard_socket);
 
     let usage = tokio::spawn(oratio_functions::usage::flush_forever(deps.clone()));
     let purge = tokio::spawn(purge_expired(table.clone()));
+    // What the last run left running: agents, and creations in flight.
+    let resumed_host = host.clone();
+    tokio::spawn(async move {
+        match resumed_host.restore().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(agents = n, "restarted the agents that were running"),
+            Err(e) => tracing::error!(cause = %format!("{e:#}"), "restarting agents failed"),
+        }
+        match runner.resume_unfinished().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(executions = n, "resumed unfinished agent creations"),
+            Err(e) => tracing::error!(cause = %format!("{e:#}"), "resuming agent creations failed"),
+        }
+    });
     let mut stopped = stop_rx.clone();
     let data_dir = data.path().to_path_buf();
     let task = tokio::spawn(async move {
@@ -161,6 +213,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
             .await;
         purge.abort();
         usage.abort();
+        host.stop_all();
         if let Err(e) = deps.usage.flush(deps.table.as_ref()).await {
             tracing::warn!(cause = %format!("{e:#}"), "writing the last API key usage failed");
         }
@@ -195,6 +248,7 @@ fn app(
         .route("/", get(dashboard::index))
         .fallback(fallback)
         .method_not_allowed_fallback(|| async { method_not_allowed() })
+        .layer(axum::extract::DefaultBodyLimit::max(oratio_functions::MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn(request::request_context))
 }
 

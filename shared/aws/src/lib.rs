@@ -6,6 +6,7 @@ pub mod dynamodb;
 pub mod push;
 pub mod s3;
 pub mod ses;
+pub mod sfn;
 
 pub use bedrock::BedrockLlm;
 pub use cognito::CognitoIdentity;
@@ -13,6 +14,7 @@ pub use dynamodb::DynamoTable;
 pub use push::ApiGatewayPush;
 pub use s3::S3BlobStore;
 pub use ses::SesMailer;
+pub use sfn::StepFunctionsWorkflow;
 
 /// A DynamoDB client for the shared configuration.
 pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
@@ -41,4 +43,8 @@ pub fn ses_client(config: &aws_config::SdkConfig) -> aws_sdk_sesv2::Client {
 
 pub fn bedrock_runtime_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockruntime::Client {
     aws_sdk_bedrockruntime::Client::new(config)
+}
+
+pub fn sfn_client(config: &aws_config::SdkConfig) -> aws_sdk_sfn::Client {
+    aws_sdk_sfn::Client::new(config)
 }

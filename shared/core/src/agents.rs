@@ -257,3 +257,31 @@ pub async fn archive(table: &dyn Table, actor: &Membership, agent: &AgentId) -> 
         Err(e) => Err(e.into()),
     }
 }
+
+/// Largest knowledge document accepted.
+pub const MAX_DOCUMENT_BYTES: usize = 10 * 1024 * 1024;
+/// Most documents per agent.
+pub const MAX_DOCUMENTS: usize = 20;
+
+/// The content type a knowledge document is stored with, from its file name; `None` for a
+/// type agents cannot read.
+pub fn document_content_type(file_name: &str) -> Option<&'static str> {
+    let extension = file_name.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match extension.as_str() {
+        "txt" => "text/plain; charset=utf-8",
+        "md" | "markdown" => "text/markdown; charset=utf-8",
+        "html" | "htm" => "text/html; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "pdf" => "application/pdf",
+        _ => return None,
+    })
+}
+
+/// A file name made safe for a blob key (letters, digits, `.`, `-`, `_`).
+pub fn safe_file_name(file_name: &str) -> String {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let cleaned: String =
+        base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
+    let trimmed = cleaned.trim_matches('.').chars().take(100).collect::<String>();
+    if trimmed.is_empty() { "document".into() } else { trimmed }
+}

@@ -1,0 +1,182 @@
+//! Creating agents through the API: SOP and documents in, an active agent out, followed
+//! step by step; bad forms refused with nothing left behind.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use oratio_tests::fixtures::pdf;
+use oratio_tests::platform::TestPlatform;
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const SOP: &str = "Front desk procedure for Bright Smile Dental
+Tone: warm, professional and concise.
+
+1. Greet the caller and ask how you can help.
+2. If they want to book an appointment, collect their full name, phone number and preferred date.
+3. Check the opening hours in the FAQ before offering a time.
+4. Confirm the booking details back to the caller.
+
+Escalate to a human if the caller reports severe pain, bleeding or swelling.
+Never give a medical diagnosis. Do not share other patients' information.
+";
+
+fn form(config: Value, documents: Vec<(&str, Vec<u8>)>) -> Form {
+    let mut form = Form::new().text("config", config.to_string());
+    for (name, bytes) in documents {
+        form = form.part("documents", Part::bytes(bytes).file_name(name.to_owned()));
+    }
+    form
+}
+
+fn documents() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("faq.md", b"# Opening hours\nWe open Monday to Friday 8am to 6pm and Saturdays 9am to 1pm.\n".to_vec()),
+        ("prices.csv", b"service,price\nCheck-up,45\nWhitening,250\n".to_vec()),
+        ("emergencies.pdf", pdf(&["After hours, call 0800 555 0199 for dental emergencies."])),
+    ]
+}
+
+async fn post(p: &TestPlatform, token: &str, form: Form) -> (u16, Value) {
+    let response = p.request(Method::POST, "/v1/agents", Some(token)).multipart(form).send().await.expect("post");
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+async fn settled(p: &TestPlatform, token: &str, agent: &str) -> Value {
+    for _ in 0..600 {
+        let view: Value = p
+            .request(Method::GET, &format!("/v1/agents/{agent}"), Some(token))
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if view["status"] != "creating" {
+            return view;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the agent is still being created")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sop_and_three_documents_become_an_active_agent_followed_live() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Bright Smile").await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(p.dashboard_socket(&ada.access_token)).await.expect("socket");
+
+    let config = json!({"name": "Front desk", "kind": "text", "sop": SOP, "handoff_conditions": ["the caller asks for a refund"]});
+    let (status, created) = post(&p, &ada.access_token, form(config, documents())).await;
+    assert_eq!(status, 202, "{created}");
+    assert_eq!(created["status"], "creating");
+    assert_eq!(created["documents"].as_array().expect("documents").len(), 3);
+    let agent = created["agent_id"].as_str().expect("id").to_owned();
+
+    let view = settled(&p, &ada.access_token, &agent).await;
+    assert_eq!(view["status"], "active", "{view}");
+    let steps: Vec<String> = view["progress"]
+        .as_array()
+        .expect("progress")
+        .iter()
+        .map(|s| format!("{}:{}", s["step"].as_str().unwrap_or(""), s["status"].as_str().unwrap_or("")))
+        .collect();
+    for step in
+        ["validate:finished", "knowledge:finished", "agent_creator:finished", "deploy:finished", "activate:finished"]
+    {
+        assert!(steps.contains(&step.to_owned()), "{step}: {steps:?}");
+    }
+
+    // Every step reached the dashboard as it happened.
+    let mut seen = Vec::new();
+    while !seen.contains(&"activate".to_owned()) {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(text) = message {
+            let event: Value = serde_json::from_str(&text).expect("json");
+            if event["type"] == "agent.progress" && event["agent_id"] == agent.as_str() {
+                seen.push(event["step"]["step"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    assert!(seen.starts_with(&["validate".to_owned()]), "{seen:?}");
+
+    let code: Value = p
+        .request(Method::GET, &format!("/v1/agents/{agent}/code"), Some(&ada.access_token))
+        .send()
+        .await
+        .expect("code")
+        .json()
+        .await
+        .expect("json");
+    assert!(code["files"]["agent.py"].as_str().is_some_and(|c| c.contains("oratio_agent.serve(handle)")), "{code}");
+    for artifact in ["requirements.json", "plan.json", "plan-review-1.json", "plan-review-2.json", "code-review-1.json"]
+    {
+        assert!(code["artifacts"][artifact].is_object(), "{artifact}");
+    }
+    assert_eq!(
+        code["artifacts"]["requirements.json"]["required_data"],
+        json!(["full name", "phone number", "preferred date"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sop_without_steps_ends_failed_with_a_reason() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Bright Smile").await;
+    let config = json!({"name": "Front desk", "kind": "text", "sop": "We are a friendly clinic and we always try to help everyone who calls."});
+    let (status, created) = post(&p, &ada.access_token, form(config, vec![])).await;
+    assert_eq!(status, 202);
+    let view = settled(&p, &ada.access_token, created["agent_id"].as_str().expect("id")).await;
+    assert_eq!(view["status"], "failed");
+    assert!(view["failure_reason"].as_str().is_some_and(|r| r.contains("no steps")), "{view}");
+}
+
+#[tokio::test]
+async fn bad_forms_are_refused_and_leave_nothing_behind() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Bright Smile").await;
+    let config = json!({"name": "Front desk", "kind": "text", "sop": SOP});
+    let cases = [
+        (
+            form(config.clone(), vec![("faq.md", b"ok".to_vec()), ("virus.exe", b"MZ".to_vec())]),
+            415,
+            "unsupported_document",
+        ),
+        (form(config.clone(), vec![("empty.txt", vec![])]), 400, "empty_document"),
+        (form(json!({"name": "x", "kind": "text"}), vec![("faq.md", b"ok".to_vec())]), 400, "invalid_config"),
+        (form(json!({"name": "", "kind": "text", "sop": SOP}), vec![("faq.md", b"ok".to_vec())]), 400, "invalid_agent"),
+        (form(json!({"name": "x", "kind": "robot"}), vec![]), 400, "invalid_config"),
+        (Form::new().text("config", config.to_string()).text("extra", "x"), 400, "unexpected_part"),
+    ];
+    for (form, status, code) in cases {
+        let (got, body) = post(&p, &ada.access_token, form).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "{body}");
+    }
+    let big = vec![b'a'; 10 * 1024 * 1024 + 1];
+    let (got, body) = post(&p, &ada.access_token, form(config, vec![("big.txt", big)])).await;
+    assert!(got == 413, "{got} {body}");
+    let listed: Value = p
+        .request(Method::GET, "/v1/agents", Some(&ada.access_token))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["agents"], json!([]), "no agent was left behind");
+    let blobs = p.data_path().join("blobs/objects/tenants");
+    let files = walk(&blobs);
+    assert!(files.is_empty(), "no document was left behind: {files:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
+    entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
+}
