@@ -180,3 +180,30 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return vec![] };
     entries.flatten().flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] }).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_created_agent_answers_from_its_documents_and_cites_them() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Bright Smile").await;
+    let config = json!({"name": "Front desk", "kind": "text", "sop": SOP});
+    let (_, created) = post(&p, &ada.access_token, form(config, documents())).await;
+    let agent_id = created["agent_id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&p, &ada.access_token, &agent_id).await["status"], "active");
+
+    // Customers reach agents through the conversation API (next issue); here the test
+    // speaks to the runtime the platform started, over AgentCore's contract.
+    let runtime = p.platform.as_ref().expect("running").agents();
+    let agent = oratio_core::runtime::AgentRef {
+        tenant: ada.tenant_id.parse().expect("tenant"),
+        agent: agent_id.parse().expect("agent"),
+    };
+    let ask = |message: &str| runtime.invoke(&agent, "session-1", json!({"message": message}));
+    let hours = ask("What time do you open on Saturdays?").await.expect("answer");
+    assert!(hours["reply"].as_str().is_some_and(|r| r.contains("9am") && r.contains("faq.md")), "{hours}");
+    assert_eq!(hours["sources"][0]["title"], "faq.md");
+    let emergency = ask("Which number do I call for a dental emergency after hours?").await.expect("answer");
+    assert!(emergency["reply"].as_str().is_some_and(|r| r.contains("0800 555 0199")), "{emergency}");
+    assert_eq!(emergency["sources"][0]["location"], "page 1");
+    let pain = ask("I have severe pain and swelling").await.expect("answer");
+    assert_eq!(pain["handoff"]["requested"], true);
+}

@@ -139,6 +139,29 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         None,
     )
     .await;
+    // The runtime API of agents: B's access token, and a token naming A's agent that this
+    // platform did not sign, reach nothing.
+    let forged = format!("{}.{}.{}", a.tenant_id, a.agent, "00".repeat(32));
+    for token in [b.token.as_str(), forged.as_str()] {
+        send(
+            Method::POST,
+            "/local/runtime/retrieve",
+            "/local/runtime/retrieve".into(),
+            Some(token),
+            None,
+            Some(json!({"query": "Acme"})),
+        )
+        .await;
+        send(
+            Method::POST,
+            "/local/runtime/complete",
+            "/local/runtime/complete".into(),
+            Some(token),
+            None,
+            Some(json!({"system": "s", "messages": [{"role": "user", "text": "hi"}]})),
+        )
+        .await;
+    }
     // A forged query or body naming A's tenant changes nothing.
     send(Method::GET, "/v1/agents", format!("/v1/agents?tenant_id={}", a.tenant_id), bt, None, None).await;
     let mut create = reqwest::multipart::Form::new()
@@ -158,9 +181,15 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
             assert!(!answer.body.contains(secret.as_str()), "{:?} leaked {secret}: {}", answer.route, answer.body);
         }
     }
-    // Naming A's resources is refused with the standard body.
-    for answer in answers.iter().filter(|a| a.route.1.contains('{')) {
-        assert!(matches!(answer.status, 403 | 404), "{:?} answered {}: {}", answer.route, answer.status, answer.body);
+    // Naming A's resources, or using tokens that are not an agent's, is refused with the
+    // standard body.
+    for answer in answers.iter().filter(|a| a.route.1.contains('{') || a.route.1.starts_with("/local/runtime/")) {
+        let refused = if answer.route.1.starts_with("/local/runtime/") {
+            answer.status == 401
+        } else {
+            matches!(answer.status, 403 | 404)
+        };
+        assert!(refused, "{:?} answered {}: {}", answer.route, answer.status, answer.body);
         let error: Value = serde_json::from_str(&answer.body).expect("a JSON error");
         assert!(
             error["code"].is_string() && error["request_id"].is_string() && error["error"].is_string(),
@@ -169,7 +198,7 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         );
     }
     // B's own calls succeeded, and B's agents are only B's.
-    for answer in answers.iter().filter(|a| !a.route.1.contains('{')) {
+    for answer in answers.iter().filter(|a| !a.route.1.contains('{') && !a.route.1.starts_with("/local/runtime/")) {
         assert!((200..300).contains(&answer.status), "{:?}: {} {}", answer.route, answer.status, answer.body);
     }
 

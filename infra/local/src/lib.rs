@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod dashboard;
 pub mod data_dir;
 pub mod local_api;
+pub mod runtime_api;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -22,6 +23,8 @@ use axum::routing::get;
 use oratio_auth::{JwksVerifier, VerifierConfig};
 use oratio_core::api_keys::UsageRecorder;
 use oratio_core::health::HealthCheck;
+use oratio_core::llm::Llm;
+use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
 use oratio_functions::creation::{self, CreationTasks};
 use oratio_functions::dashboard_socket::DashboardSocket;
@@ -32,6 +35,7 @@ use oratio_local::asl::{AslRunner, StateMachine};
 use oratio_local::checker::PythonChecker;
 use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
 use oratio_local::knowledge::LocalKnowledgeBase;
+use oratio_local::llm::{LocalEngine, OpenAiCompatibleLlm};
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
@@ -40,6 +44,7 @@ use tokio::task::JoinHandle;
 
 use crate::data_dir::DataDir;
 use crate::local_api::LocalState;
+use crate::runtime_api::RuntimeState;
 use crate::websocket::{Limits, SocketEndpoint};
 
 pub const DEFAULT_PORT: u16 = 8600;
@@ -57,6 +62,11 @@ pub struct Config {
     pub python: PathBuf,
     /// Multiplies the workflow's waits and retry intervals (tests shorten them).
     pub workflow_time_scale: f64,
+    /// An OpenAI-compatible endpoint and model for agents (`ORATIO_LLM_URL`,
+    /// `ORATIO_LLM_MODEL`, `ORATIO_LLM_API_KEY`); without one, the local engine.
+    pub llm_url: Option<String>,
+    pub llm_model: Option<String>,
+    pub llm_api_key: Option<String>,
 }
 
 impl Default for Config {
@@ -68,12 +78,16 @@ impl Default for Config {
             socket_limits: Limits::default(),
             python: std::env::var_os("ORATIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3")),
             workflow_time_scale: 1.0,
+            llm_url: std::env::var("ORATIO_LLM_URL").ok().filter(|u| !u.is_empty()),
+            llm_model: std::env::var("ORATIO_LLM_MODEL").ok().filter(|m| !m.is_empty()),
+            llm_api_key: std::env::var("ORATIO_LLM_API_KEY").ok().filter(|k| !k.is_empty()),
         }
     }
 }
 
 /// A running platform.
 pub struct Platform {
+    agents: Arc<dyn AgentRuntime>,
     addr: SocketAddr,
     data_dir: PathBuf,
     stop: Stopper,
@@ -101,6 +115,11 @@ impl Platform {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The agents this platform runs (for tests: customers reach them through the API).
+    pub fn agents(&self) -> Arc<dyn AgentRuntime> {
+        self.agents.clone()
     }
 
     pub fn stopper(&self) -> Stopper {
@@ -142,20 +161,34 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         issuer,
         client_id: LOCAL_CLIENT_ID.into(),
     });
-    let host = Arc::new(LocalAgentHost::new(
-        data.path().join("runtimes"),
-        &config.python,
-        shared_table.clone(),
-        HostLimits::default(),
-    )?);
+    let knowledge =
+        Arc::new(LocalKnowledgeBase::new(data.path().join("knowledge"), blobs.clone(), shared_table.clone()));
+    let llm: Arc<dyn Llm> = match (&config.llm_url, &config.llm_model) {
+        (Some(url), Some(model)) => Arc::new(OpenAiCompatibleLlm::new(url, model, config.llm_api_key.clone())),
+        _ => Arc::new(LocalEngine),
+    };
+    let runtime_state = RuntimeState {
+        key: Arc::new(oratio_local::files::load_or_create_secret(&data.path().join("runtime.key"))?),
+        knowledge: knowledge.clone(),
+        llm,
+    };
+    let agent_env = {
+        let (state, url) = (runtime_state.clone(), format!("http://{addr}"));
+        Arc::new(move |agent: &AgentRef| {
+            vec![
+                ("ORATIO_PLATFORM_URL".to_owned(), url.clone()),
+                ("ORATIO_RUNTIME_TOKEN".to_owned(), state.token(&agent.tenant, &agent.agent)),
+            ]
+        })
+    };
+    let host = Arc::new(
+        LocalAgentHost::new(data.path().join("runtimes"), &config.python, shared_table.clone(), HostLimits::default())?
+            .with_env(agent_env),
+    );
     let tasks = CreationTasks {
         table: shared_table.clone(),
         blobs: blobs.clone(),
-        knowledge: Arc::new(LocalKnowledgeBase::new(
-            data.path().join("knowledge"),
-            blobs.clone(),
-            shared_table.clone(),
-        )),
+        knowledge,
         checker: Arc::new(PythonChecker::new(&config.python)),
         runtime: host.clone(),
         push: Arc::new(registry.clone()),
@@ -185,9 +218,11 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         shutdown: stop_rx.clone(),
         limits: config.socket_limits,
     };
-    let app = app(checks, deps.clone(), LocalState { outbox, identity }, (*blobs).clone(), dashboard_socket);
+    let app =
+        app(checks, deps.clone(), LocalState { outbox, identity }, runtime_state, (*blobs).clone(), dashboard_socket);
 
     let usage = tokio::spawn(oratio_functions::usage::flush_forever(deps.clone()));
+    let host_handle: Arc<dyn AgentRuntime> = host.clone();
     let purge = tokio::spawn(purge_expired(table.clone()));
     // What the last run left running: agents, and creations in flight.
     let resumed_host = host.clone();
@@ -222,7 +257,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         served.context("serving HTTP")
     });
     tracing::info!(%addr, data_dir = %data_dir.display(), "platform started");
-    Ok(Platform { addr, data_dir, stop: Stopper(Arc::new(stop_tx)), task })
+    Ok(Platform { agents: host_handle, addr, data_dir, stop: Stopper(Arc::new(stop_tx)), task })
 }
 
 /// The whole HTTP surface of the embedded platform.
@@ -230,19 +265,23 @@ fn app(
     checks: Vec<Arc<dyn HealthCheck>>,
     deps: Arc<Deps>,
     local: LocalState,
+    runtime: RuntimeState,
     blobs: DirBlobStore,
     dashboard_socket: SocketEndpoint,
 ) -> Router {
     let (local_routes, local_doc) = local_api::routes().split_for_parts();
+    let (runtime_routes, runtime_doc) = runtime_api::routes().split_for_parts();
     let (api_routes, _) = oratio_functions::api_routes().split_for_parts();
     let mut doc = openapi::document();
     doc.merge(local_doc);
+    doc.merge(runtime_doc);
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());
     let (platform_routes, _) = platform::routes().split_for_parts();
     Router::new()
         .merge(platform_routes.with_state(platform::PlatformState::new(checks, &doc)))
         .merge(api_routes.with_state(deps))
         .merge(local_routes.with_state(local))
+        .merge(runtime_routes.with_state(runtime))
         .merge(blobs::router().with_state(blobs))
         .route("/ws/dashboard", get(websocket::upgrade).with_state(dashboard_socket))
         .route("/", get(dashboard::index))

@@ -59,7 +59,7 @@ impl DirBlobStore {
         // Leftovers of writes a crash interrupted: never renamed, never acknowledged.
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).context("creating the blob tmp directory")?;
-        let signing_key = load_or_create_key(&root.join("signing.key"))?;
+        let signing_key = crate::files::load_or_create_secret(&root.join("signing.key"))?;
         Ok(Self { root, signing_key, base_url: base_url.into().trim_end_matches('/').to_owned() })
     }
 
@@ -88,19 +88,6 @@ impl DirBlobStore {
         let key = BlobKey::parse(key).map_err(|_| SignedUrlError::BadSignature)?;
         self.get(&key).await?.ok_or(SignedUrlError::NotFound)
     }
-}
-
-fn load_or_create_key(path: &Path) -> anyhow::Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(key) if key.len() >= 32 => return Ok(key),
-        Ok(_) => anyhow::bail!("{} is too short to be a signing key", path.display()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).context("reading the blob signing key"),
-    }
-    let mut key = vec![0u8; 32];
-    rand::rng().fill_bytes(&mut key);
-    crate::files::write_private(path, &key)?;
-    Ok(key)
 }
 
 fn read_header(reader: &mut impl BufRead) -> std::io::Result<(String, u64)> {

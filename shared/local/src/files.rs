@@ -18,3 +18,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
     Ok(())
 }
+
+/// Reads a random secret kept in `path`, creating it (32 bytes, owner-only) on first use.
+pub fn load_or_create_secret(path: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read(path) {
+        Ok(key) if key.len() >= 32 => return Ok(key),
+        Ok(_) => anyhow::bail!("{} is too short to be a key", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let mut key = vec![0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut key);
+    write_private(path, &key)?;
+    Ok(key)
+}

@@ -60,7 +60,11 @@ struct Supervised {
     stop: watch::Sender<bool>,
 }
 
+/// Extra environment for an agent's process (the platform's URL and the agent's token).
+pub type AgentEnv = Arc<dyn Fn(&AgentRef) -> Vec<(String, String)> + Send + Sync>;
+
 pub struct LocalAgentHost {
+    env: Option<AgentEnv>,
     root: PathBuf,
     python: PathBuf,
     table: Arc<dyn Table>,
@@ -100,7 +104,13 @@ impl LocalAgentHost {
         std::fs::create_dir_all(&lib).context("creating the agent library directory")?;
         std::fs::write(lib.join("__init__.py"), ORATIO_AGENT).context("writing the oratio_agent package")?;
         let http = reqwest::Client::builder().timeout(limits.invoke_within).build().context("an HTTP client")?;
-        Ok(Self { root, python: python.into(), table, limits, http, agents: Mutex::new(HashMap::new()) })
+        Ok(Self { env: None, root, python: python.into(), table, limits, http, agents: Mutex::new(HashMap::new()) })
+    }
+
+    /// Gives every agent process this extra environment.
+    pub fn with_env(mut self, env: AgentEnv) -> Self {
+        self.env = Some(env);
+        self
     }
 
     fn code_dir(&self, agent: &AgentRef, version: &str) -> PathBuf {
@@ -145,6 +155,7 @@ impl LocalAgentHost {
             let _ = previous.stop.send(true);
         }
         let run = Run {
+            env: self.env.as_ref().map(|env| env(&agent)).unwrap_or_default(),
             dir: self.code_dir(&agent, &version),
             lib: self.root.join("_lib"),
             python: self.python.clone(),
@@ -170,6 +181,7 @@ impl LocalAgentHost {
 
 /// One supervised agent process.
 struct Run {
+    env: Vec<(String, String)>,
     dir: PathBuf,
     lib: PathBuf,
     python: PathBuf,
@@ -247,6 +259,7 @@ impl Run {
             .env("PYTHONUNBUFFERED", "1")
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("ORATIO_PARENT_PID", std::process::id().to_string())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map(Stdio::from).unwrap_or_else(|_| Stdio::null()))
             .stderr(Stdio::from(log))

@@ -1,0 +1,132 @@
+//! What the embedded platform offers the agents it runs: their own knowledge, and the
+//! platform's model. An agent proves who it is with the token it was started with:
+//! `<tenant>.<agent>.<HMAC of both>`, keyed by `runtime.key` in the data directory; it can
+//! reach nothing of another agent.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use oratio_core::ids::{AgentId, TenantId};
+use oratio_core::knowledge::{KnowledgeBase, KnowledgeScope, Passage};
+use oratio_core::llm::{Completion, Llm, Message, Prompt, Speaker};
+use oratio_functions::auth::bearer;
+use oratio_functions::error::{ApiError, ErrorBody};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+#[derive(Clone)]
+pub struct RuntimeState {
+    pub key: Arc<Vec<u8>>,
+    pub knowledge: Arc<dyn KnowledgeBase>,
+    pub llm: Arc<dyn Llm>,
+}
+
+impl RuntimeState {
+    fn mac(&self, tenant: &str, agent: &str) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
+        mac.update(format!("{tenant}/{agent}").as_bytes());
+        mac
+    }
+
+    /// The token an agent's process is started with.
+    pub fn token(&self, tenant: &TenantId, agent: &AgentId) -> String {
+        let signature = hex::encode(self.mac(tenant.as_str(), agent.as_str()).finalize().into_bytes());
+        format!("{tenant}.{agent}.{signature}")
+    }
+
+    fn scope(&self, headers: &HeaderMap) -> Result<KnowledgeScope, ApiError> {
+        let refused = || {
+            ApiError::new(StatusCode::UNAUTHORIZED, "invalid_runtime_token", "not a token of an agent of this platform")
+        };
+        let token = bearer(headers).ok_or_else(refused)?;
+        let mut parts = token.splitn(3, '.');
+        let (tenant, agent, signature) =
+            (parts.next().ok_or_else(refused)?, parts.next().ok_or_else(refused)?, parts.next().ok_or_else(refused)?);
+        let signature = hex::decode(signature).map_err(|_| refused())?;
+        self.mac(tenant, agent).verify_slice(&signature).map_err(|_| refused())?;
+        Ok(KnowledgeScope {
+            tenant: tenant.parse().map_err(|_| refused())?,
+            agent: agent.parse().map_err(|_| refused())?,
+        })
+    }
+}
+
+pub fn routes() -> OpenApiRouter<RuntimeState> {
+    OpenApiRouter::new().routes(routes!(retrieve)).routes(routes!(complete))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RetrieveRequest {
+    query: String,
+    /// 1 to 10 (default 4).
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Passages {
+    #[schema(value_type = Vec<Object>)]
+    passages: Vec<Passage>,
+}
+
+/// Passages of the calling agent's documents (agents' own use; embedded only).
+#[utoipa::path(post, path = "/local/runtime/retrieve", tag = "local", request_body = RetrieveRequest,
+    responses((status = 200, body = Passages), (status = 401, body = ErrorBody, description = "`invalid_runtime_token`")))]
+async fn retrieve(
+    State(state): State<RuntimeState>,
+    headers: HeaderMap,
+    body: Result<Json<RetrieveRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Passages>, ApiError> {
+    let scope = state.scope(&headers)?;
+    let Json(request) = body?;
+    let limit = request.limit.unwrap_or(4).clamp(1, 10);
+    let passages = state.knowledge.retrieve(&scope, &request.query, limit).await.map_err(ApiError::internal)?;
+    Ok(Json(Passages { passages }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CompleteRequest {
+    system: String,
+    /// `{role: "user" | "assistant", text}`, ending with the user's turn.
+    #[schema(value_type = Vec<Object>)]
+    messages: Vec<serde_json::Value>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+}
+
+/// One completion of the platform's model (agents' own use; embedded only).
+#[utoipa::path(post, path = "/local/runtime/complete", tag = "local", request_body = CompleteRequest,
+    responses((status = 200, description = "`{text, model, input_tokens, output_tokens}`", body = Object), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
+async fn complete(
+    State(state): State<RuntimeState>,
+    headers: HeaderMap,
+    body: Result<Json<CompleteRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Completion>, ApiError> {
+    state.scope(&headers)?;
+    let Json(request) = body?;
+    let messages = request
+        .messages
+        .iter()
+        .map(|m| {
+            let text = m["text"].as_str().unwrap_or_default().to_owned();
+            match m["role"].as_str() {
+                Some("assistant") => Message { speaker: Speaker::Assistant, text },
+                _ => Message { speaker: Speaker::User, text },
+            }
+        })
+        .collect();
+    let mut prompt = Prompt::new(request.system, messages);
+    prompt.max_tokens = request.max_tokens.unwrap_or(512).clamp(1, 4096);
+    match state.llm.complete(&prompt).await {
+        Ok(completion) => Ok(Json(completion)),
+        Err(oratio_core::llm::LlmError::Invalid(message)) => Err(ApiError::bad_request("invalid_prompt", message)),
+        Err(e @ oratio_core::llm::LlmError::Unavailable(_)) => Err(ApiError::unavailable(e)),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
