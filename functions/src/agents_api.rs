@@ -27,7 +27,8 @@ use crate::error::{ApiError, ErrorBody};
 pub fn routes() -> OpenApiRouter<Arc<Deps>> {
     OpenApiRouter::new()
         .routes(routes!(list_agents, create_agent))
-        .routes(routes!(get_agent, archive_agent))
+        .routes(routes!(get_agent, update_agent, archive_agent))
+        .routes(routes!(redeploy_agent))
         .routes(routes!(agent_code))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
@@ -60,6 +61,10 @@ pub struct AgentView {
     failure_reason: Option<String>,
     /// The code version deployed.
     version: Option<String>,
+    #[schema(value_type = Object)]
+    voice: oratio_core::agents::VoiceSettings,
+    /// The SOP changed since the last deployment: `POST .../redeploy` applies it.
+    needs_redeploy: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -95,6 +100,8 @@ impl From<Agent> for AgentView {
             progress: a.progress,
             failure_reason: a.failure_reason,
             version: a.version,
+            voice: a.voice,
+            needs_redeploy: a.needs_redeploy,
         }
     }
 }
@@ -311,6 +318,51 @@ async fn get_agent(
 ) -> Result<Json<AgentView>, ApiError> {
     let agent = agents::get(deps.table.as_ref(), &actor.tenant_id, &agent_id(&agent)?).await?;
     Ok(Json(agent.into()))
+}
+
+/// Changes an agent's configuration (operators and admins): `name`, `greeting`, `voice`,
+/// `handoff_conditions` apply to new sessions at once; a new `sop` marks the agent
+/// `needs_redeploy`.
+#[utoipa::path(patch, path = "/v1/agents/{agent_id}", tag = "agents", security(("bearer" = [])), params(("agent_id" = String, Path)),
+    request_body(content = Object, description = "`{ name?, greeting?, voice?: {voice, language, speaking_rate}, handoff_conditions?, sop? }`"),
+    responses((status = 200, body = AgentView), (status = 400, body = ErrorBody, description = "`invalid_agent`, `invalid_body`"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn update_agent(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Path(agent): Path<String>,
+    Body(change): Body<agents::AgentChange>,
+) -> Result<Json<AgentView>, ApiError> {
+    let agent = agents::update(deps.table.as_ref(), &actor, &agent_id(&agent)?, change).await?;
+    Ok(Json(agent.into()))
+}
+
+/// Creates the agent again from its current SOP and documents (operators and admins).
+#[utoipa::path(post, path = "/v1/agents/{agent_id}/redeploy", tag = "agents", security(("bearer" = [])), params(("agent_id" = String, Path)),
+    responses((status = 202, body = AgentView), (status = 400, body = ErrorBody, description = "`invalid_agent`: no SOP"), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`agent_busy`: being created")))]
+async fn redeploy_agent(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Path(agent): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = agent_id(&agent)?;
+    let before = agents::get(deps.table.as_ref(), &actor.tenant_id, &id).await?;
+    let agent = agents::begin_redeploy(deps.table.as_ref(), &actor, &id).await?;
+    let execution = format!("{}-{}", agent.agent_id, ulid::Ulid::new().to_string().to_lowercase());
+    let input = serde_json::json!({"tenant_id": agent.tenant_id, "agent_id": agent.agent_id});
+    if let Err(e) = deps.workflow.start(creation::MACHINE, &execution, input).await {
+        // Put the agent back as it was: nothing of a failed request stays.
+        let item =
+            oratio_core::table::Item::from_record(agents::agent_key(&before.tenant_id, &before.agent_id), &before)?;
+        let _ = deps.table.put(item, None).await;
+        return Err(ApiError::unavailable(e));
+    }
+    oratio_core::audit!(
+        "agent_redeploy_started",
+        tenant = actor.tenant_id,
+        actor = actor.user_id,
+        agent_id = agent.agent_id
+    );
+    Ok((StatusCode::ACCEPTED, Json(AgentView::from(agent))).into_response())
 }
 
 /// Archives an agent: it leaves the organization's view and all its API keys are revoked.

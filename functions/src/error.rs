@@ -226,6 +226,7 @@ impl From<oratio_core::agents::AgentError> for ApiError {
         match e {
             E::Invalid(message) => Self::bad_request("invalid_agent", message),
             E::NotFound => Self::not_found("no such agent"),
+            E::Busy(message) => Self::new(StatusCode::CONFLICT, "agent_busy", message),
             E::Tenancy(e) => e.into(),
             E::Table(e) => e.into(),
         }

@@ -95,6 +95,7 @@ impl World {
             greeting: None,
             sop: Some(sop.into()),
             handoff_conditions: vec!["the caller asks for a refund".into()],
+            voice: None,
         };
         agents::create(self.table.as_ref(), &self.admin, new, refs).await.expect("created")
     }

@@ -207,3 +207,63 @@ async fn the_created_agent_answers_from_its_documents_and_cites_them() {
     let pain = ask("I have severe pain and swelling").await.expect("answer");
     assert_eq!(pain["handoff"]["requested"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_changes_apply_and_a_new_sop_asks_for_a_redeploy() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Bright Smile").await;
+    let (_, created) =
+        post(&p, &ada.access_token, form(json!({"name": "Front desk", "kind": "both", "sop": SOP}), documents())).await;
+    let agent = created["agent_id"].as_str().expect("id").to_owned();
+    let first = settled(&p, &ada.access_token, &agent).await;
+    assert_eq!((first["status"].as_str(), first["voice"]["language"].as_str()), (Some("active"), Some("en-US")));
+    let patch = |body: Value| {
+        p.request(Method::PATCH, &format!("/v1/agents/{agent}"), Some(&ada.access_token)).json(&body).send()
+    };
+
+    let changed: Value = patch(json!({"voice": {"voice": "ruth", "language": "en-GB", "speaking_rate": 1.2}, "handoff_conditions": ["the caller is angry"]}))
+        .await
+        .expect("patch")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!((changed["voice"]["voice"].as_str(), changed["needs_redeploy"].as_bool()), (Some("ruth"), Some(false)));
+    assert_eq!(changed["status"], "active", "voice and handoff changes need no redeploy");
+    for (bad, code) in [
+        (json!({"voice": {"voice": "ruth", "language": "english", "speaking_rate": 1.0}}), "invalid_agent"),
+        (json!({"voice": {"voice": "ruth", "language": "en-US", "speaking_rate": 9.0}}), "invalid_agent"),
+        (json!({"name": ""}), "invalid_agent"),
+        (json!({"colour": "blue"}), "invalid_body"),
+    ] {
+        let response = patch(bad.clone()).await.expect("patch");
+        assert_eq!(response.status(), 400, "{bad}");
+        assert_eq!(response.json::<Value>().await.expect("json")["code"], code, "{bad}");
+    }
+    let new_sop = SOP.replace(
+        "4. Confirm the booking details back to the caller.",
+        "4. Confirm the booking details back to the caller.\n5. Thank the caller.",
+    );
+    let marked: Value = patch(json!({"sop": new_sop})).await.expect("patch").json().await.expect("json");
+    assert_eq!(marked["needs_redeploy"], true);
+
+    let redeploy = || p.request(Method::POST, &format!("/v1/agents/{agent}/redeploy"), Some(&ada.access_token)).send();
+    let started = redeploy().await.expect("redeploy");
+    assert_eq!(started.status(), 202);
+    let busy = redeploy().await.expect("redeploy");
+    assert!(
+        busy.status() == 409 || busy.status() == 202,
+        "a second redeploy while creating is refused or the first already ended"
+    );
+    let view = settled(&p, &ada.access_token, &agent).await;
+    assert_eq!((view["status"].as_str(), view["needs_redeploy"].as_bool()), (Some("active"), Some(false)), "{view}");
+    assert_ne!(view["version"], first["version"], "a new version was deployed");
+    let code: Value = p
+        .request(Method::GET, &format!("/v1/agents/{agent}/code"), Some(&ada.access_token))
+        .send()
+        .await
+        .expect("code")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(code["artifacts"]["requirements.json"]["steps"].as_array().expect("steps").len(), 5);
+}

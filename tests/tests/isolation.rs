@@ -103,6 +103,9 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     .await;
     // B names A's resources directly.
     send(Method::GET, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
+    send(Method::PATCH, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, Some(json!({"name": "stolen"})))
+        .await;
+    send(Method::POST, "/v1/agents/{agent_id}/redeploy", format!("/v1/agents/{ag}/redeploy"), bt, None, None).await;
     send(Method::DELETE, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
     send(Method::GET, "/v1/agents/{agent_id}/keys", format!("/v1/agents/{ag}/keys"), bt, None, None).await;
     send(Method::GET, "/v1/agents/{agent_id}/code", format!("/v1/agents/{ag}/code"), bt, None, None).await;

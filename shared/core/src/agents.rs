@@ -72,6 +72,61 @@ pub struct Agent {
     /// The code version deployed.
     #[serde(default)]
     pub version: Option<String>,
+    #[serde(default)]
+    pub voice: VoiceSettings,
+    /// The SOP or documents changed since the last deployment.
+    #[serde(default)]
+    pub needs_redeploy: bool,
+}
+
+/// How a voice agent sounds. Applies to new sessions without redeploying.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VoiceSettings {
+    pub voice: String,
+    /// A BCP 47 language tag, e.g. `en-US`.
+    pub language: String,
+    /// 0.5 (slow) to 2.0 (fast).
+    pub speaking_rate: f32,
+}
+
+impl Default for VoiceSettings {
+    fn default() -> Self {
+        Self { voice: "matthew".into(), language: "en-US".into(), speaking_rate: 1.0 }
+    }
+}
+
+impl VoiceSettings {
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let voice_ok = !self.voice.is_empty()
+            && self.voice.len() <= 40
+            && self.voice.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let mut parts = self.language.split('-');
+        let language_ok =
+            parts.next().is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()))
+                && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()));
+        if !voice_ok {
+            return Err(AgentError::Invalid("`voice.voice` must be a voice name (letters, digits, - and _)".into()));
+        }
+        if !language_ok {
+            return Err(AgentError::Invalid("`voice.language` must be a language tag such as en-US".into()));
+        }
+        if !(0.5..=2.0).contains(&self.speaking_rate) {
+            return Err(AgentError::Invalid("`voice.speaking_rate` must be 0.5 to 2.0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A change of configuration; fields left out stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentChange {
+    pub name: Option<String>,
+    pub greeting: Option<String>,
+    pub voice: Option<VoiceSettings>,
+    pub handoff_conditions: Option<Vec<String>>,
+    /// Changing the SOP marks the agent `needs_redeploy`.
+    pub sop: Option<String>,
 }
 
 /// A knowledge document of an agent, stored under the tenant's prefix.
@@ -104,7 +159,7 @@ pub struct ProgressStep {
 
 /// What a tenant gives to create an agent. Without an SOP it is saved as a draft; with
 /// one, its creation starts.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct NewAgent {
     pub name: String,
     pub kind: AgentKind,
@@ -114,6 +169,8 @@ pub struct NewAgent {
     pub sop: Option<String>,
     #[serde(default)]
     pub handoff_conditions: Vec<String>,
+    #[serde(default)]
+    pub voice: Option<VoiceSettings>,
 }
 
 /// Longest SOP accepted.
@@ -125,6 +182,9 @@ pub enum AgentError {
     Invalid(String),
     #[error("no such agent")]
     NotFound,
+    /// The agent's state does not allow this now.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Tenancy(#[from] TenancyError),
     #[error(transparent)]
@@ -161,8 +221,9 @@ pub async fn create(
     let name = text("name", &new.name, 80)?;
     let greeting = new.greeting.as_deref().map(|g| text("greeting", g, 500)).transpose()?;
     let sop = new.sop.as_deref().map(|s| text("sop", s, MAX_SOP_CHARS)).transpose()?;
-    let handoff_conditions =
-        new.handoff_conditions.iter().map(|c| text("handoff_conditions", c, 300)).collect::<Result<Vec<_>, _>>()?;
+    let handoff_conditions = conditions(&new.handoff_conditions)?;
+    let voice = new.voice.unwrap_or_default();
+    voice.validate()?;
     let at = now();
     let agent = Agent {
         agent_id: AgentId::generate(),
@@ -179,6 +240,8 @@ pub async fn create(
         progress: Vec::new(),
         failure_reason: None,
         version: None,
+        voice,
+        needs_redeploy: false,
     };
     let item = Item::from_record(agent_key(&agent.tenant_id, &agent.agent_id), &agent)?;
     table.put(item, Some(Condition::NotExists)).await?;
@@ -207,6 +270,85 @@ pub async fn list(
     let agents: Vec<Agent> = page.records()?;
     let visible = agents.into_iter().filter(|a| a.status != AgentStatus::Archived).collect();
     Ok((visible, page.next))
+}
+
+fn conditions(raw: &[String]) -> Result<Vec<String>, AgentError> {
+    if raw.len() > 20 {
+        return Err(AgentError::Invalid("at most 20 handoff conditions".into()));
+    }
+    raw.iter().map(|c| text("handoff_conditions", c, 300)).collect()
+}
+
+/// Changes an agent's configuration. Name, greeting, voice and handoff conditions apply to
+/// new sessions at once; a new SOP marks the agent `needs_redeploy`.
+pub async fn update(
+    table: &dyn Table,
+    actor: &Membership,
+    agent: &AgentId,
+    change: AgentChange,
+) -> Result<Agent, AgentError> {
+    actor.require(Permission::ManageAgents)?;
+    let current = get(table, &actor.tenant_id, agent).await?;
+    let mut update = Update::new().set("updated_at", stamp(now()));
+    if let Some(name) = &change.name {
+        update = update.set("name", text("name", name, 80)?);
+    }
+    if let Some(greeting) = &change.greeting {
+        update = update.set("greeting", text("greeting", greeting, 500)?);
+    }
+    if let Some(voice) = &change.voice {
+        voice.validate()?;
+        update = update.set("voice", serde_json::to_value(voice).map_err(|e| AgentError::Invalid(e.to_string()))?);
+    }
+    if let Some(raw) = &change.handoff_conditions {
+        update = update.set("handoff_conditions", conditions(raw)?);
+    }
+    if let Some(sop) = &change.sop {
+        let sop = text("sop", sop, MAX_SOP_CHARS)?;
+        let changed = sop != current.sop;
+        update = update.set("sop", sop);
+        if changed && current.status != AgentStatus::Draft {
+            update = update.set("needs_redeploy", true);
+        }
+    }
+    let live = Condition::NotEquals("status".into(), AgentStatus::Archived.as_str().into());
+    let item = table
+        .update(&agent_key(&actor.tenant_id, agent), update, Some(Condition::And(vec![Condition::Exists, live])))
+        .await;
+    match item {
+        Ok(item) => Ok(item.record()?),
+        Err(TableError::ConditionFailed { .. }) => Err(AgentError::NotFound),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Marks an agent `creating` again (from `active`, `failed` or `draft` with an SOP) so its
+/// creation workflow can run anew; refused while it is being created.
+pub async fn begin_redeploy(table: &dyn Table, actor: &Membership, agent: &AgentId) -> Result<Agent, AgentError> {
+    actor.require(Permission::ManageAgents)?;
+    let current = get(table, &actor.tenant_id, agent).await?;
+    if current.sop.trim().is_empty() {
+        return Err(AgentError::Invalid("give the agent an SOP (PATCH `sop`) before deploying it".into()));
+    }
+    let update = Update::new()
+        .set("status", AgentStatus::Creating.as_str())
+        .set("needs_redeploy", false)
+        .set("progress", serde_json::Value::Array(vec![]))
+        .remove("failure_reason")
+        .set("updated_at", stamp(now()));
+    let redeployable = Condition::Or(
+        [AgentStatus::Active, AgentStatus::Failed, AgentStatus::Draft, AgentStatus::Paused]
+            .iter()
+            .map(|s| Condition::equals("status", s.as_str()))
+            .collect(),
+    );
+    match table.update(&agent_key(&actor.tenant_id, agent), update, Some(redeployable)).await {
+        Ok(item) => Ok(item.record()?),
+        Err(TableError::ConditionFailed { .. }) => {
+            Err(AgentError::Busy(format!("the agent is {}", current.status.as_str())))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Reads an agent whatever its status (for the creation workflow).
