@@ -29,6 +29,8 @@ pub fn routes() -> OpenApiRouter<Arc<Deps>> {
         .routes(routes!(list_agents, create_agent))
         .routes(routes!(get_agent, update_agent, archive_agent))
         .routes(routes!(redeploy_agent))
+        .routes(routes!(pause_agent))
+        .routes(routes!(resume_agent))
         .routes(routes!(agent_code))
         .routes(routes!(list_keys, create_key))
         .routes(routes!(revoke_key))
@@ -365,6 +367,66 @@ async fn redeploy_agent(
     Ok((StatusCode::ACCEPTED, Json(AgentView::from(agent))).into_response())
 }
 
+fn runtime(deps: &Deps) -> Result<&Arc<dyn oratio_core::runtime::AgentRuntime>, ApiError> {
+    deps.runtime.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_available",
+            "pausing and resuming agents is not available in this deployment yet",
+        )
+    })
+}
+
+fn reference(agent: &Agent) -> oratio_core::runtime::AgentRef {
+    oratio_core::runtime::AgentRef { tenant: agent.tenant_id.clone(), agent: agent.agent_id.clone() }
+}
+
+/// Pauses an active agent: its runtime stops, conversations are refused until it resumes.
+#[utoipa::path(post, path = "/v1/agents/{agent_id}/pause", tag = "agents", security(("bearer" = [])), params(("agent_id" = String, Path)),
+    responses((status = 200, body = AgentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`agent_busy`: not active"), (status = 503, body = ErrorBody)))]
+async fn pause_agent(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Path(agent): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let runtime = runtime(&deps)?;
+    let agent =
+        agents::transition(deps.table.as_ref(), &actor, &agent_id(&agent)?, AgentStatus::Active, AgentStatus::Paused)
+            .await?;
+    runtime.stop(&reference(&agent)).await.map_err(ApiError::internal)?;
+    oratio_core::audit!("agent_paused", tenant = actor.tenant_id, actor = actor.user_id, agent_id = agent.agent_id);
+    Ok(Json(agent.into()))
+}
+
+/// Resumes a paused agent: its deployed version starts again.
+#[utoipa::path(post, path = "/v1/agents/{agent_id}/resume", tag = "agents", security(("bearer" = [])), params(("agent_id" = String, Path)),
+    responses((status = 200, body = AgentView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody, description = "`agent_busy`: not paused"), (status = 503, body = ErrorBody)))]
+async fn resume_agent(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Path(agent): Path<String>,
+) -> Result<Json<AgentView>, ApiError> {
+    let runtime = runtime(&deps)?;
+    let id = agent_id(&agent)?;
+    let agent = agents::transition(deps.table.as_ref(), &actor, &id, AgentStatus::Paused, AgentStatus::Active).await?;
+    let version = agent.version.clone().unwrap_or_default();
+    let code = creation::stored_code(deps.blobs.as_ref(), &agent.tenant_id, &agent.agent_id, &version).await;
+    let deployed = match code {
+        Ok(Some(code)) => runtime.deploy(&reference(&agent), &code).await.map_err(ApiError::internal),
+        Ok(None) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "agent_busy", "the agent has no deployed code; redeploy it"))
+        }
+        Err(failure) => Err(ApiError::internal(failure)),
+    };
+    if let Err(e) = deployed {
+        // Back to paused: nothing of a failed request stays.
+        let _ = agents::transition(deps.table.as_ref(), &actor, &id, AgentStatus::Active, AgentStatus::Paused).await;
+        return Err(e);
+    }
+    oratio_core::audit!("agent_resumed", tenant = actor.tenant_id, actor = actor.user_id, agent_id = agent.agent_id);
+    Ok(Json(agent.into()))
+}
+
 /// Archives an agent: it leaves the organization's view and all its API keys are revoked.
 #[utoipa::path(delete, path = "/v1/agents/{agent_id}", tag = "agents", security(("bearer" = [])), params(("agent_id" = String, Path)),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
@@ -376,6 +438,10 @@ async fn archive_agent(
     let agent = agent_id(&agent)?;
     agents::archive(deps.table.as_ref(), &actor, &agent).await?;
     api_keys::revoke_all(deps.table.as_ref(), &actor, &agent).await?;
+    if let Some(runtime) = &deps.runtime {
+        let reference = oratio_core::runtime::AgentRef { tenant: actor.tenant_id.clone(), agent: agent.clone() };
+        runtime.stop(&reference).await.map_err(ApiError::internal)?;
+    }
     oratio_core::audit!("agent_archived", tenant = actor.tenant_id, actor = actor.user_id, agent_id = agent);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -56,6 +56,7 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         table: table.clone(),
         blobs: blobs(config)?,
         workflow: Arc::new(oratio_aws::StepFunctionsWorkflow::new(oratio_aws::sfn_client(config), machines)),
+        runtime: None,
         identity: Arc::new(CognitoIdentity::new(oratio_aws::cognito_client(config), pool, client_id.clone())),
         verifier: Arc::new(JwksVerifier::new(VerifierConfig { issuer, jwks_url, client_id })),
         mailer: Arc::new(SesMailer::new(oratio_aws::ses_client(config), env("MAIL_FROM")?)),

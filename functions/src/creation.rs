@@ -58,6 +58,27 @@ fn version_key(tenant: &TenantId, agent: &AgentId, version: &str, file: &str) ->
     BlobKey::for_tenant(tenant, &format!("agents/{agent}/versions/{version}/{file}")).map_err(retryable)
 }
 
+/// The code of a version, read back from the blob store (`None` until it is complete).
+pub async fn stored_code(
+    blobs: &dyn BlobStore,
+    tenant: &TenantId,
+    agent: &AgentId,
+    version: &str,
+) -> Result<Option<AgentCode>, TaskFailure> {
+    let manifest = blobs.get(&version_key(tenant, agent, version, "code/manifest.json")?).await.map_err(retryable)?;
+    let Some(manifest) = manifest else { return Ok(None) };
+    let manifest: Value = serde_json::from_slice(&manifest.bytes).map_err(retryable)?;
+    let mut files = BTreeMap::new();
+    for path in manifest["files"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let blob =
+            blobs.get(&version_key(tenant, agent, version, &format!("code/{path}"))?).await.map_err(retryable)?;
+        let blob = blob.ok_or_else(|| fail("CodeNotReady", "the code is incomplete"))?;
+        files.insert(path.to_owned(), String::from_utf8(blob.bytes).map_err(retryable)?);
+    }
+    let entrypoint = manifest["entrypoint"].as_str().unwrap_or("agent.py").to_owned();
+    Ok(Some(AgentCode { version: version.into(), entrypoint, files }))
+}
+
 /// The step each task is recorded as.
 fn step_name(task: &str) -> &str {
     match task {
@@ -208,29 +229,13 @@ impl CreationTasks {
         Ok(())
     }
 
-    /// The code of a version, read back from the blob store.
     pub async fn code(
         &self,
         tenant: &TenantId,
         agent: &AgentId,
         version: &str,
     ) -> Result<Option<AgentCode>, TaskFailure> {
-        let manifest =
-            self.blobs.get(&version_key(tenant, agent, version, "code/manifest.json")?).await.map_err(retryable)?;
-        let Some(manifest) = manifest else { return Ok(None) };
-        let manifest: Value = serde_json::from_slice(&manifest.bytes).map_err(retryable)?;
-        let mut files = BTreeMap::new();
-        for path in manifest["files"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-            let blob = self
-                .blobs
-                .get(&version_key(tenant, agent, version, &format!("code/{path}"))?)
-                .await
-                .map_err(retryable)?;
-            let blob = blob.ok_or_else(|| fail("CodeNotReady", "the code is incomplete"))?;
-            files.insert(path.to_owned(), String::from_utf8(blob.bytes).map_err(retryable)?);
-        }
-        let entrypoint = manifest["entrypoint"].as_str().unwrap_or("agent.py").to_owned();
-        Ok(Some(AgentCode { version: version.into(), entrypoint, files }))
+        stored_code(self.blobs.as_ref(), tenant, agent, version).await
     }
 
     async fn deploy(&self, ids: &Ids, version: &str) -> Result<Value, TaskFailure> {

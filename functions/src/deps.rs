@@ -8,6 +8,7 @@ use oratio_core::blob::BlobStore;
 use oratio_core::identity::{Identity, TokenVerifier};
 use oratio_core::mail::Mailer;
 use oratio_core::ratelimit::RateLimiter;
+use oratio_core::runtime::AgentRuntime;
 use oratio_core::table::Table;
 use oratio_core::workflow::Workflow;
 
@@ -16,6 +17,9 @@ pub struct Deps {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub workflow: Arc<dyn Workflow>,
+    /// Where agents run; `None` where no runtime adapter is deployed yet (AWS, for now),
+    /// which makes pause and resume answer 503.
+    pub runtime: Option<Arc<dyn AgentRuntime>>,
     pub identity: Arc<dyn Identity>,
     pub verifier: Arc<dyn TokenVerifier>,
     pub mailer: Arc<dyn Mailer>,

@@ -275,6 +275,7 @@ pub async fn local_auth() -> LocalAuth {
         table,
         blobs,
         workflow: Arc::new(workflow),
+        runtime: None,
         identity: identity.clone(),
         verifier: Arc::new(verifier),
         mailer: Arc::new(outbox.clone()),

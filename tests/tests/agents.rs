@@ -267,3 +267,49 @@ async fn configuration_changes_apply_and_a_new_sop_asks_for_a_redeploy() {
         .expect("json");
     assert_eq!(code["artifacts"]["requirements.json"]["steps"].as_array().expect("steps").len(), 5);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_stops_the_runtime_resuming_starts_it_and_archiving_stops_it_for_good() {
+    use oratio_core::runtime::RuntimeStatus;
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Bright Smile").await;
+    let (_, created) =
+        post(&p, &ada.access_token, form(json!({"name": "Front desk", "kind": "text", "sop": SOP}), vec![])).await;
+    let agent = created["agent_id"].as_str().expect("id").to_owned();
+    assert_eq!(settled(&p, &ada.access_token, &agent).await["status"], "active");
+    let runtime = p.platform.as_ref().expect("running").agents();
+    let reference =
+        oratio_core::runtime::AgentRef { tenant: ada.tenant_id.parse().expect("t"), agent: agent.parse().expect("a") };
+    let act =
+        |action: &str| p.request(Method::POST, &format!("/v1/agents/{agent}/{action}"), Some(&ada.access_token)).send();
+
+    let paused = act("pause").await.expect("pause");
+    assert_eq!(paused.status(), 200);
+    assert_eq!(paused.json::<Value>().await.expect("json")["status"], "paused");
+    assert_eq!(runtime.status(&reference).await.expect("status"), RuntimeStatus::Stopped);
+    let again = act("pause").await.expect("pause");
+    assert_eq!(
+        (again.status().as_u16(), again.json::<Value>().await.expect("json")["code"].as_str()),
+        (409, Some("agent_busy"))
+    );
+
+    let resumed = act("resume").await.expect("resume");
+    assert_eq!(resumed.status(), 200);
+    let mut ready = false;
+    for _ in 0..500 {
+        if matches!(runtime.status(&reference).await.expect("status"), RuntimeStatus::Ready { .. }) {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ready, "the runtime came back");
+
+    let archived = p
+        .request(Method::DELETE, &format!("/v1/agents/{agent}"), Some(&ada.access_token))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(archived.status(), 204);
+    assert_eq!(runtime.status(&reference).await.expect("status"), RuntimeStatus::Stopped);
+}

@@ -106,6 +106,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     send(Method::PATCH, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, Some(json!({"name": "stolen"})))
         .await;
     send(Method::POST, "/v1/agents/{agent_id}/redeploy", format!("/v1/agents/{ag}/redeploy"), bt, None, None).await;
+    send(Method::POST, "/v1/agents/{agent_id}/pause", format!("/v1/agents/{ag}/pause"), bt, None, None).await;
+    send(Method::POST, "/v1/agents/{agent_id}/resume", format!("/v1/agents/{ag}/resume"), bt, None, None).await;
     send(Method::DELETE, "/v1/agents/{agent_id}", format!("/v1/agents/{ag}"), bt, None, None).await;
     send(Method::GET, "/v1/agents/{agent_id}/keys", format!("/v1/agents/{ag}/keys"), bt, None, None).await;
     send(Method::GET, "/v1/agents/{agent_id}/code", format!("/v1/agents/{ag}/code"), bt, None, None).await;

@@ -204,6 +204,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         table: shared_table,
         blobs: blobs.clone(),
         workflow: Arc::new(runner.clone()),
+        runtime: Some(host.clone()),
         identity: identity.clone(),
         verifier: Arc::new(verifier),
         mailer: Arc::new(outbox.clone()),

@@ -351,6 +351,29 @@ pub async fn begin_redeploy(table: &dyn Table, actor: &Membership, agent: &Agent
     }
 }
 
+/// Moves an agent from one status to another, if it is in `from`.
+pub async fn transition(
+    table: &dyn Table,
+    actor: &Membership,
+    agent: &AgentId,
+    from: AgentStatus,
+    to: AgentStatus,
+) -> Result<Agent, AgentError> {
+    actor.require(Permission::ManageAgents)?;
+    let current = get(table, &actor.tenant_id, agent).await?;
+    let update = Update::new().set("status", to.as_str()).set("updated_at", stamp(now()));
+    match table
+        .update(&agent_key(&actor.tenant_id, agent), update, Some(Condition::equals("status", from.as_str())))
+        .await
+    {
+        Ok(item) => Ok(item.record()?),
+        Err(TableError::ConditionFailed { .. }) => {
+            Err(AgentError::Busy(format!("the agent is {}, not {}", current.status.as_str(), from.as_str())))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reads an agent whatever its status (for the creation workflow).
 pub async fn load(table: &dyn Table, tenant: &TenantId, agent: &AgentId) -> Result<Agent, AgentError> {
     Ok(table.get(&agent_key(tenant, agent)).await?.ok_or(AgentError::NotFound)?.record()?)
