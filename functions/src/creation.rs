@@ -297,8 +297,13 @@ impl CreationTasks {
 }
 
 /// What the tenant reads when creation fails: the cause a task wrote, never an engine's
-/// internals.
+/// internals. Step Functions passes a Lambda's error as JSON (`errorType`,
+/// `errorMessage`, `stackTrace`) in `Cause`: only the message is kept.
 fn readable(error: &Value, cause: String) -> String {
+    let cause = serde_json::from_str::<Value>(&cause)
+        .ok()
+        .and_then(|v| v["errorMessage"].as_str().map(str::to_owned))
+        .unwrap_or(cause);
     match error.as_str() {
         Some("States.Timeout") => "a step took too long; try again".into(),
         Some(name) if name.starts_with("States.") || name.starts_with("Lambda.") => {

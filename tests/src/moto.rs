@@ -32,10 +32,34 @@ fn start() -> Server {
     if let Ok(endpoint) = std::env::var("ORATIO_MOTO_ENDPOINT") {
         return Server { endpoint, _child: None };
     }
+    launch(&[])
+}
+
+/// A moto server of its own, stopped when dropped. `MOTO_PORT` in `env` makes its Step
+/// Functions call Lambda functions at `localhost:MOTO_PORT`.
+pub struct OwnServer {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+pub fn own_server(env: &[(&str, String)]) -> OwnServer {
+    let server = launch(env);
+    let child = server._child.expect("a launched server").into_inner().expect("lock");
+    OwnServer { endpoint: server.endpoint, child }
+}
+
+fn launch(env: &[(&str, String)]) -> Server {
     let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("moto_launcher.py");
     let python = python();
     let mut child = Command::new(&python)
         .arg(&launcher)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
