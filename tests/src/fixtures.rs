@@ -530,3 +530,29 @@ pub fn pdf(pages: &[&str]) -> Vec<u8> {
     out.push_str(&format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1));
     out.into_bytes()
 }
+
+/// A realistic SOP: several steps, data to collect, a handoff condition, forbidden actions.
+pub const SOP: &str = "Front desk procedure for Bright Smile Dental
+Tone: warm, professional and concise.
+
+1. Greet the caller and ask how you can help.
+2. If they want to book an appointment, collect their full name, phone number and preferred date.
+3. Check the opening hours in the FAQ before offering a time.
+4. Confirm the booking details back to the caller.
+
+Escalate to a human if the caller reports severe pain, bleeding or swelling.
+Never give a medical diagnosis. Do not share other patients' information.
+";
+
+/// Three knowledge documents of different formats, each answering something the others do not.
+pub fn clinic_documents() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    vec![
+        (
+            "faq.md",
+            "text/markdown",
+            b"# Opening hours\nWe open Monday to Friday 8am to 6pm and Saturdays 9am to 1pm.\n".to_vec(),
+        ),
+        ("prices.csv", "text/csv", b"service,price\nCheck-up,45\nWhitening,250\n".to_vec()),
+        ("emergencies.pdf", "application/pdf", pdf(&["After hours, call 0800 555 0199 for dental emergencies."])),
+    ]
+}

@@ -20,20 +20,8 @@ use oratio_local::checker::PythonChecker;
 use oratio_local::knowledge::LocalKnowledgeBase;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, SqliteTable};
-use oratio_tests::fixtures::pdf;
+use oratio_tests::fixtures::{SOP, clinic_documents as documents};
 use serde_json::json;
-
-const SOP: &str = "Front desk procedure for Bright Smile Dental
-Tone: warm, professional and concise.
-
-1. Greet the caller and ask how you can help.
-2. If they want to book an appointment, collect their full name, phone number and preferred date.
-3. Check the opening hours in the FAQ before offering a time.
-4. Confirm the booking details back to the caller.
-
-Escalate to a human if the caller reports severe pain, bleeding or swelling.
-Never give a medical diagnosis. Do not share other patients' information.
-";
 
 struct World {
     table: Arc<dyn Table>,
@@ -105,18 +93,6 @@ impl World {
         let outcome = runner.run(MACHINE, agent.agent_id.as_str(), input).await.expect("ran");
         (outcome, agents::load(self.table.as_ref(), &agent.tenant_id, &agent.agent_id).await.expect("agent"))
     }
-}
-
-fn documents() -> Vec<(&'static str, &'static str, Vec<u8>)> {
-    vec![
-        (
-            "faq.md",
-            "text/markdown",
-            b"# Opening hours\nWe open Monday to Friday 8am to 6pm and Saturdays 9am to 1pm.\n".to_vec(),
-        ),
-        ("prices.csv", "text/csv", b"service,price\nCheck-up,45\nWhitening,250\n".to_vec()),
-        ("emergencies.pdf", "application/pdf", pdf(&["After hours, call 0800 555 0199 for dental emergencies."])),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

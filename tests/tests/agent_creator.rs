@@ -11,19 +11,8 @@ use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
 use oratio_local::SqliteTable;
 use oratio_local::checker::PythonChecker;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
+use oratio_tests::fixtures::SOP;
 use serde_json::json;
-
-pub const SOP: &str = "Front desk procedure for Bright Smile Dental
-Tone: warm, professional and concise.
-
-1. Greet the caller and ask how you can help.
-2. If they want to book an appointment, collect their full name, phone number and preferred date.
-3. Check the opening hours in the FAQ before offering a time.
-4. Confirm the booking details back to the caller.
-
-Escalate to a human if the caller reports severe pain, bleeding or swelling.
-Never give a medical diagnosis. Do not share other patients' information.
-";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_realistic_sop_becomes_an_agent_that_follows_it() {

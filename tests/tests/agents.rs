@@ -4,24 +4,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use oratio_tests::fixtures::pdf;
+use oratio_tests::fixtures::{SOP, clinic_documents};
 use oratio_tests::platform::TestPlatform;
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-const SOP: &str = "Front desk procedure for Bright Smile Dental
-Tone: warm, professional and concise.
-
-1. Greet the caller and ask how you can help.
-2. If they want to book an appointment, collect their full name, phone number and preferred date.
-3. Check the opening hours in the FAQ before offering a time.
-4. Confirm the booking details back to the caller.
-
-Escalate to a human if the caller reports severe pain, bleeding or swelling.
-Never give a medical diagnosis. Do not share other patients' information.
-";
 
 fn form(config: Value, documents: Vec<(&str, Vec<u8>)>) -> Form {
     let mut form = Form::new().text("config", config.to_string());
@@ -32,11 +20,7 @@ fn form(config: Value, documents: Vec<(&str, Vec<u8>)>) -> Form {
 }
 
 fn documents() -> Vec<(&'static str, Vec<u8>)> {
-    vec![
-        ("faq.md", b"# Opening hours\nWe open Monday to Friday 8am to 6pm and Saturdays 9am to 1pm.\n".to_vec()),
-        ("prices.csv", b"service,price\nCheck-up,45\nWhitening,250\n".to_vec()),
-        ("emergencies.pdf", pdf(&["After hours, call 0800 555 0199 for dental emergencies."])),
-    ]
+    clinic_documents().into_iter().map(|(name, _, bytes)| (name, bytes)).collect()
 }
 
 async fn post(p: &TestPlatform, token: &str, form: Form) -> (u16, Value) {
