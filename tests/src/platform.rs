@@ -67,6 +67,12 @@ impl TestPlatform {
         }
     }
 
+    /// A GET's JSON body, whatever its status.
+    pub async fn get_json(&self, path: &str, token: Option<&str>) -> serde_json::Value {
+        let response = self.request(reqwest::Method::GET, path, token).send().await.expect("request");
+        response.json().await.unwrap_or(serde_json::Value::Null)
+    }
+
     pub async fn post_json(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> reqwest::Response {
         self.request(reqwest::Method::POST, path, token).json(&body).send().await.expect("request")
     }

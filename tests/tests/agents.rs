@@ -30,14 +30,7 @@ async fn post(p: &TestPlatform, token: &str, form: Form) -> (u16, Value) {
 
 async fn settled(p: &TestPlatform, token: &str, agent: &str) -> Value {
     for _ in 0..600 {
-        let view: Value = p
-            .request(Method::GET, &format!("/v1/agents/{agent}"), Some(token))
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
+        let view: Value = p.get_json(&format!("/v1/agents/{agent}"), Some(token)).await;
         if view["status"] != "creating" {
             return view;
         }
@@ -91,14 +84,7 @@ async fn an_sop_and_three_documents_become_an_active_agent_followed_live() {
     }
     assert!(seen.starts_with(&["validate".to_owned()]), "{seen:?}");
 
-    let code: Value = p
-        .request(Method::GET, &format!("/v1/agents/{agent}/code"), Some(&ada.access_token))
-        .send()
-        .await
-        .expect("code")
-        .json()
-        .await
-        .expect("json");
+    let code: Value = p.get_json(&format!("/v1/agents/{agent}/code"), Some(&ada.access_token)).await;
     assert!(code["files"]["agent.py"].as_str().is_some_and(|c| c.contains("oratio_agent.serve(handle)")), "{code}");
     for artifact in ["requirements.json", "plan.json", "plan-review-1.json", "plan-review-2.json", "code-review-1.json"]
     {
@@ -146,14 +132,7 @@ async fn bad_forms_are_refused_and_leave_nothing_behind() {
     let big = vec![b'a'; 10 * 1024 * 1024 + 1];
     let (got, body) = post(&p, &ada.access_token, form(config, vec![("big.txt", big)])).await;
     assert!(got == 413, "{got} {body}");
-    let listed: Value = p
-        .request(Method::GET, "/v1/agents", Some(&ada.access_token))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = p.get_json("/v1/agents", Some(&ada.access_token)).await;
     assert_eq!(listed["agents"], json!([]), "no agent was left behind");
     let blobs = p.data_path().join("blobs/objects/tenants");
     let files = walk(&blobs);
@@ -241,14 +220,7 @@ async fn configuration_changes_apply_and_a_new_sop_asks_for_a_redeploy() {
     let view = settled(&p, &ada.access_token, &agent).await;
     assert_eq!((view["status"].as_str(), view["needs_redeploy"].as_bool()), (Some("active"), Some(false)), "{view}");
     assert_ne!(view["version"], first["version"], "a new version was deployed");
-    let code: Value = p
-        .request(Method::GET, &format!("/v1/agents/{agent}/code"), Some(&ada.access_token))
-        .send()
-        .await
-        .expect("code")
-        .json()
-        .await
-        .expect("json");
+    let code: Value = p.get_json(&format!("/v1/agents/{agent}/code"), Some(&ada.access_token)).await;
     assert_eq!(code["artifacts"]["requirements.json"]["steps"].as_array().expect("steps").len(), 5);
 }
 

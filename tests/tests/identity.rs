@@ -188,14 +188,7 @@ async fn invited_members_join_with_their_role_and_viewers_only_read() {
     assert_refused(&body(invite).await, 403, "forbidden");
 
     // Admins change roles; the last admin stays.
-    let members: Value = p
-        .request(Method::GET, "/v1/members", Some(&admin.access_token))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let members: Value = p.get_json("/v1/members", Some(&admin.access_token)).await;
     assert_eq!(members["members"].as_array().expect("members").len(), 3);
     let vic =
         members["members"].as_array().expect("members").iter().find(|m| m["email"] == "vic@example.com").expect("vic");
@@ -282,14 +275,7 @@ async fn api_keys_are_shown_once_revoked_at_once_and_scoped_to_their_agent() {
         .expect("delete");
     assert_eq!(archived.status(), 204);
     assert_refused(&body(profile(&agent, &second).await.expect("profile")).await, 401, "invalid_api_key");
-    let listed: Value = p
-        .request(Method::GET, "/v1/agents", Some(&admin.access_token))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
+    let listed: Value = p.get_json("/v1/agents", Some(&admin.access_token)).await;
     assert_eq!(listed["agents"].as_array().expect("agents").len(), 1);
 }
 

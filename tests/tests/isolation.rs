@@ -218,8 +218,7 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         .await
         .expect("profile");
     assert_eq!(profile.status(), 200, "A's key still works");
-    let me: Value =
-        p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").json().await.expect("json");
+    let me: Value = p.get_json("/v1/me", Some(&a.token)).await;
     assert_eq!(me["role"], "admin");
     // B signing out leaves A signed in.
     assert_eq!(p.request(Method::POST, "/v1/auth/logout", bt).send().await.expect("logout").status(), 204);
