@@ -1,7 +1,7 @@
 //! moto in server mode, the emulator the AWS adapters are tested against.
 //!
 //! `ORATIO_MOTO_ENDPOINT` names a running server; otherwise one is started per test
-//! process with the Python that has moto (`ORATIO_PYTHON`, else `.venv/bin/python` at the
+//! process with the Python that has moto (`ORATIO_MOTO_PYTHON`, else `.venv/bin/python` at the
 //! workspace root, else `python3`), and stops when the process exits.
 
 use std::io::{BufRead, BufReader};
@@ -21,7 +21,7 @@ struct Server {
 static SERVER: OnceLock<Server> = OnceLock::new();
 
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("ORATIO_PYTHON") {
+    if let Some(p) = std::env::var_os("ORATIO_MOTO_PYTHON") {
         return p.into();
     }
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
