@@ -82,7 +82,7 @@ impl From<Agent> for AgentView {
         Self {
             agent_id: a.agent_id.to_string(),
             name: a.name,
-            kind: serde_json::to_value(a.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+            kind: a.kind.as_str().into(),
             greeting: a.greeting,
             status: a.status.as_str().into(),
             created_at: a.created_at,
@@ -514,10 +514,7 @@ impl From<ApiKey> for KeyView {
             agent_id: k.agent_id.to_string(),
             name: k.name,
             prefix: k.prefix,
-            status: match k.status {
-                api_keys::KeyStatus::Active => "active".into(),
-                api_keys::KeyStatus::Revoked => "revoked".into(),
-            },
+            status: k.status.as_str().into(),
             rate_limit_per_minute: k.rate_limit_per_minute,
             created_at: k.created_at,
             created_by: k.created_by,

@@ -47,7 +47,7 @@ async fn profile(
     Ok(Json(AgentProfile {
         agent_id: agent.agent_id.to_string(),
         name: agent.name,
-        kind: serde_json::to_value(agent.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
+        kind: agent.kind.as_str().into(),
         greeting: agent.greeting,
         available: agent.status == agents::AgentStatus::Active,
     }))
