@@ -14,6 +14,7 @@ use oratio_core::connections;
 use oratio_core::creator::{CodeChecker, CreatorError, CreatorInput, create};
 use oratio_core::ids::{AgentId, TenantId};
 use oratio_core::knowledge::{IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeScope, SourceDocument};
+use oratio_core::llm::{Llm, LlmError};
 use oratio_core::push::Push;
 use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
 use oratio_core::table::Table;
@@ -32,6 +33,8 @@ pub struct CreationTasks {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub knowledge: Arc<dyn KnowledgeBase>,
+    /// AgentCreator's model.
+    pub llm: Arc<dyn Llm>,
     pub checker: Arc<dyn CodeChecker>,
     pub runtime: Arc<dyn AgentRuntime>,
     pub push: Arc<dyn Push>,
@@ -187,9 +190,14 @@ impl CreationTasks {
             greeting: agent.greeting.as_deref(),
             version,
         };
-        let creation = match create(input, self.checker.as_ref()).await {
+        let creation = match create(input, self.llm.as_ref(), self.checker.as_ref()).await {
             Ok(creation) => creation,
             Err(CreatorError::InvalidSop(e)) => return Err(fail("InvalidSop", e.0)),
+            Err(CreatorError::Model(LlmError::Refused(why))) => {
+                return Err(fail("ModelFailed", format!("AgentCreator's model refused the request: {why}")));
+            }
+            Err(CreatorError::Model(e)) => return Err(retryable(e)),
+            Err(CreatorError::ModelOutput(reason)) => return Err(fail("ModelFailed", reason)),
             Err(CreatorError::CodeRejected { findings, creation }) => {
                 self.store_artifacts(ids, version, &creation.artifacts()).await?;
                 return Err(fail(

@@ -11,6 +11,7 @@ use oratio_core::blob::{BlobKey, BlobStore};
 use oratio_core::creator::{CodeChecker, CodeReport};
 use oratio_core::identity::{Email, UserId};
 use oratio_core::ids::TenantId;
+use oratio_core::llm::{Completion, Llm, LlmError, Prompt};
 use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
 use oratio_core::table::Table;
 use oratio_core::tenancy::{Membership, Role};
@@ -18,6 +19,7 @@ use oratio_functions::creation::{CreationTasks, DEFINITION, MACHINE};
 use oratio_local::asl::{AslRunner, Outcome, StateMachine};
 use oratio_local::checker::PythonChecker;
 use oratio_local::knowledge::LocalKnowledgeBase;
+use oratio_local::llm::LocalEngine;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, SqliteTable};
 use oratio_tests::fixtures::{SOP, clinic_documents as documents};
@@ -48,6 +50,10 @@ fn world(python: &str) -> World {
 
 impl World {
     fn runner(&self, checker: Arc<dyn CodeChecker>) -> AslRunner {
+        self.runner_with(Arc::new(LocalEngine), checker)
+    }
+
+    fn runner_with(&self, llm: Arc<dyn Llm>, checker: Arc<dyn CodeChecker>) -> AslRunner {
         let tasks = CreationTasks {
             table: self.table.clone(),
             blobs: self.blobs.clone(),
@@ -56,6 +62,7 @@ impl World {
                 self.blobs.clone(),
                 self.table.clone(),
             )),
+            llm,
             checker,
             runtime: self.host.clone(),
             push: Arc::new(ConnectionRegistry::new()),
@@ -216,4 +223,59 @@ async fn a_runtime_that_never_becomes_ready_fails_creation() {
     let agent = w.agent(SOP, &[]).await;
     let reason = failed_with(&w, &w.runner(Arc::new(PythonChecker::new("python3"))), agent).await;
     assert!(reason.contains("could not start"), "{reason}");
+}
+
+/// A model that answers every prompt with `answer` (or fails with it), counting calls.
+struct Scripted {
+    answer: fn() -> Result<String, LlmError>,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Llm for Scripted {
+    fn model(&self) -> &str {
+        "scripted"
+    }
+
+    async fn complete(&self, _: &Prompt) -> Result<Completion, LlmError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let text = (self.answer)()?;
+        Ok(Completion { text, model: "scripted".into(), input_tokens: None, output_tokens: None })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_is_down_is_retried_as_the_definition_says_then_fails() {
+    let w = world("python3");
+    let model = Arc::new(Scripted {
+        answer: || Err(LlmError::Unavailable(anyhow::anyhow!("503 from the model"))),
+        calls: AtomicUsize::new(0),
+    });
+    let agent = w.agent(SOP, &[]).await;
+    let reason = failed_with(&w, &w.runner_with(model.clone(), Arc::new(PythonChecker::new("python3"))), agent).await;
+    assert_eq!(model.calls.load(Ordering::Relaxed), 4, "one call and the three retries the definition allows");
+    assert!(reason.contains("temporary problem"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_answers_nonsense_fails_creation_saying_so() {
+    let w = world("python3");
+    let model =
+        Arc::new(Scripted { answer: || Ok("Sure! Here is your plan: be nice.".into()), calls: AtomicUsize::new(0) });
+    let agent = w.agent(SOP, &[]).await;
+    let reason = failed_with(&w, &w.runner_with(model.clone(), Arc::new(PythonChecker::new("python3"))), agent).await;
+    assert_eq!(model.calls.load(Ordering::Relaxed), 2, "the bad answer is shown back to the model once");
+    assert!(reason.contains("AgentCreator's model failed") && reason.contains("requirements"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_model_that_refuses_fails_creation_with_its_reason() {
+    let w = world("python3");
+    let model = Arc::new(Scripted {
+        answer: || Err(LlmError::Refused("400: the content was blocked".into())),
+        calls: AtomicUsize::new(0),
+    });
+    let agent = w.agent(SOP, &[]).await;
+    let reason = failed_with(&w, &w.runner_with(model, Arc::new(PythonChecker::new("python3"))), agent).await;
+    assert!(reason.contains("refused") && reason.contains("blocked"), "{reason}");
 }

@@ -10,6 +10,7 @@ use oratio_core::ids::{AgentId, TenantId};
 use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
 use oratio_local::SqliteTable;
 use oratio_local::checker::PythonChecker;
+use oratio_local::llm::LocalEngine;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_tests::fixtures::SOP;
 use serde_json::json;
@@ -25,7 +26,7 @@ async fn a_realistic_sop_becomes_an_agent_that_follows_it() {
         greeting: Some("Hi, Bright Smile Dental here!"),
         version: "v1",
     };
-    let creation = create(input, &checker).await.expect("created");
+    let creation = create(input, &LocalEngine, &checker).await.expect("created");
     assert_eq!(creation.reviews.len(), 2);
     assert!(creation.reviews.iter().all(|r| r.findings.len() == r.changes.len()));
     let review = creation.code_reviews.last().expect("reviewed");
@@ -34,6 +35,7 @@ async fn a_realistic_sop_becomes_an_agent_that_follows_it() {
     assert_eq!(
         names,
         [
+            "model.json",
             "requirements.json",
             "plan-draft.json",
             "plan-review-1.json",
@@ -116,12 +118,51 @@ async fn code_that_keeps_failing_review_fails_creation_with_the_findings() {
     }
     let input =
         CreatorInput { agent_name: "Front desk", sop: SOP, handoff_conditions: &[], greeting: None, version: "v1" };
-    let Err(CreatorError::CodeRejected { findings, creation }) = create(input, &Strict).await else {
+    let Err(CreatorError::CodeRejected { findings, creation }) = create(input, &LocalEngine, &Strict).await else {
         panic!("should fail")
     };
     assert_eq!(findings, ["smoke conversation: greets"]);
     assert_eq!(creation.code_reviews.len(), oratio_core::creator::MAX_CODE_ATTEMPTS);
     let input =
         CreatorInput { agent_name: "x", sop: "Be nice.", handoff_conditions: &[], greeting: None, version: "v1" };
-    assert!(matches!(create(input, &Strict).await, Err(CreatorError::InvalidSop(_))));
+    assert!(matches!(create(input, &LocalEngine, &Strict).await, Err(CreatorError::InvalidSop(_))));
+}
+
+/// A model that answers the way chat models do: each artifact fenced, with a sentence
+/// around it, and the first answer to the plan malformed.
+struct Chatty {
+    plan_calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl oratio_core::llm::Llm for Chatty {
+    fn model(&self) -> &str {
+        "chatty"
+    }
+
+    async fn complete(
+        &self,
+        prompt: &oratio_core::llm::Prompt,
+    ) -> Result<oratio_core::llm::Completion, oratio_core::llm::LlmError> {
+        let rules = oratio_core::creator::model::answer_by_rules(prompt).expect("a creator step");
+        let is_plan = prompt.system.starts_with("Task: oratio.creator.plan\n");
+        let text = if is_plan && self.plan_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0 {
+            "Here is the plan: {\"greeting\": \"hi\"".to_owned()
+        } else {
+            format!("Of course.\n```json\n{rules}\n```\nLet me know if you need changes.")
+        };
+        Ok(oratio_core::llm::Completion { text, model: "chatty".into(), input_tokens: None, output_tokens: None })
+    }
+}
+
+#[tokio::test]
+async fn a_chat_models_fenced_answers_are_parsed_and_a_malformed_one_is_asked_again() {
+    let model = Chatty { plan_calls: Default::default() };
+    let input =
+        CreatorInput { agent_name: "Front desk", sop: SOP, handoff_conditions: &[], greeting: None, version: "v1" };
+    let creation = create(input, &model, &PythonChecker::new("python3")).await.expect("created");
+    assert_eq!(creation.model, "chatty");
+    assert_eq!(model.plan_calls.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(creation.reviews.iter().map(|r| r.cycle).collect::<Vec<_>>(), [1, 2]);
+    assert!(creation.code_reviews.last().expect("reviewed").passed());
 }

@@ -54,6 +54,7 @@ async fn the_agent_creation_definition_runs_green_on_motos_engine() {
         table: table.clone(),
         blobs: blobs.clone(),
         knowledge: Arc::new(LocalKnowledgeBase::new(dir.path().join("knowledge"), blobs.clone(), table.clone())),
+        llm: Arc::new(oratio_local::llm::LocalEngine),
         checker: Arc::new(PythonChecker::new("python3")),
         runtime: host.clone(),
         push: Arc::new(ConnectionRegistry::new()),

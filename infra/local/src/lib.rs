@@ -170,7 +170,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     let runtime_state = RuntimeState {
         key: Arc::new(oratio_local::files::load_or_create_secret(&data.path().join("runtime.key"))?),
         knowledge: knowledge.clone(),
-        llm,
+        llm: llm.clone(),
     };
     let agent_env = {
         let (state, url) = (runtime_state.clone(), format!("http://{addr}"));
@@ -189,6 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         table: shared_table.clone(),
         blobs: blobs.clone(),
         knowledge,
+        llm,
         checker: Arc::new(PythonChecker::new(&config.python)),
         runtime: host.clone(),
         push: Arc::new(registry.clone()),

@@ -1,10 +1,17 @@
-//! AgentCreator's first half, deterministic: an SOP becomes structured requirements, the
-//! requirements a plan, and the plan is reviewed in two cycles (completeness, then
-//! safety), each review recording what it found and what it changed. This is what the
-//! embedded platform runs with its local engine; with a real model the same artifacts come
-//! from prompts.
+//! AgentCreator: an SOP becomes structured requirements, the requirements a plan, the plan
+//! is reviewed in two cycles (completeness, then safety), each review recording what it
+//! found and what it changed, and the plan becomes reviewed Python code. Each of the first
+//! four steps is a model prompt ([`model`]); the rules in this module are what the
+//! deterministic local engine answers them with, and what a model's answer is checked
+//! against in shape.
+
+pub mod model;
 
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::llm::{Llm, LlmError};
+use model::{Reviewed, Step, StepError, ask};
 
 /// What the SOP asks of the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,6 +457,8 @@ pub const MAX_CODE_ATTEMPTS: usize = 3;
 /// Everything AgentCreator produced, in the order it produced it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Creation {
+    /// The model that wrote the requirements, plan and reviews.
+    pub model: String,
     pub requirements: Requirements,
     pub draft: Plan,
     pub reviews: Vec<Review>,
@@ -465,6 +474,7 @@ impl Creation {
             serde_json::to_value(value).expect("artifacts serialize")
         }
         let mut out = vec![
+            ("model.json".to_owned(), serde_json::json!({"model": self.model})),
             ("requirements.json".to_owned(), json(&self.requirements)),
             ("plan-draft.json".to_owned(), json(&self.draft)),
         ];
@@ -479,11 +489,27 @@ impl Creation {
 pub enum CreatorError {
     #[error(transparent)]
     InvalidSop(#[from] InvalidSop),
+    /// The model could not be reached or refused the request.
+    #[error(transparent)]
+    Model(LlmError),
+    /// The model's answers for a step were not usable.
+    #[error("{0}")]
+    ModelOutput(String),
     /// The generated code failed its review every time; the findings say why.
     #[error("the generated agent did not pass its review: {}", .findings.join("; "))]
     CodeRejected { findings: Vec<String>, creation: Box<Creation> },
     #[error("the code review could not run")]
     Checker(#[source] anyhow::Error),
+}
+
+impl From<StepError> for CreatorError {
+    fn from(e: StepError) -> Self {
+        match e {
+            StepError::Model(e) => Self::Model(e),
+            StepError::Refusal(reason) => Self::InvalidSop(InvalidSop(reason)),
+            e @ StepError::Unusable { .. } => Self::ModelOutput(format!("AgentCreator's model failed: {e}")),
+        }
+    }
 }
 
 /// What AgentCreator is given.
@@ -496,25 +522,57 @@ pub struct CreatorInput<'a> {
     pub version: &'a str,
 }
 
-/// Runs AgentCreator: requirements, plan, two reviews, then code generation and review,
-/// retried with the findings up to [`MAX_CODE_ATTEMPTS`] times.
-pub async fn create(input: CreatorInput<'_>, checker: &dyn CodeChecker) -> Result<Creation, CreatorError> {
-    let requirements = parse_sop(input.sop, input.handoff_conditions)?;
-    let draft = draft_plan(&requirements, input.agent_name, input.greeting);
-    let (first, plan) = review_completeness(&requirements, draft.clone());
-    let (second, plan) = review_safety(&requirements, plan);
+fn has_steps(r: &Requirements) -> Result<(), String> {
+    if r.steps.iter().all(|s| s.trim().is_empty()) { Err("the requirements list no steps".into()) } else { Ok(()) }
+}
+
+fn has_flow(plan: &Plan) -> Result<(), String> {
+    if plan.flow.is_empty() { Err("the plan has no conversation steps".into()) } else { Ok(()) }
+}
+
+/// Runs AgentCreator: requirements, plan and two reviews from `model`, then code
+/// generation and review, retried up to [`MAX_CODE_ATTEMPTS`] times.
+pub async fn create(
+    input: CreatorInput<'_>,
+    model: &dyn Llm,
+    checker: &dyn CodeChecker,
+) -> Result<Creation, CreatorError> {
+    let requirements: Requirements = ask(
+        model,
+        Step::Requirements,
+        &json!({"sop": input.sop, "handoff_conditions": input.handoff_conditions}),
+        has_steps,
+    )
+    .await?;
+    let draft: Plan = ask(
+        model,
+        Step::Plan,
+        &json!({"requirements": requirements, "agent_name": input.agent_name, "greeting": input.greeting}),
+        has_flow,
+    )
+    .await?;
+    let mut plan = draft.clone();
+    let mut reviews = Vec::new();
+    for (cycle, step) in [(1, Step::ReviewCompleteness), (2, Step::ReviewSafety)] {
+        let reviewed: Reviewed =
+            ask(model, step, &json!({"requirements": requirements, "plan": plan}), |r: &Reviewed| has_flow(&r.plan))
+                .await?;
+        plan = reviewed.plan;
+        reviews.push(Review { cycle, ..reviewed.review });
+    }
     let mut creation = Creation {
+        model: model.model().to_owned(),
         requirements,
         draft,
-        reviews: vec![first, second],
+        reviews,
         code: generate_code(&plan, input.agent_name, input.version),
         plan,
         code_reviews: Vec::new(),
     };
     for attempt in 1..=MAX_CODE_ATTEMPTS {
         if attempt > 1 {
-            // The deterministic generator has no other way to write the plan; a model
-            // would get the findings in its prompt here.
+            // The code is rendered from the plan by a template, so a retry renders it
+            // again: what it can fix is a transient failure of the smoke conversation.
             creation.code = generate_code(&creation.plan, input.agent_name, input.version);
         }
         let report = checker.check(&creation.code).await.map_err(CreatorError::Checker)?;

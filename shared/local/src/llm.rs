@@ -78,7 +78,9 @@ impl Llm for OpenAiCompatibleLlm {
     }
 }
 
-/// The deterministic local engine. It needs no weights: it answers from the passages the
+/// The deterministic local engine. It needs no weights. AgentCreator's steps it answers by
+/// the creator's rules ([`oratio_core::creator::model::answer_by_rules`]); anything else
+/// from the passages the
 /// prompt carries after a line `Knowledge:` (one per line, `[n] (title, location) text`),
 /// choosing the sentences that share the most words with the user's last turn and citing
 /// their source. Without a matching passage it says it does not know. The same prompt
@@ -125,6 +127,12 @@ impl Llm for LocalEngine {
 
     async fn complete(&self, prompt: &Prompt) -> Result<Completion, LlmError> {
         prompt.validate()?;
+        let count = |s: &str| s.split_whitespace().count() as u32;
+        let input = count(&prompt.system) + prompt.messages.iter().map(|m| count(&m.text)).sum::<u32>();
+        if let Some(text) = oratio_core::creator::model::answer_by_rules(prompt) {
+            let output_tokens = Some(count(&text));
+            return Ok(Completion { text, model: LOCAL_ENGINE_MODEL.into(), input_tokens: Some(input), output_tokens });
+        }
         let question = &prompt.messages.last().expect("validated").text;
         let asked = words(question);
         let mut best: Option<(usize, &str, String)> = None;
@@ -143,8 +151,6 @@ impl Llm for LocalEngine {
                 "I'm sorry, I don't know that. Would you like me to connect you with a member of our team?".to_owned()
             }
         };
-        let count = |s: &str| s.split_whitespace().count() as u32;
-        let input = count(&prompt.system) + prompt.messages.iter().map(|m| count(&m.text)).sum::<u32>();
         Ok(Completion {
             output_tokens: Some(count(&text)),
             text,
