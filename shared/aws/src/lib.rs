@@ -1,5 +1,6 @@
 //! AWS adapters for Oratio's ports, on the official AWS SDK for Rust.
 
+pub mod agentcore;
 pub mod bedrock;
 pub mod cognito;
 pub mod dynamodb;
@@ -8,6 +9,7 @@ pub mod s3;
 pub mod ses;
 pub mod sfn;
 
+pub use agentcore::{AgentCoreRuntime, AgentCoreSettings};
 pub use bedrock::BedrockLlm;
 pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
@@ -47,4 +49,18 @@ pub fn bedrock_runtime_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrock
 
 pub fn sfn_client(config: &aws_config::SdkConfig) -> aws_sdk_sfn::Client {
     aws_sdk_sfn::Client::new(config)
+}
+
+pub fn agentcore_control_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockagentcorecontrol::Client {
+    aws_sdk_bedrockagentcorecontrol::Client::new(config)
+}
+
+/// AgentCore's data plane, with `timeout` on each invocation.
+pub fn agentcore_client(
+    config: &aws_config::SdkConfig,
+    timeout: std::time::Duration,
+) -> aws_sdk_bedrockagentcore::Client {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(timeout).build();
+    let conf = aws_sdk_bedrockagentcore::config::Builder::from(config).timeout_config(timeouts).build();
+    aws_sdk_bedrockagentcore::Client::from_conf(conf)
 }

@@ -10,6 +10,12 @@ use serde_json::Value;
 
 use crate::ids::{AgentId, TenantId};
 
+/// The `oratio_agent` package every generated agent imports; runtimes ship it beside the code.
+pub const ORATIO_AGENT_PACKAGE: &str = include_str!("../../agent_runtime/oratio_agent/__init__.py");
+
+/// The header AgentCore carries a conversation's runtime session id in.
+pub const SESSION_HEADER: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id";
+
 /// Which agent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AgentRef {

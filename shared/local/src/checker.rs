@@ -10,7 +10,6 @@ use oratio_core::creator::{CodeChecker, CodeReport};
 use oratio_core::runtime::AgentCode;
 
 const CHECKER: &str = include_str!("checker.py");
-const ORATIO_AGENT: &str = include_str!("../../agent_runtime/oratio_agent/__init__.py");
 
 pub struct PythonChecker {
     python: PathBuf,
@@ -32,7 +31,7 @@ impl CodeChecker for PythonChecker {
         let work = scratch.path().join("agent");
         std::fs::create_dir_all(lib.join("oratio_agent"))?;
         std::fs::create_dir_all(&work)?;
-        std::fs::write(lib.join("oratio_agent").join("__init__.py"), ORATIO_AGENT)?;
+        std::fs::write(lib.join("oratio_agent").join("__init__.py"), oratio_core::runtime::ORATIO_AGENT_PACKAGE)?;
         for (path, content) in &code.files {
             let file = work.join(path);
             if let Some(parent) = file.parent() {

@@ -22,9 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 
-const ORATIO_AGENT: &str = include_str!("../../agent_runtime/oratio_agent/__init__.py");
 /// AgentCore's header naming the runtime session.
-pub const SESSION_HEADER: &str = "X-Amzn-Bedrock-AgentCore-Runtime-Session-Id";
+pub use oratio_core::runtime::SESSION_HEADER;
 const DESIRED_RUNNING: &str = "RUNTIMES#RUNNING";
 /// Consecutive failed starts before an agent is declared failed.
 const MAX_FAILED_STARTS: u32 = 3;
@@ -102,7 +101,8 @@ impl LocalAgentHost {
         let root = root.into();
         let lib = root.join("_lib").join("oratio_agent");
         std::fs::create_dir_all(&lib).context("creating the agent library directory")?;
-        std::fs::write(lib.join("__init__.py"), ORATIO_AGENT).context("writing the oratio_agent package")?;
+        std::fs::write(lib.join("__init__.py"), oratio_core::runtime::ORATIO_AGENT_PACKAGE)
+            .context("writing the oratio_agent package")?;
         let http = reqwest::Client::builder().timeout(limits.invoke_within).build().context("an HTTP client")?;
         Ok(Self { env: None, root, python: python.into(), table, limits, http, agents: Mutex::new(HashMap::new()) })
     }
