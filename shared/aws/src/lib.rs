@@ -4,6 +4,7 @@ pub mod agentcore;
 pub mod bedrock;
 pub mod cognito;
 pub mod dynamodb;
+pub mod knowledge;
 pub mod push;
 pub mod s3;
 pub mod ses;
@@ -13,6 +14,7 @@ pub use agentcore::{AgentCoreRuntime, AgentCoreSettings};
 pub use bedrock::BedrockLlm;
 pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
+pub use knowledge::{BedrockKnowledgeBase, KnowledgeBaseSettings};
 pub use push::ApiGatewayPush;
 pub use s3::S3BlobStore;
 pub use ses::SesMailer;
@@ -63,4 +65,12 @@ pub fn agentcore_client(
     let timeouts = aws_config::timeout::TimeoutConfig::builder().operation_timeout(timeout).build();
     let conf = aws_sdk_bedrockagentcore::config::Builder::from(config).timeout_config(timeouts).build();
     aws_sdk_bedrockagentcore::Client::from_conf(conf)
+}
+
+pub fn bedrock_agent_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockagent::Client {
+    aws_sdk_bedrockagent::Client::new(config)
+}
+
+pub fn bedrock_agent_runtime_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockagentruntime::Client {
+    aws_sdk_bedrockagentruntime::Client::new(config)
 }

@@ -52,7 +52,8 @@ pub enum IngestionStatus {
     InProgress,
     Complete {
         documents: u32,
-        passages: u32,
+        /// How many passages were indexed, where the backend says (Bedrock does not).
+        passages: Option<u32>,
     },
     /// `reason` is for the tenant: which document, and why.
     Failed {

@@ -127,7 +127,9 @@ impl LocalKnowledgeBase {
         let job_dir = dir.join(&job.0);
         let written = tokio::task::spawn_blocking(move || write_index(&dir, &job_dir, &extracted)).await;
         match written {
-            Ok(Ok(passages)) => IngestionStatus::Complete { documents: documents.len() as u32, passages },
+            Ok(Ok(passages)) => {
+                IngestionStatus::Complete { documents: documents.len() as u32, passages: Some(passages) }
+            }
             Ok(Err(e)) => {
                 tracing::error!(cause = %format!("{e:#}"), "building a knowledge index failed");
                 IngestionStatus::Failed { reason: "the knowledge index could not be built".into() }
