@@ -367,16 +367,6 @@ async fn redeploy_agent(
     Ok((StatusCode::ACCEPTED, Json(AgentView::from(agent))).into_response())
 }
 
-fn runtime(deps: &Deps) -> Result<&Arc<dyn oratio_core::runtime::AgentRuntime>, ApiError> {
-    deps.runtime.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_available",
-            "pausing and resuming agents is not available in this deployment yet",
-        )
-    })
-}
-
 fn reference(agent: &Agent) -> oratio_core::runtime::AgentRef {
     oratio_core::runtime::AgentRef { tenant: agent.tenant_id.clone(), agent: agent.agent_id.clone() }
 }
@@ -389,11 +379,13 @@ async fn pause_agent(
     Member(actor): Member,
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let runtime = runtime(&deps)?;
-    let agent =
-        agents::transition(deps.table.as_ref(), &actor, &agent_id(&agent)?, AgentStatus::Active, AgentStatus::Paused)
-            .await?;
-    runtime.stop(&reference(&agent)).await.map_err(ApiError::internal)?;
+    let id = agent_id(&agent)?;
+    let agent = agents::transition(deps.table.as_ref(), &actor, &id, AgentStatus::Active, AgentStatus::Paused).await?;
+    if let Err(e) = deps.runtime.stop(&reference(&agent)).await {
+        // Back to active: nothing of a failed request stays.
+        let _ = agents::transition(deps.table.as_ref(), &actor, &id, AgentStatus::Paused, AgentStatus::Active).await;
+        return Err(ApiError::internal(e));
+    }
     oratio_core::audit!("agent_paused", tenant = actor.tenant_id, actor = actor.user_id, agent_id = agent.agent_id);
     Ok(Json(agent.into()))
 }
@@ -406,13 +398,12 @@ async fn resume_agent(
     Member(actor): Member,
     Path(agent): Path<String>,
 ) -> Result<Json<AgentView>, ApiError> {
-    let runtime = runtime(&deps)?;
     let id = agent_id(&agent)?;
     let agent = agents::transition(deps.table.as_ref(), &actor, &id, AgentStatus::Paused, AgentStatus::Active).await?;
     let version = agent.version.clone().unwrap_or_default();
     let code = creation::stored_code(deps.blobs.as_ref(), &agent.tenant_id, &agent.agent_id, &version).await;
     let deployed = match code {
-        Ok(Some(code)) => runtime.deploy(&reference(&agent), &code).await.map_err(ApiError::internal),
+        Ok(Some(code)) => deps.runtime.deploy(&reference(&agent), &code).await.map_err(ApiError::internal),
         Ok(None) => {
             Err(ApiError::new(StatusCode::CONFLICT, "agent_busy", "the agent has no deployed code; redeploy it"))
         }
@@ -438,10 +429,8 @@ async fn archive_agent(
     let agent = agent_id(&agent)?;
     agents::archive(deps.table.as_ref(), &actor, &agent).await?;
     api_keys::revoke_all(deps.table.as_ref(), &actor, &agent).await?;
-    if let Some(runtime) = &deps.runtime {
-        let reference = oratio_core::runtime::AgentRef { tenant: actor.tenant_id.clone(), agent: agent.clone() };
-        runtime.stop(&reference).await.map_err(ApiError::internal)?;
-    }
+    let reference = oratio_core::runtime::AgentRef { tenant: actor.tenant_id.clone(), agent: agent.clone() };
+    deps.runtime.stop(&reference).await.map_err(ApiError::internal)?;
     oratio_core::audit!("agent_archived", tenant = actor.tenant_id, actor = actor.user_id, agent_id = agent);
     Ok(StatusCode::NO_CONTENT)
 }

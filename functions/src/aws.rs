@@ -7,12 +7,16 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::http::Request;
 use oratio_auth::{JwksVerifier, VerifierConfig};
-use oratio_aws::{ApiGatewayPush, CognitoIdentity, DynamoTable, S3BlobStore, SesMailer};
+use oratio_aws::{
+    AgentCoreRuntime, AgentCoreSettings, ApiGatewayPush, BedrockKnowledgeBase, BedrockLlm, CognitoIdentity,
+    DynamoTable, KnowledgeBaseSettings, S3BlobStore, SesMailer,
+};
 use oratio_core::api_keys::UsageRecorder;
 use oratio_core::ratelimit::TableRateLimiter;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::deps::Deps;
+use crate::runtime_api::RuntimeState;
 
 /// Reads a required environment variable.
 pub fn env(name: &str) -> anyhow::Result<String> {
@@ -36,9 +40,58 @@ pub fn blobs(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<S3BlobStore>>
     Ok(Arc::new(S3BlobStore::new(client, env("BUCKET_NAME")?)))
 }
 
+/// The Bedrock Knowledge Base `KNOWLEDGE_BASE_ID` with its S3 data source
+/// `KNOWLEDGE_DATA_SOURCE_ID` over `BUCKET_NAME`.
+pub fn knowledge(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<BedrockKnowledgeBase>> {
+    let settings = KnowledgeBaseSettings {
+        knowledge_base_id: env("KNOWLEDGE_BASE_ID")?,
+        data_source_id: env("KNOWLEDGE_DATA_SOURCE_ID")?,
+        bucket: env("BUCKET_NAME")?,
+    };
+    Ok(Arc::new(BedrockKnowledgeBase::new(
+        oratio_aws::bedrock_agent_client(config),
+        oratio_aws::bedrock_agent_runtime_client(config),
+        table(config)?,
+        settings,
+    )))
+}
+
+/// The model `MODEL_ID` (a Bedrock model or inference profile id) through Converse.
+pub fn llm(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<BedrockLlm>> {
+    Ok(Arc::new(BedrockLlm::new(oratio_aws::bedrock_runtime_client(config), env("MODEL_ID")?)))
+}
+
+/// What agents reach through the runtime API; their tokens are keyed by `RUNTIME_TOKEN_KEY`.
+pub fn runtime_state(config: &aws_config::SdkConfig) -> anyhow::Result<RuntimeState> {
+    let key = env("RUNTIME_TOKEN_KEY")?;
+    anyhow::ensure!(key.len() >= 32, "RUNTIME_TOKEN_KEY must be at least 32 characters");
+    Ok(RuntimeState { key: Arc::new(key.into_bytes()), knowledge: knowledge(config)?, llm: llm(config)? })
+}
+
+/// Agents on AgentCore Runtime: code zips in `BUCKET_NAME`, runtimes assuming
+/// `AGENT_RUNTIME_ROLE_ARN`, started with the REST API's URL (`PLATFORM_URL`) and their token.
+pub fn runtime(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<AgentCoreRuntime>> {
+    let state = runtime_state(config)?;
+    let platform_url = env("PLATFORM_URL")?;
+    let settings = AgentCoreSettings {
+        bucket: env("BUCKET_NAME")?,
+        role_arn: env("AGENT_RUNTIME_ROLE_ARN")?,
+        env: Some(Arc::new(move |agent: &oratio_core::runtime::AgentRef| state.agent_env(&platform_url, agent))),
+    };
+    Ok(Arc::new(AgentCoreRuntime::new(
+        oratio_aws::agentcore_control_client(config),
+        // API Gateway gives an integration 29 s; the agent gets 25 of them.
+        oratio_aws::agentcore_client(config, std::time::Duration::from_secs(25)),
+        oratio_aws::s3_client(config),
+        table(config)?,
+        settings,
+    )))
+}
+
 /// Every port a tenant-facing handler may use, on AWS: the table, Cognito (`USER_POOL_ID`,
 /// `USER_POOL_CLIENT_ID`; tokens checked against the pool's JWKS, or `JWKS_URL` and
-/// `TOKEN_ISSUER` when set), SES (`MAIL_FROM`), and rate limits kept in the table.
+/// `TOKEN_ISSUER` when set), SES (`MAIL_FROM`), rate limits kept in the table, the
+/// agent-creation state machine and AgentCore.
 pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
     let table = table(config)?;
     let pool = env("USER_POOL_ID")?;
@@ -47,16 +100,12 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
     let issuer =
         std::env::var("TOKEN_ISSUER").unwrap_or_else(|_| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
     let jwks_url = std::env::var("JWKS_URL").unwrap_or_else(|_| format!("{issuer}/.well-known/jwks.json"));
-    // The agent-creation state machine is not in the stack yet: without its ARN, creating
-    // an agent from an SOP answers 503 (drafts still work).
-    let machines = std::env::var("AGENT_CREATION_STATE_MACHINE_ARN")
-        .map(|arn| vec![(crate::creation::MACHINE.to_owned(), arn)])
-        .unwrap_or_default();
+    let machines = vec![(crate::creation::MACHINE.to_owned(), env("AGENT_CREATION_STATE_MACHINE_ARN")?)];
     Ok(Deps {
         table: table.clone(),
         blobs: blobs(config)?,
         workflow: Arc::new(oratio_aws::StepFunctionsWorkflow::new(oratio_aws::sfn_client(config), machines)),
-        runtime: None,
+        runtime: runtime(config)?,
         identity: Arc::new(CognitoIdentity::new(oratio_aws::cognito_client(config), pool, client_id.clone())),
         verifier: Arc::new(JwksVerifier::new(VerifierConfig { issuer, jwks_url, client_id })),
         mailer: Arc::new(SesMailer::new(oratio_aws::ses_client(config), env("MAIL_FROM")?)),

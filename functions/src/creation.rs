@@ -332,6 +332,12 @@ fn finishes(task: &str, output: &Value) -> bool {
 }
 
 impl CreationTasks {
+    /// One Lambda invocation by Step Functions: the state's `Parameters` name the task.
+    pub async fn handle(&self, event: Value) -> Result<Value, TaskFailure> {
+        let task = event["task"].as_str().unwrap_or_default().to_owned();
+        self.invoke(&format!("${{{task}FunctionArn}}"), event).await
+    }
+
     async fn mark(&self, ids: Option<&Ids>, step: &str, status: StepStatus) {
         if let Some(ids) = ids
             && let Ok(agent) = self.agent(ids).await

@@ -17,9 +17,8 @@ pub struct Deps {
     pub table: Arc<dyn Table>,
     pub blobs: Arc<dyn BlobStore>,
     pub workflow: Arc<dyn Workflow>,
-    /// Where agents run; `None` where no runtime adapter is deployed yet (AWS, for now),
-    /// which makes pause and resume answer 503.
-    pub runtime: Option<Arc<dyn AgentRuntime>>,
+    /// Where agents run.
+    pub runtime: Arc<dyn AgentRuntime>,
     pub identity: Arc<dyn Identity>,
     pub verifier: Arc<dyn TokenVerifier>,
     pub mailer: Arc<dyn Mailer>,

@@ -15,6 +15,7 @@ pub mod members_api;
 pub mod openapi;
 pub mod platform;
 pub mod request;
+pub mod runtime_api;
 pub mod socket;
 pub mod usage;
 

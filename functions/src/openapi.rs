@@ -23,6 +23,7 @@ use crate::error::ErrorBody;
         (name = "agents", description = "The organization's agents"),
         (name = "keys", description = "API keys, each scoped to one agent"),
         (name = "customers", description = "What customers' applications reach with an API key"),
+        (name = "runtime", description = "What the platform's agents reach with their runtime token"),
     )
 )]
 struct Base;
@@ -46,5 +47,6 @@ pub fn document() -> Document {
     let mut doc = Base::openapi();
     doc.merge(crate::platform::routes().split_for_parts().1);
     doc.merge(crate::api_routes().split_for_parts().1);
+    doc.merge(crate::runtime_api::routes().split_for_parts().1);
     doc
 }

@@ -271,11 +271,18 @@ pub async fn local_auth() -> LocalAuth {
     let blobs = Arc::new(DirBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1").expect("blobs"));
     // No state machines: these tests create no agents from an SOP.
     let workflow = oratio_local::asl::AslRunner::new(Default::default(), Arc::new(NoTasks), table.clone(), 1.0);
+    let runtime = oratio_local::runtime::LocalAgentHost::new(
+        dir.path().join("runtimes"),
+        "python3",
+        table.clone(),
+        oratio_local::runtime::HostLimits::default(),
+    )
+    .expect("an agent host");
     let deps = Arc::new(Deps {
         table,
         blobs,
         workflow: Arc::new(workflow),
-        runtime: None,
+        runtime: Arc::new(runtime),
         identity: identity.clone(),
         verifier: Arc::new(verifier),
         mailer: Arc::new(outbox.clone()),

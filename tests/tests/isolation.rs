@@ -150,8 +150,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     for token in [b.token.as_str(), forged.as_str()] {
         send(
             Method::POST,
-            "/local/runtime/retrieve",
-            "/local/runtime/retrieve".into(),
+            "/v1/runtime/retrieve",
+            "/v1/runtime/retrieve".into(),
             Some(token),
             None,
             Some(json!({"query": "Acme"})),
@@ -159,8 +159,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         .await;
         send(
             Method::POST,
-            "/local/runtime/complete",
-            "/local/runtime/complete".into(),
+            "/v1/runtime/complete",
+            "/v1/runtime/complete".into(),
             Some(token),
             None,
             Some(json!({"system": "s", "messages": [{"role": "user", "text": "hi"}]})),
@@ -188,8 +188,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     }
     // Naming A's resources, or using tokens that are not an agent's, is refused with the
     // standard body.
-    for answer in answers.iter().filter(|a| a.route.1.contains('{') || a.route.1.starts_with("/local/runtime/")) {
-        let refused = if answer.route.1.starts_with("/local/runtime/") {
+    for answer in answers.iter().filter(|a| a.route.1.contains('{') || a.route.1.starts_with("/v1/runtime/")) {
+        let refused = if answer.route.1.starts_with("/v1/runtime/") {
             answer.status == 401
         } else {
             matches!(answer.status, 403 | 404)
@@ -203,7 +203,7 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         );
     }
     // B's own calls succeeded, and B's agents are only B's.
-    for answer in answers.iter().filter(|a| !a.route.1.contains('{') && !a.route.1.starts_with("/local/runtime/")) {
+    for answer in answers.iter().filter(|a| !a.route.1.contains('{') && !a.route.1.starts_with("/v1/runtime/")) {
         assert!((200..300).contains(&answer.status), "{:?}: {} {}", answer.route, answer.status, answer.body);
     }
 

@@ -89,3 +89,35 @@ async fn websocket_events_drive_the_dashboard_socket() {
     assert_eq!(disconnected.status_code, 200);
     assert!(connections::find(table.as_ref(), &connection).await.expect("find").is_none());
 }
+
+#[tokio::test]
+async fn step_functions_task_event_is_dispatched_by_its_task_name() {
+    use oratio_functions::creation::CreationTasks;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let table: Arc<dyn oratio_core::table::Table> =
+        Arc::new(SqliteTable::open(dir.path().join("t.sqlite3")).expect("sqlite"));
+    let blobs = Arc::new(DirBlobStore::open(dir.path().join("blobs"), "http://localhost").expect("blobs"));
+    let host = oratio_local::runtime::LocalAgentHost::new(
+        dir.path().join("runtimes"),
+        "python3",
+        table.clone(),
+        oratio_local::runtime::HostLimits::default(),
+    )
+    .expect("host");
+    let tasks = CreationTasks {
+        table: table.clone(),
+        blobs: blobs.clone(),
+        knowledge: Arc::new(oratio_local::knowledge::LocalKnowledgeBase::new(dir.path().join("k"), blobs, table)),
+        llm: Arc::new(oratio_local::llm::LocalEngine),
+        checker: Arc::new(oratio_local::checker::PythonChecker::new("python3")),
+        runtime: Arc::new(host),
+        push: Arc::new(ConnectionRegistry::new()),
+    };
+    let input: serde_json::Value = serde_json::from_str(&event("sfn_creation_task.json")).expect("a task input");
+    // The sample names an agent this table does not hold: Validate reports it by name.
+    let failure = tasks.handle(input.clone()).await.expect_err("no such agent");
+    assert_eq!(failure.error, "AgentGone");
+    let mut unknown = input;
+    unknown["task"] = "Dance".into();
+    assert_eq!(tasks.handle(unknown).await.expect_err("no such task").error, "States.Runtime");
+}

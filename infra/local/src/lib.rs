@@ -6,7 +6,6 @@ pub mod blobs;
 pub mod dashboard;
 pub mod data_dir;
 pub mod local_api;
-pub mod runtime_api;
 pub mod websocket;
 
 use std::collections::HashMap;
@@ -44,8 +43,8 @@ use tokio::task::JoinHandle;
 
 use crate::data_dir::DataDir;
 use crate::local_api::LocalState;
-use crate::runtime_api::RuntimeState;
 use crate::websocket::{Limits, SocketEndpoint};
+use oratio_functions::runtime_api::{self, RuntimeState};
 
 pub const DEFAULT_PORT: u16 = 8600;
 
@@ -174,12 +173,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     };
     let agent_env = {
         let (state, url) = (runtime_state.clone(), format!("http://{addr}"));
-        Arc::new(move |agent: &AgentRef| {
-            vec![
-                ("ORATIO_PLATFORM_URL".to_owned(), url.clone()),
-                ("ORATIO_RUNTIME_TOKEN".to_owned(), state.token(&agent.tenant, &agent.agent)),
-            ]
-        })
+        Arc::new(move |agent: &AgentRef| state.agent_env(&url, agent))
     };
     let host = Arc::new(
         LocalAgentHost::new(data.path().join("runtimes"), &config.python, shared_table.clone(), HostLimits::default())?
@@ -205,7 +199,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         table: shared_table,
         blobs: blobs.clone(),
         workflow: Arc::new(runner.clone()),
-        runtime: Some(host.clone()),
+        runtime: host.clone(),
         identity: identity.clone(),
         verifier: Arc::new(verifier),
         mailer: Arc::new(outbox.clone()),
@@ -272,11 +266,10 @@ fn app(
     dashboard_socket: SocketEndpoint,
 ) -> Router {
     let (local_routes, local_doc) = local_api::routes().split_for_parts();
-    let (runtime_routes, runtime_doc) = runtime_api::routes().split_for_parts();
+    let (runtime_routes, _) = runtime_api::routes().split_for_parts();
     let (api_routes, _) = oratio_functions::api_routes().split_for_parts();
     let mut doc = openapi::document();
     doc.merge(local_doc);
-    doc.merge(runtime_doc);
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());
     let (platform_routes, _) = platform::routes().split_for_parts();
     Router::new()

@@ -122,14 +122,14 @@ def _platform(path, body):
 def retrieve(query, limit=4):
     """Passages of the agent's documents that answer ``query``, best first:
     ``[{"document_id", "title", "location", "text", "score"}]``."""
-    answer = _platform("/local/runtime/retrieve", {"query": str(query), "limit": int(limit)})
+    answer = _platform("/v1/runtime/retrieve", {"query": str(query), "limit": int(limit)})
     return [] if answer is None else answer.get("passages", [])
 
 
 def complete(system, messages, max_tokens=512):
     """One completion of the platform's model: ``{"text", "model", "input_tokens", "output_tokens"}``.
     ``messages`` are ``{"role": "user"|"assistant", "text": ...}``, ending with the user's turn."""
-    answer = _platform("/local/runtime/complete", {"system": system, "messages": messages, "max_tokens": int(max_tokens)})
+    answer = _platform("/v1/runtime/complete", {"system": system, "messages": messages, "max_tokens": int(max_tokens)})
     if answer is None:
         return {"text": "(offline: no model is reachable)", "model": "offline", "input_tokens": 0, "output_tokens": 0}
     return answer

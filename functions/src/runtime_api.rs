@@ -1,10 +1,14 @@
-//! What the embedded platform offers the agents it runs: their own knowledge, and the
-//! platform's model. An agent proves who it is with the token it was started with:
-//! `<tenant>.<agent>.<HMAC of both>`, keyed by `runtime.key` in the data directory; it can
-//! reach nothing of another agent.
+//! What the platform offers the agents it runs: their own knowledge, and the platform's
+//! model. Generated agents hold no cloud credentials: they call these routes, and the
+//! platform calls the knowledge base (filtered to the agent) and the model. An agent proves
+//! who it is with the token it was started with: `<tenant>.<agent>.<HMAC of both>`, keyed
+//! by a platform secret (`runtime.key` in the data directory; a Secrets Manager secret on
+//! AWS); it can reach nothing of another agent.
 
 use std::sync::Arc;
 
+use crate::auth::bearer;
+use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -12,8 +16,6 @@ use hmac::{Hmac, Mac};
 use oratio_core::ids::{AgentId, TenantId};
 use oratio_core::knowledge::{KnowledgeBase, KnowledgeScope, Passage};
 use oratio_core::llm::{Completion, Llm, Message, Prompt, Speaker};
-use oratio_functions::auth::bearer;
-use oratio_functions::error::{ApiError, ErrorBody};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use utoipa::ToSchema;
@@ -32,6 +34,14 @@ impl RuntimeState {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC takes any key length");
         mac.update(format!("{tenant}/{agent}").as_bytes());
         mac
+    }
+
+    /// The environment an agent is started with: where the platform is, and its token.
+    pub fn agent_env(&self, platform_url: &str, agent: &oratio_core::runtime::AgentRef) -> Vec<(String, String)> {
+        vec![
+            ("ORATIO_PLATFORM_URL".to_owned(), platform_url.to_owned()),
+            ("ORATIO_RUNTIME_TOKEN".to_owned(), self.token(&agent.tenant, &agent.agent)),
+        ]
     }
 
     /// The token an agent's process is started with.
@@ -75,8 +85,8 @@ pub struct Passages {
     passages: Vec<Passage>,
 }
 
-/// Passages of the calling agent's documents (agents' own use; embedded only).
-#[utoipa::path(post, path = "/local/runtime/retrieve", tag = "local", request_body = RetrieveRequest,
+/// Passages of the calling agent's documents (for the platform's agents, with their runtime token).
+#[utoipa::path(post, path = "/v1/runtime/retrieve", tag = "runtime", request_body = RetrieveRequest,
     responses((status = 200, body = Passages), (status = 401, body = ErrorBody, description = "`invalid_runtime_token`")))]
 async fn retrieve(
     State(state): State<RuntimeState>,
@@ -100,8 +110,8 @@ pub struct CompleteRequest {
     max_tokens: Option<u32>,
 }
 
-/// One completion of the platform's model (agents' own use; embedded only).
-#[utoipa::path(post, path = "/local/runtime/complete", tag = "local", request_body = CompleteRequest,
+/// One completion of the platform's model (for the platform's agents, with their runtime token).
+#[utoipa::path(post, path = "/v1/runtime/complete", tag = "runtime", request_body = CompleteRequest,
     responses((status = 200, description = "`{text, model, input_tokens, output_tokens}`", body = Object), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
 async fn complete(
     State(state): State<RuntimeState>,
