@@ -91,6 +91,10 @@ ulid_id!(
     /// One API key (its id, not its secret).
     KeyId, "key id", "key_"
 );
+ulid_id!(
+    /// One conversation of a customer with an agent.
+    SessionId, "session id", "ses_"
+);
 
 /// One WebSocket connection, named by API Gateway (or by the embedded emulation, which
 /// mints ids of the same shape).

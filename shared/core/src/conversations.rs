@@ -1,0 +1,510 @@
+//! Conversations: a session of a customer with an agent, and its turns, in order.
+//!
+//! Layout: the session is `TENANT#<t>` / `SESSION#<s>` (and in `gsi1` under
+//! `SESSIONS#<t>#<a>`, newest last, for the agent's history); turns are
+//! `TENANT#<t>#SESSION#<s>` / `TURN#<000001>`.
+//!
+//! One turn at a time: a message takes the session's lease in the same transaction that
+//! writes the customer's turn, and gives it back in the transaction that writes the
+//! agent's reply. A second message while the lease is held is refused (`SessionBusy`),
+//! never interleaved; a request that dies holding the lease loses it when it expires. The
+//! customer's turn is written before the agent is called, so an agent that fails loses
+//! nothing the customer said.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{AgentId, SessionId, TenantId};
+use crate::knowledge::Passage;
+use crate::table::{Condition, Cursor, Index, Item, Key, Page, Query, Table, TableError, Update, Write};
+
+/// The longest message a customer may send, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 4000;
+/// How many earlier turns an agent is given with each message.
+pub const HISTORY_TURNS: usize = 20;
+/// How long a turn may hold its session before another message may take it.
+pub const TURN_LEASE: Duration = Duration::from_secs(60);
+/// Citations carry this much of a passage.
+pub const EXCERPT_CHARS: usize = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Active,
+    /// The agent asked for a person; the conversation goes on until one takes over.
+    HandoffRequested,
+    Ended,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::HandoffRequested => "handoff_requested",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// Who the customer is, as the tenant's application says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Customer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Where the application met the customer (`web`, `app`, `whatsapp`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Customer {
+    pub fn validate(&self) -> Result<(), ConversationError> {
+        let short = |what: &str, value: &Option<String>| match value {
+            Some(v) if v.chars().count() > 200 => {
+                Err(ConversationError::Invalid(format!("customer.{what} is longer than 200 characters")))
+            }
+            _ => Ok(()),
+        };
+        short("id", &self.id)?;
+        short("name", &self.name)?;
+        short("channel", &self.channel)?;
+        if self.attributes.len() > 20 {
+            return Err(ConversationError::Invalid("customer.attributes holds more than 20 entries".into()));
+        }
+        if let Some((k, _)) = self.attributes.iter().find(|(k, v)| k.is_empty() || k.len() > 64 || v.chars().count() > 500)
+        {
+            return Err(ConversationError::Invalid(format!(
+                "customer.attributes.{k:?}: names are 1 to 64 characters, values at most 500"
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    pub session_id: SessionId,
+    pub tenant_id: TenantId,
+    pub agent_id: AgentId,
+    /// `text` for REST conversations.
+    pub channel: String,
+    pub status: SessionStatus,
+    pub customer: Customer,
+    pub started_at: DateTime<Utc>,
+    pub last_activity_at: DateTime<Utc>,
+    /// Turns written so far (customer and agent).
+    pub turns: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+    /// `customer`, `idle`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
+}
+
+impl Session {
+    /// Whether no message came for `idle`.
+    pub fn is_idle(&self, idle: Duration, now: DateTime<Utc>) -> bool {
+        self.status != SessionStatus::Ended
+            && now.signed_duration_since(self.last_activity_at).to_std().is_ok_and(|quiet| quiet >= idle)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Customer,
+    Agent,
+}
+
+/// A document passage an answer used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    pub document_id: String,
+    pub title: String,
+    pub location: String,
+    pub excerpt: String,
+    pub score: f32,
+}
+
+impl From<Passage> for Source {
+    fn from(p: Passage) -> Self {
+        let text = p.text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let excerpt = match text.char_indices().nth(EXCERPT_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text,
+        };
+        Self { document_id: p.document_id, title: p.title, location: p.location, excerpt, score: p.score }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Turn {
+    pub turn: u32,
+    pub role: Role,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+    pub at: DateTime<Utc>,
+    /// How long the agent took (agent turns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u32>,
+}
+
+/// The agent's answer to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub text: String,
+    pub sources: Vec<Source>,
+    /// The reason, when the agent hands the conversation to a person.
+    pub handoff: Option<String>,
+    pub latency_ms: u64,
+    pub input_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConversationError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the message is longer than {MAX_MESSAGE_CHARS} characters")]
+    MessageTooLong,
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("the session has ended; start a new one by sending a message without session_id")]
+    SessionEnded,
+    #[error("another message of this session is being answered; send this one when it is done")]
+    SessionBusy,
+    #[error(transparent)]
+    Table(#[from] TableError),
+}
+
+fn session_key(tenant: &TenantId, session: &SessionId) -> Key {
+    Key::new(format!("TENANT#{tenant}"), format!("SESSION#{session}"))
+}
+
+fn turns_partition(tenant: &TenantId, session: &SessionId) -> String {
+    format!("TENANT#{tenant}#SESSION#{session}")
+}
+
+fn turn_key(tenant: &TenantId, session: &SessionId, turn: u32) -> Key {
+    Key::new(turns_partition(tenant, session), format!("TURN#{turn:06}"))
+}
+
+fn agent_sessions(tenant: &TenantId, agent: &AgentId) -> String {
+    format!("SESSIONS#{tenant}#{agent}")
+}
+
+/// Checks a message before anything is written.
+pub fn validate_message(message: &str) -> Result<&str, ConversationError> {
+    let message = message.trim();
+    if message.is_empty() {
+        return Err(ConversationError::Invalid("message is empty".into()));
+    }
+    if message.chars().count() > MAX_MESSAGE_CHARS {
+        return Err(ConversationError::MessageTooLong);
+    }
+    Ok(message)
+}
+
+/// Opens a new session.
+pub async fn start(
+    table: &dyn Table,
+    tenant: &TenantId,
+    agent: &AgentId,
+    channel: &str,
+    customer: Customer,
+    now: DateTime<Utc>,
+) -> Result<Session, ConversationError> {
+    customer.validate()?;
+    let session = Session {
+        session_id: SessionId::generate(),
+        tenant_id: tenant.clone(),
+        agent_id: agent.clone(),
+        channel: channel.into(),
+        status: SessionStatus::Active,
+        customer,
+        started_at: now,
+        last_activity_at: now,
+        turns: 0,
+        handoff_reason: None,
+        ended_at: None,
+        end_reason: None,
+    };
+    let item = Item::from_record(session_key(tenant, &session.session_id), &session)?.in_index(
+        Index::Gsi1,
+        agent_sessions(tenant, agent),
+        format!("{}#{}", now.to_rfc3339(), session.session_id),
+    );
+    table.put(item, Some(Condition::NotExists)).await?;
+    Ok(session)
+}
+
+/// A session of this tenant's agent, as stored.
+pub async fn get(
+    table: &dyn Table,
+    tenant: &TenantId,
+    agent: &AgentId,
+    session: &SessionId,
+) -> Result<Session, ConversationError> {
+    let item = table.get(&session_key(tenant, session)).await?.ok_or(ConversationError::SessionNotFound)?;
+    let session: Session = item.record()?;
+    if &session.agent_id != agent {
+        return Err(ConversationError::SessionNotFound);
+    }
+    Ok(session)
+}
+
+/// A session that can take a message now: ended sessions are refused, and a session idle
+/// for `idle` is ended on the spot (returned as `Err(SessionEnded)` with the ended session
+/// in `ended`, so the caller can tell the dashboards).
+pub async fn open(
+    table: &dyn Table,
+    tenant: &TenantId,
+    agent: &AgentId,
+    session: &SessionId,
+    idle: Duration,
+    now: DateTime<Utc>,
+) -> Result<Result<Session, Option<Session>>, ConversationError> {
+    let session = get(table, tenant, agent, session).await?;
+    if session.status == SessionStatus::Ended {
+        return Ok(Err(None));
+    }
+    if session.is_idle(idle, now) {
+        return Ok(Err(end(table, &session, "idle", now).await?));
+    }
+    Ok(Ok(session))
+}
+
+/// Ends a session; `None` when it had already ended.
+pub async fn end(
+    table: &dyn Table,
+    session: &Session,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Session>, ConversationError> {
+    let update = Update::new()
+        .set("status", SessionStatus::Ended.as_str())
+        .set("ended_at", now.to_rfc3339())
+        .set("end_reason", reason)
+        .remove("lease")
+        .remove("lease_until");
+    let condition = Condition::NotEquals("status".into(), SessionStatus::Ended.as_str().into());
+    match table.update(&session_key(&session.tenant_id, &session.session_id), update, Some(condition)).await {
+        Ok(item) => Ok(Some(item.record()?)),
+        Err(e) if e.is_condition_failed() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The customer's turn is written and the session's lease taken, in one transaction.
+/// Returns the session as it now is and the turn.
+pub async fn begin_turn(
+    table: &dyn Table,
+    session: &Session,
+    lease: &str,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<(Session, Turn), ConversationError> {
+    let number = session.turns + 1;
+    let turn = Turn {
+        turn: number,
+        role: Role::Customer,
+        text: text.into(),
+        sources: Vec::new(),
+        at: now,
+        latency_ms: None,
+        input_tokens: None,
+        output_tokens: None,
+    };
+    let key = session_key(&session.tenant_id, &session.session_id);
+    let lease_until = now.timestamp() + TURN_LEASE.as_secs() as i64;
+    let writes = vec![
+        Write::Update {
+            key: key.clone(),
+            update: Update::new()
+                .set("lease", lease)
+                .set("lease_until", lease_until)
+                .set("last_activity_at", now.to_rfc3339())
+                .set("turns", number as i64),
+            condition: Some(Condition::And(vec![
+                Condition::NotEquals("status".into(), SessionStatus::Ended.as_str().into()),
+                Condition::equals("turns", session.turns as i64),
+                Condition::Or(vec![
+                    Condition::AttributeNotExists("lease".into()),
+                    Condition::LessThan("lease_until".into(), now.timestamp().into()),
+                ]),
+            ])),
+        },
+        Write::Put {
+            item: Item::from_record(turn_key(&session.tenant_id, &session.session_id, number), &turn)?,
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    match table.transact(writes).await {
+        Ok(()) => {}
+        Err(e) if e.is_condition_failed() => {
+            let current =
+                get(table, &session.tenant_id, &session.agent_id, &session.session_id).await?;
+            return Err(if current.status == SessionStatus::Ended {
+                ConversationError::SessionEnded
+            } else {
+                ConversationError::SessionBusy
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let mut session = session.clone();
+    session.turns = number;
+    session.last_activity_at = now;
+    Ok((session, turn))
+}
+
+/// The agent's reply is written and the lease given back, in one transaction.
+pub async fn finish_turn(
+    table: &dyn Table,
+    session: &Session,
+    lease: &str,
+    reply: &Reply,
+    now: DateTime<Utc>,
+) -> Result<(Session, Turn), ConversationError> {
+    let number = session.turns + 1;
+    let turn = Turn {
+        turn: number,
+        role: Role::Agent,
+        text: reply.text.clone(),
+        sources: reply.sources.clone(),
+        at: now,
+        latency_ms: Some(reply.latency_ms),
+        input_tokens: reply.input_tokens,
+        output_tokens: reply.output_tokens,
+    };
+    let mut update = Update::new()
+        .remove("lease")
+        .remove("lease_until")
+        .set("last_activity_at", now.to_rfc3339())
+        .set("turns", number as i64);
+    let mut session = session.clone();
+    if let Some(reason) = &reply.handoff {
+        update = update.set("status", SessionStatus::HandoffRequested.as_str()).set("handoff_reason", reason.as_str());
+        session.status = SessionStatus::HandoffRequested;
+        session.handoff_reason = Some(reason.clone());
+    }
+    let writes = vec![
+        Write::Update {
+            key: session_key(&session.tenant_id, &session.session_id),
+            update,
+            condition: Some(Condition::equals("lease", lease)),
+        },
+        Write::Put {
+            item: Item::from_record(turn_key(&session.tenant_id, &session.session_id, number), &turn)?,
+            condition: Some(Condition::NotExists),
+        },
+    ];
+    match table.transact(writes).await {
+        Ok(()) => {}
+        // The lease expired and another message took the session: this reply is dropped.
+        Err(e) if e.is_condition_failed() => return Err(ConversationError::SessionBusy),
+        Err(e) => return Err(e.into()),
+    }
+    session.turns = number;
+    session.last_activity_at = now;
+    Ok((session, turn))
+}
+
+/// Gives the lease back without a reply (the agent failed); the customer's turn stays.
+pub async fn abandon_turn(table: &dyn Table, session: &Session, lease: &str) -> Result<(), ConversationError> {
+    let update = Update::new().remove("lease").remove("lease_until");
+    let key = session_key(&session.tenant_id, &session.session_id);
+    match table.update(&key, update, Some(Condition::equals("lease", lease))).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_condition_failed() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The last `limit` turns before the current one, oldest first.
+pub async fn history(table: &dyn Table, session: &Session, limit: usize) -> Result<Vec<Turn>, ConversationError> {
+    let query = Query::partition(Index::Primary, turns_partition(&session.tenant_id, &session.session_id))
+        .descending()
+        .limit(limit);
+    let mut turns: Vec<Turn> = table.query(query).await?.records()?;
+    turns.reverse();
+    Ok(turns)
+}
+
+/// Every turn of a session, in order.
+pub async fn transcript(table: &dyn Table, session: &Session) -> Result<Vec<Turn>, ConversationError> {
+    let mut turns = Vec::new();
+    let mut cursor = None;
+    loop {
+        let query = Query::partition(Index::Primary, turns_partition(&session.tenant_id, &session.session_id))
+            .limit(100)
+            .after(cursor);
+        let page: Page = table.query(query).await?;
+        turns.extend(page.records::<Turn>()?);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(turns),
+        }
+    }
+}
+
+/// An agent's sessions, newest first.
+pub async fn list(
+    table: &dyn Table,
+    tenant: &TenantId,
+    agent: &AgentId,
+    limit: usize,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<Session>, Option<Cursor>), ConversationError> {
+    let query = Query::partition(Index::Gsi1, agent_sessions(tenant, agent)).descending().limit(limit).after(cursor);
+    let page = table.query(query).await?;
+    Ok((page.records()?, page.next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_trimmed_and_bounded() {
+        assert_eq!(validate_message("  hi  ").unwrap(), "hi");
+        assert!(matches!(validate_message("   "), Err(ConversationError::Invalid(_))));
+        assert!(matches!(validate_message(&"é".repeat(MAX_MESSAGE_CHARS + 1)), Err(ConversationError::MessageTooLong)));
+        assert!(validate_message(&"é".repeat(MAX_MESSAGE_CHARS)).is_ok());
+    }
+
+    #[test]
+    fn sources_carry_an_excerpt_of_bounded_length() {
+        let passage = |text: String| Passage {
+            document_id: "d".into(),
+            title: "t".into(),
+            location: "page 1".into(),
+            text,
+            score: 1.0,
+        };
+        assert_eq!(Source::from(passage("a  b\nc".into())).excerpt, "a b c");
+        let long = Source::from(passage("word ".repeat(200)));
+        assert_eq!(long.excerpt.chars().count(), EXCERPT_CHARS + 1);
+    }
+
+    #[test]
+    fn customers_are_bounded() {
+        let mut customer = Customer { name: Some("Ada".into()), ..Customer::default() };
+        assert!(customer.validate().is_ok());
+        customer.attributes = (0..21).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert!(customer.validate().is_err());
+    }
+}
