@@ -116,6 +116,17 @@ pub struct Page {
     cursor: Option<String>,
 }
 
+impl Page {
+    /// The page size and where to start, checked.
+    pub fn bounds(self) -> Result<(usize, Option<Cursor>), ApiError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=100).contains(&limit) {
+            return Err(ApiError::bad_request("invalid_query", "`limit` must be 1 to 100"));
+        }
+        Ok((limit, self.cursor.map(Cursor::from_client)))
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct AgentList {
     agents: Vec<AgentView>,
@@ -131,12 +142,8 @@ async fn list_agents(
     Member(actor): Member,
     page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AgentList>, ApiError> {
-    let Query(page) = page?;
-    let limit = page.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "`limit` must be 1 to 100"));
-    }
-    let (agents, next) = agents::list(deps.table.as_ref(), &actor, limit, page.cursor.map(Cursor::from_client)).await?;
+    let (limit, cursor) = page?.0.bounds()?;
+    let (agents, next) = agents::list(deps.table.as_ref(), &actor, limit, cursor).await?;
     Ok(Json(AgentList {
         agents: agents.into_iter().map(Into::into).collect(),
         next_cursor: next.map(|c| c.as_str().to_owned()),

@@ -111,6 +111,8 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         mailer: Arc::new(SesMailer::new(oratio_aws::ses_client(config), env("MAIL_FROM")?)),
         rate_limiter: Arc::new(TableRateLimiter::new(table)),
         usage: Arc::new(UsageRecorder::new()),
+        push: push(config)?,
+        conversations: conversation_settings()?,
     })
 }
 
@@ -129,6 +131,15 @@ pub async fn serve_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_ht
         .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_REQUEST_BYTES))
         .layer(axum::middleware::from_fn(crate::request::request_context));
     serve_rest(router).await
+}
+
+/// `SESSION_IDLE_SECONDS` (default 1800) over the defaults.
+fn conversation_settings() -> anyhow::Result<crate::deps::ConversationSettings> {
+    let mut settings = crate::deps::ConversationSettings::default();
+    if let Ok(idle) = std::env::var("SESSION_IDLE_SECONDS") {
+        settings.idle = std::time::Duration::from_secs(idle.parse().context("SESSION_IDLE_SECONDS is whole seconds")?);
+    }
+    Ok(settings)
 }
 
 /// Pushes through the WebSocket API whose management URL is `WEBSOCKET_MANAGEMENT_URL`.

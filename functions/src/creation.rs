@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::Utc;
 use oratio_core::agents::{self, Agent, AgentError, AgentStatus, ProgressStep, StepStatus};
 use oratio_core::blob::{BlobKey, BlobStore};
-use oratio_core::connections;
 use oratio_core::creator::{CodeChecker, CreatorError, CreatorInput, create};
+use oratio_core::events::{self, Event};
 use oratio_core::ids::{AgentId, TenantId};
 use oratio_core::knowledge::{IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeScope, SourceDocument};
 use oratio_core::llm::{Llm, LlmError};
@@ -118,25 +118,13 @@ impl CreationTasks {
         let agent = agents::record_step(self.table.as_ref(), agent, progress.clone(), new_status, failure, version)
             .await
             .map_err(retryable)?;
-        let event = json!({
-            "type": "agent.progress",
-            "agent_id": agent.agent_id,
-            "status": agent.status.as_str(),
-            "step": progress,
-        });
-        self.notify(&agent.tenant_id, &event).await;
+        let event = Event::AgentProgress {
+            agent_id: agent.agent_id.clone(),
+            status: agent.status.as_str().into(),
+            step: serde_json::to_value(&progress).map_err(retryable)?,
+        };
+        events::publish(self.table.as_ref(), self.push.as_ref(), &agent.tenant_id, &[event]).await;
         Ok(agent)
-    }
-
-    /// Pushes an event to every dashboard of the tenant; closed connections are forgotten.
-    async fn notify(&self, tenant: &TenantId, event: &Value) {
-        let Ok(open) = connections::of_tenant(self.table.as_ref(), tenant).await else { return };
-        let message = event.to_string();
-        for connection in open {
-            if let Err(oratio_core::push::PushError::Gone) = self.push.send(&connection.connection_id, &message).await {
-                let _ = connections::close(self.table.as_ref(), &connection.connection_id).await;
-            }
-        }
     }
 
     async fn validate(&self, ids: &Ids) -> Result<Value, TaskFailure> {

@@ -7,6 +7,7 @@ use oratio_core::api_keys::UsageRecorder;
 use oratio_core::blob::BlobStore;
 use oratio_core::identity::{Identity, TokenVerifier};
 use oratio_core::mail::Mailer;
+use oratio_core::push::Push;
 use oratio_core::ratelimit::RateLimiter;
 use oratio_core::runtime::AgentRuntime;
 use oratio_core::table::Table;
@@ -24,4 +25,23 @@ pub struct Deps {
     pub mailer: Arc<dyn Mailer>,
     pub rate_limiter: Arc<dyn RateLimiter>,
     pub usage: Arc<UsageRecorder>,
+    /// The tenant's dashboards, for live events.
+    pub push: Arc<dyn Push>,
+    pub conversations: ConversationSettings,
+}
+
+/// How conversations behave.
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationSettings {
+    /// A session without a message for this long has ended.
+    pub idle: std::time::Duration,
+    /// How long an agent may take to answer a message (then 504 `agent_timeout`).
+    pub agent_timeout: std::time::Duration,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        // API Gateway gives an integration 29 s: the agent gets 25 of them.
+        Self { idle: std::time::Duration::from_secs(30 * 60), agent_timeout: std::time::Duration::from_secs(25) }
+    }
 }

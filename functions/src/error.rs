@@ -79,17 +79,24 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Logs the error (with its cause, for ours) and gives the body the caller sees.
+    pub fn into_body(self) -> ErrorBody {
         if self.status.is_server_error() {
             let chain = self.cause.as_ref().map(|c| format!("{c:#}")).unwrap_or_default();
             tracing::error!(status = self.status.as_u16(), code = self.code, cause = %chain, "request failed");
         } else {
             tracing::info!(status = self.status.as_u16(), code = self.code, "request refused");
         }
-        let body = ErrorBody { error: self.message, code: self.code.into(), request_id: current_request_id() };
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
+        ErrorBody { error: self.message, code: self.code.into(), request_id: current_request_id() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, retry_after) = (self.status, self.retry_after);
+        let mut response = (status, Json(self.into_body())).into_response();
+        if let Some(seconds) = retry_after {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
         }
         response
@@ -229,6 +236,47 @@ impl From<oratio_core::agents::AgentError> for ApiError {
             E::Busy(message) => Self::new(StatusCode::CONFLICT, "agent_busy", message),
             E::Tenancy(e) => e.into(),
             E::Table(e) => e.into(),
+        }
+    }
+}
+
+impl From<oratio_core::conversations::ConversationError> for ApiError {
+    fn from(e: oratio_core::conversations::ConversationError) -> Self {
+        use oratio_core::conversations::ConversationError as E;
+        let message = e.to_string();
+        match e {
+            E::Invalid(message) => Self::bad_request("invalid_request", message),
+            E::MessageTooLong => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "message_too_long", message),
+            E::SessionNotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", message),
+            E::SessionEnded => Self::new(StatusCode::CONFLICT, "session_ended", message),
+            E::SessionBusy => Self::new(StatusCode::CONFLICT, "session_busy", message).retry_after(1),
+            E::Table(e) => e.into(),
+        }
+    }
+}
+
+impl From<oratio_core::runtime::RuntimeError> for ApiError {
+    fn from(e: oratio_core::runtime::RuntimeError) -> Self {
+        use oratio_core::runtime::RuntimeError as E;
+        match e {
+            E::Timeout => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "agent_timeout",
+                "the agent did not answer in time; send the message again",
+            )
+            .retry_after(1),
+            E::NotRunning => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "agent_unavailable",
+                "the agent is not running; try again shortly",
+            )
+            .retry_after(5),
+            E::AgentFailed(reason) => Self {
+                cause: Some(anyhow::anyhow!("the agent failed: {reason}")),
+                ..Self::new(StatusCode::BAD_GATEWAY, "agent_error", "the agent could not answer this message")
+            },
+            e @ E::Unavailable(_) => Self::unavailable(e),
+            e => Self::internal(e),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod agents_api;
 pub mod auth;
 pub mod body;
+pub mod conversations_api;
 pub mod creation;
 pub mod customer_api;
 pub mod dashboard_socket;
@@ -26,7 +27,11 @@ pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
 
 /// Every tenant and customer route, on one set of dependencies.
 pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
-    identity_api::routes().merge(members_api::routes()).merge(agents_api::routes()).merge(customer_api::routes())
+    identity_api::routes()
+        .merge(members_api::routes())
+        .merge(agents_api::routes())
+        .merge(customer_api::routes())
+        .merge(conversations_api::routes())
 }
 
 #[cfg(feature = "lambda")]

@@ -23,6 +23,7 @@ use crate::error::ErrorBody;
         (name = "agents", description = "The organization's agents"),
         (name = "keys", description = "API keys, each scoped to one agent"),
         (name = "customers", description = "What customers' applications reach with an API key"),
+        (name = "sessions", description = "Conversations with the organization's agents"),
         (name = "runtime", description = "What the platform's agents reach with their runtime token"),
     )
 )]

@@ -288,6 +288,8 @@ pub async fn local_auth() -> LocalAuth {
         mailer: Arc::new(outbox.clone()),
         rate_limiter: Arc::new(InMemoryRateLimiter::new()),
         usage: Arc::new(UsageRecorder::new()),
+        push: Arc::new(oratio_local::ConnectionRegistry::new()),
+        conversations: Default::default(),
     });
     LocalAuth { deps, identity, outbox, _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }
 }

@@ -136,6 +136,43 @@ impl TestPlatform {
         agent["agent_id"].as_str().expect("an id").into()
     }
 
+    /// Creates an agent from the clinic's SOP and its three documents and waits until it
+    /// has settled; its id (panics unless it became active).
+    pub async fn create_active_agent(&self, token: &str, name: &str) -> String {
+        let config = serde_json::json!({"name": name, "kind": "text", "sop": crate::fixtures::SOP,
+            "handoff_conditions": ["the caller asks for a refund"]});
+        let mut form = reqwest::multipart::Form::new().text("config", config.to_string());
+        for (file, _, bytes) in crate::fixtures::clinic_documents() {
+            form = form.part("documents", reqwest::multipart::Part::bytes(bytes).file_name(file));
+        }
+        let response =
+            self.request(reqwest::Method::POST, "/v1/agents", Some(token)).multipart(form).send().await.expect("post");
+        assert_eq!(response.status(), 202, "create agent from an SOP");
+        let agent =
+            response.json::<serde_json::Value>().await.expect("json")["agent_id"].as_str().expect("an id").to_owned();
+        for _ in 0..600 {
+            let view = self.get_json(&format!("/v1/agents/{agent}"), Some(token)).await;
+            match view["status"].as_str() {
+                Some("creating") => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Some("active") => return agent,
+                _ => panic!("the agent did not become active: {view}"),
+            }
+        }
+        panic!("the agent is still being created")
+    }
+
+    /// Sends a customer's message with an API key; (status, body).
+    pub async fn message(&self, key: &str, agent: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .request(reqwest::Method::POST, &format!("/v1/agents/{agent}/messages"), None)
+            .header("x-api-key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        (response.status().as_u16(), response.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     /// Creates an API key for the agent; (key id, secret).
     pub async fn create_key(&self, token: &str, agent: &str) -> (String, String) {
         let response = self

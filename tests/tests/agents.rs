@@ -148,27 +148,22 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 async fn the_created_agent_answers_from_its_documents_and_cites_them() {
     let p = TestPlatform::start().await;
     let ada = p.sign_up("ada@example.com", "Bright Smile").await;
-    let config = json!({"name": "Front desk", "kind": "text", "sop": SOP});
-    let (_, created) = post(&p, &ada.access_token, form(config, documents())).await;
-    let agent_id = created["agent_id"].as_str().expect("id").to_owned();
-    assert_eq!(settled(&p, &ada.access_token, &agent_id).await["status"], "active");
+    let agent = p.create_active_agent(&ada.access_token, "Front desk").await;
+    let (_, key) = p.create_key(&ada.access_token, &agent).await;
 
-    // Customers reach agents through the conversation API (next issue); here the test
-    // speaks to the runtime the platform started, over AgentCore's contract.
-    let runtime = p.platform.as_ref().expect("running").agents();
-    let agent = oratio_core::runtime::AgentRef {
-        tenant: ada.tenant_id.parse().expect("tenant"),
-        agent: agent_id.parse().expect("agent"),
-    };
-    let ask = |message: &str| runtime.invoke(&agent, "session-1", json!({"message": message}));
-    let hours = ask("What time do you open on Saturdays?").await.expect("answer");
+    // A customer's application asks, over the public API, with the agent's key.
+    let (status, hours) = p.message(&key, &agent, json!({"message": "What time do you open on Saturdays?"})).await;
+    assert_eq!(status, 200, "{hours}");
     assert!(hours["reply"].as_str().is_some_and(|r| r.contains("9am") && r.contains("faq.md")), "{hours}");
     assert_eq!(hours["sources"][0]["title"], "faq.md");
-    let emergency = ask("Which number do I call for a dental emergency after hours?").await.expect("answer");
+    let session = hours["session_id"].clone();
+    let ask = |message: &str| p.message(&key, &agent, json!({"message": message, "session_id": session}));
+    let (_, emergency) = ask("Which number do I call for a dental emergency after hours?").await;
     assert!(emergency["reply"].as_str().is_some_and(|r| r.contains("0800 555 0199")), "{emergency}");
     assert_eq!(emergency["sources"][0]["location"], "page 1");
-    let pain = ask("I have severe pain and swelling").await.expect("answer");
-    assert_eq!(pain["handoff"]["requested"], true);
+    let (_, pain) = ask("I have severe pain and swelling").await;
+    assert_eq!(pain["handoff"]["reason"], "the caller reports severe pain, bleeding or swelling", "{pain}");
+    assert_eq!(pain["status"], "handoff_requested");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

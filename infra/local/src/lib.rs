@@ -27,6 +27,7 @@ use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
 use oratio_functions::creation::{self, CreationTasks};
 use oratio_functions::dashboard_socket::DashboardSocket;
+use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::Deps;
 use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::{openapi, platform, request};
@@ -66,6 +67,9 @@ pub struct Config {
     pub llm_url: Option<String>,
     pub llm_model: Option<String>,
     pub llm_api_key: Option<String>,
+    /// Session idle time (`ORATIO_SESSION_IDLE_SECS`, default 1800) and the agent's time
+    /// to answer a message.
+    pub conversations: ConversationSettings,
 }
 
 impl Default for Config {
@@ -80,6 +84,13 @@ impl Default for Config {
             llm_url: std::env::var("ORATIO_LLM_URL").ok().filter(|u| !u.is_empty()),
             llm_model: std::env::var("ORATIO_LLM_MODEL").ok().filter(|m| !m.is_empty()),
             llm_api_key: std::env::var("ORATIO_LLM_API_KEY").ok().filter(|k| !k.is_empty()),
+            conversations: ConversationSettings {
+                idle: std::env::var("ORATIO_SESSION_IDLE_SECS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .map_or(ConversationSettings::default().idle, std::time::Duration::from_secs),
+                ..ConversationSettings::default()
+            },
         }
     }
 }
@@ -205,6 +216,8 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         mailer: Arc::new(outbox.clone()),
         rate_limiter: Arc::new(InMemoryRateLimiter::new()),
         usage: Arc::new(UsageRecorder::new()),
+        push: Arc::new(registry.clone()),
+        conversations: config.conversations,
     });
 
     let checks: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone())];

@@ -77,7 +77,8 @@ impl Customer {
         if self.attributes.len() > 20 {
             return Err(ConversationError::Invalid("customer.attributes holds more than 20 entries".into()));
         }
-        if let Some((k, _)) = self.attributes.iter().find(|(k, v)| k.is_empty() || k.len() > 64 || v.chars().count() > 500)
+        if let Some((k, _)) =
+            self.attributes.iter().find(|(k, v)| k.is_empty() || k.len() > 64 || v.chars().count() > 500)
         {
             return Err(ConversationError::Invalid(format!(
                 "customer.attributes.{k:?}: names are 1 to 64 characters, values at most 500"
@@ -355,8 +356,7 @@ pub async fn begin_turn(
     match table.transact(writes).await {
         Ok(()) => {}
         Err(e) if e.is_condition_failed() => {
-            let current =
-                get(table, &session.tenant_id, &session.agent_id, &session.session_id).await?;
+            let current = get(table, &session.tenant_id, &session.agent_id, &session.session_id).await?;
             return Err(if current.status == SessionStatus::Ended {
                 ConversationError::SessionEnded
             } else {

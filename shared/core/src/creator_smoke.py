@@ -26,5 +26,18 @@ for guardrail in agent.PLAN["guardrails"]:
         check("refuses: " + guardrail["rule"], turn["reply"] == agent.PLAN["refusal"] and not turn["handoff"])
 answer = agent.handle({"message": "What can you tell me?", "history": [{"role": "assistant", "text": agent.PLAN["greeting"]}]})
 check("answers a question", isinstance(answer["reply"], str) and answer["reply"] != "" and answer["handoff"] is None)
+for step in agent.PLAN["flow"]:
+    topic = sorted(agent._topic(step))
+    if not step["collects"] or not topic:
+        continue
+    history, message = [], "I would like to " + " ".join(topic)
+    for datum in step["collects"]:
+        turn = agent.handle({"message": message, "history": history})
+        check("asks for " + datum, turn["reply"] == agent._ask(datum))
+        history += [{"role": "user", "text": message}, {"role": "assistant", "text": turn["reply"]}]
+        message = "my " + datum
+    turn = agent.handle({"message": message, "history": history})
+    check("confirms what it collected", turn["reply"].startswith(agent._CONFIRM) and all(
+        "my " + datum in turn["reply"] for datum in step["collects"]))
 print(json.dumps({"passed": not failures, "failures": failures}))
 sys.exit(1 if failures else 0)
