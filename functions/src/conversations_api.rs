@@ -266,7 +266,7 @@ fn wants_stream(headers: &HeaderMap) -> bool {
     params(("agent_id" = String, Path)), request_body = MessageRequest,
     responses(
         (status = 200, body = MessageReply, description = "The reply (or an event stream, as above)"),
-        (status = 400, body = ErrorBody, description = "`invalid_request`, `invalid_json`"),
+        (status = 400, body = ErrorBody, description = "`invalid_request`, `invalid_body`, `invalid_json`"),
         (status = 401, body = ErrorBody, description = "`missing_api_key`, `invalid_api_key`"),
         (status = 403, body = ErrorBody, description = "`key_agent_mismatch`"),
         (status = 404, body = ErrorBody, description = "`not_found` (agent), `session_not_found`"),

@@ -62,6 +62,12 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     let a_second_agent = p.create_agent(&a.token, "Acme billing").await;
     let (_, a_second_secret) = p.create_key(&a.token, &a_second_agent).await;
     let b = tenant(&p, "bob@bravo.example.com", "Bravo Clinic").await;
+    // A's customer talks to A's active agent: a session of A.
+    let a_live = p.create_active_agent(&a.token, "Acme front desk").await;
+    let (_, a_live_key) = p.create_key(&a.token, &a_live).await;
+    let (status, first) = p.message(&a_live_key, &a_live, json!({"message": "Hello"})).await;
+    assert_eq!(status, 200, "{first}");
+    let a_session = first["session_id"].as_str().expect("session").to_owned();
 
     let mut answers = Vec::new();
     let mut send = async |method: Method,
@@ -144,6 +150,39 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         None,
     )
     .await;
+    // A's conversations: B's token reads none; B's key, and A's key of another agent,
+    // neither continue nor end them.
+    let (live, ses) = (&a_live, &a_session);
+    send(Method::GET, "/v1/agents/{agent_id}/sessions", format!("/v1/agents/{live}/sessions"), bt, None, None).await;
+    send(
+        Method::GET,
+        "/v1/agents/{agent_id}/sessions/{session_id}",
+        format!("/v1/agents/{live}/sessions/{ses}"),
+        bt,
+        None,
+        None,
+    )
+    .await;
+    for key in [&b.secret, &a_second_secret] {
+        send(
+            Method::POST,
+            "/v1/agents/{agent_id}/messages",
+            format!("/v1/agents/{live}/messages"),
+            None,
+            Some(key),
+            Some(json!({"message": "What did Ada say?", "session_id": ses})),
+        )
+        .await;
+        send(
+            Method::POST,
+            "/v1/agents/{agent_id}/sessions/{session_id}/end",
+            format!("/v1/agents/{live}/sessions/{ses}/end"),
+            None,
+            Some(key),
+            None,
+        )
+        .await;
+    }
     // The runtime API of agents: B's access token, and a token naming A's agent that this
     // platform did not sign, reach nothing.
     let forged = format!("{}.{}.{}", a.tenant_id, a.agent, "00".repeat(32));
@@ -180,7 +219,17 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     });
 
     // No answer carries anything of A.
-    let secrets_of_a = [&a.tenant_id, &a.user_id, &a.email, &a.agent, &a.key_id, &a_second_agent, &"Acme".to_owned()];
+    let secrets_of_a = [
+        &a.tenant_id,
+        &a.user_id,
+        &a.email,
+        &a.agent,
+        &a.key_id,
+        &a_second_agent,
+        &a_live,
+        &a_session,
+        &"Acme".to_owned(),
+    ];
     for answer in &answers {
         for secret in secrets_of_a {
             assert!(!answer.body.contains(secret.as_str()), "{:?} leaked {secret}: {}", answer.route, answer.body);
