@@ -116,21 +116,31 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
     })
 }
 
-/// Serves one REST API area as a Lambda: builds the ports once, flushes key usage in the
+/// One REST API area on the AWS ports: builds them once, flushes key usage in the
 /// background, and answers unknown routes with the standard error body.
-pub async fn serve_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_http::Error> {
+async fn api_router(routes: OpenApiRouter<Arc<Deps>>) -> anyhow::Result<Router> {
     crate::logging::init();
     let config = config().await;
     let deps = Arc::new(deps(&config)?);
     tokio::spawn(crate::usage::flush_forever(deps.clone()));
     let (router, _) = routes.split_for_parts();
-    let router = router
+    Ok(router
         .with_state(deps)
         .fallback(crate::error::not_found)
         .method_not_allowed_fallback(|| async { crate::error::method_not_allowed() })
         .layer(axum::extract::DefaultBodyLimit::max(crate::MAX_REQUEST_BYTES))
-        .layer(axum::middleware::from_fn(crate::request::request_context));
-    serve_rest(router).await
+        .layer(axum::middleware::from_fn(crate::request::request_context)))
+}
+
+/// Serves one REST API area as a Lambda behind API Gateway.
+pub async fn serve_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_http::Error> {
+    serve_rest(api_router(routes).await?).await
+}
+
+/// Serves one API area as a Lambda whose responses stream (a function URL in
+/// `RESPONSE_STREAM` mode): Server-Sent Events reach the client as they are written.
+pub async fn serve_streaming_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_http::Error> {
+    lambda_http::run_with_streaming_response(named_by_api_gateway(api_router(routes).await?)).await
 }
 
 /// `SESSION_IDLE_SECONDS` (default 1800) over the defaults.
