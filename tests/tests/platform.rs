@@ -79,7 +79,7 @@ async fn the_dashboard_is_served_at_the_root() {
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
     assert!(response.text().await.expect("body").contains("Oratio"));
-    assert_eq!(platform.get("/health.js").await.status(), 200);
+    assert_eq!(platform.get("/app.js").await.status(), 200);
 }
 
 async fn next_json(

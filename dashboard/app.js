@@ -1,0 +1,582 @@
+// The tenant dashboard: every page of it, on the public REST API and dashboard WebSocket.
+
+import * as api from "./api.js";
+import { badge, confirmDialog, copyButton, describe, field, h, invalid, loading, notice, when, wireForm } from "./ui.js";
+
+const app = document.getElementById("app");
+const nav = document.getElementById("nav");
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const DOCUMENT_TYPES = [".txt", ".md", ".html", ".htm", ".csv", ".pdf"];
+const MAX_DOCUMENT_BYTES = 10 * 1024 * 1024;
+const MAX_DOCUMENTS = 20;
+
+/** Keys created in this tab, by agent: a secret is shown once, and the try panel may use it. */
+const freshKeys = new Map();
+
+function go(path) {
+  if (location.hash === `#${path}`) render();
+  else location.hash = path;
+}
+
+function page(title, ...content) {
+  document.title = `${title} · Oratio`;
+  return h("section", { class: "page", "aria-labelledby": "page-title" }, h("h1", { id: "page-title", tabindex: "-1" }, title), ...content);
+}
+
+// ------------------------------------------------------------------ identity
+
+function signUpView() {
+  const email = h("input", { type: "email", autocomplete: "email", required: true });
+  const password = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 12 });
+  const organization = h("input", { type: "text", autocomplete: "organization" });
+  const invitation = h("input", { type: "text", autocomplete: "off" });
+  const form = h("form", { novalidate: true },
+    field("Work email", email),
+    field("Password", password, "At least 12 characters."),
+    field("Organization name", organization, "Leave empty when you have an invitation code."),
+    field("Invitation code (optional)", invitation),
+    h("button", { type: "submit", class: "primary" }, "Create account"));
+  wireForm(form, {
+    check: () => [
+      !EMAIL.test(email.value.trim()) && [email, "Enter an email address such as ada@example.com."],
+      password.value.length < 12 && [password, "Use at least 12 characters."],
+      !organization.value.trim() && !invitation.value.trim() && [organization, "Name your organization, or give an invitation code."],
+    ].filter(Boolean),
+    submit: async () => {
+      const body = { email: email.value.trim(), password: password.value };
+      if (invitation.value.trim()) body.invitation_code = invitation.value.trim();
+      else body.organization_name = organization.value.trim();
+      await api.request("POST", "/v1/auth/register", { json: body, auth: false });
+      go(`/confirm?email=${encodeURIComponent(body.email)}`);
+    },
+  });
+  return page("Create your account", form, h("p", {}, "Already registered? ", h("a", { href: "#/signin" }, "Sign in")));
+}
+
+function confirmView(params) {
+  const email = h("input", { type: "email", autocomplete: "email", value: params.get("email") ?? "" });
+  const code = h("input", { type: "text", inputmode: "numeric", autocomplete: "one-time-code" });
+  const form = h("form", { novalidate: true },
+    field("Email", email),
+    field("Verification code", code, "We emailed it to you."),
+    h("button", { type: "submit", class: "primary" }, "Confirm"));
+  wireForm(form, {
+    check: () => [
+      !EMAIL.test(email.value.trim()) && [email, "Enter the email you registered with."],
+      !code.value.trim() && [code, "Enter the code from the email."],
+    ].filter(Boolean),
+    submit: async () => {
+      await api.request("POST", "/v1/auth/confirm", { json: { email: email.value.trim(), code: code.value.trim() }, auth: false });
+      go(`/signin?email=${encodeURIComponent(email.value.trim())}&confirmed=1`);
+    },
+  });
+  const resendStatus = h("span", { role: "status" });
+  const resend = h("button", { type: "button", class: "secondary" }, "Send a new code");
+  resend.addEventListener("click", async () => {
+    resendStatus.textContent = "";
+    try {
+      await api.request("POST", "/v1/auth/resend-code", { json: { email: email.value.trim() }, auth: false });
+      resendStatus.textContent = "A new code is on its way.";
+    } catch (error) {
+      resendStatus.textContent = describe(error);
+    }
+  });
+  const extras = [h("p", {}, resend, " ", resendStatus)];
+  if (api.config.local) extras.push(outboxPanel(email, code));
+  return page("Confirm your email", form, ...extras);
+}
+
+/** Local mode: the platform's outbox, where the verification code "arrives". */
+function outboxPanel(email, code) {
+  const list = h("div", { class: "outbox", "aria-live": "polite" });
+  const show = h("button", { type: "button", class: "secondary" }, "Show the local outbox");
+  show.addEventListener("click", async () => {
+    list.replaceChildren(loading("Reading the outbox…"));
+    try {
+      const to = email.value.trim();
+      const { mails } = await api.request("GET", `/local/outbox?limit=5${to ? `&to=${encodeURIComponent(to)}` : ""}`, { auth: false });
+      if (!mails.length) return list.replaceChildren(notice("info", "No mail yet for this address."));
+      list.replaceChildren(...mails.map((mail) => {
+        const found = mail.text.match(/code is (\d{6})/);
+        return h("article", { class: "mail" },
+          h("h3", {}, mail.subject), h("p", { class: "meta" }, `To ${mail.to}, ${when(mail.sent_at)}`),
+          h("pre", {}, mail.text),
+          found ? h("button", { type: "button", class: "small", onclick: () => { code.value = found[1]; code.focus(); } }, `Use code ${found[1]}`) : null);
+      }));
+    } catch (error) {
+      list.replaceChildren(notice("error", describe(error)));
+    }
+  });
+  return h("aside", { class: "card", "aria-label": "Local outbox" },
+    h("h2", {}, "Running locally"), h("p", {}, "oratio up keeps mail in its outbox instead of sending it."), show, list);
+}
+
+function signInView(params) {
+  const email = h("input", { type: "email", autocomplete: "email", value: params.get("email") ?? "" });
+  const password = h("input", { type: "password", autocomplete: "current-password" });
+  const form = h("form", { novalidate: true },
+    field("Email", email), field("Password", password),
+    h("button", { type: "submit", class: "primary" }, "Sign in"));
+  wireForm(form, {
+    check: () => [
+      !EMAIL.test(email.value.trim()) && [email, "Enter your email address."],
+      !password.value && [password, "Enter your password."],
+    ].filter(Boolean),
+    submit: async () => {
+      await api.signIn(email.value.trim(), password.value);
+      go("/agents");
+    },
+  });
+  return page("Sign in",
+    params.get("confirmed") ? notice("success", "Your email is confirmed. Sign in to continue.") : null,
+    form,
+    h("p", {}, "New to Oratio? ", h("a", { href: "#/signup" }, "Create an account")));
+}
+
+// ------------------------------------------------------------------ agents
+
+async function agentsView() {
+  const { agents } = await api.request("GET", "/v1/agents?limit=100");
+  const create = api.can("manage_agents") ? h("a", { class: "button primary", href: "#/agents/new" }, "New agent") : null;
+  if (!agents.length) {
+    return page("Agents", notice("info", "No agents yet.", create ? " Create one from your procedure and documents." : ""), create);
+  }
+  const rows = agents.map((agent) => h("tr", {},
+    h("td", {}, h("a", { href: `#/agents/${agent.agent_id}` }, agent.name)),
+    h("td", {}, agent.kind), h("td", {}, badge(agent.status)), h("td", {}, when(agent.updated_at))));
+  return page("Agents", create,
+    h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Kind"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Updated"))),
+      h("tbody", {}, rows)));
+}
+
+const SOP_EXAMPLE = `Front desk procedure for Bright Smile Dental
+Tone: warm, professional and concise.
+
+1. Greet the caller and ask how you can help.
+2. If they want to book an appointment, collect their full name, phone number and preferred date.
+3. Confirm the booking details back to the caller.
+
+Escalate to a human if the caller reports severe pain or bleeding.
+Never give a medical diagnosis.`;
+
+function voiceFields(voice = { voice: "matthew", language: "en-US", speaking_rate: 1 }) {
+  const name = h("input", { type: "text", value: voice.voice });
+  const language = h("input", { type: "text", value: voice.language });
+  const rate = h("input", { type: "number", min: "0.5", max: "2", step: "0.1", value: String(voice.speaking_rate) });
+  return {
+    element: h("fieldset", {}, h("legend", {}, "Voice"),
+      field("Voice", name), field("Language", language, "A language tag such as en-US."), field("Speaking rate", rate, "0.5 (slow) to 2 (fast).")),
+    check: () => [
+      !/^[A-Za-z0-9_-]{1,40}$/.test(name.value.trim()) && [name, "A voice name: letters, digits, - and _."],
+      !/^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$/.test(language.value.trim()) && [language, "A language tag such as en-US."],
+      !(Number(rate.value) >= 0.5 && Number(rate.value) <= 2) && [rate, "Between 0.5 and 2."],
+    ].filter(Boolean),
+    value: () => ({ voice: name.value.trim(), language: language.value.trim(), speaking_rate: Number(rate.value) }),
+  };
+}
+
+const lines = (text) => text.split("\n").map((l) => l.trim()).filter(Boolean);
+
+function newAgentView() {
+  if (!api.can("manage_agents")) return page("New agent", notice("error", "Only operators and admins create agents."));
+  const name = h("input", { type: "text", required: true, maxlength: 80 });
+  const kind = h("select", {}, h("option", { value: "text" }, "Text"), h("option", { value: "voice" }, "Voice"), h("option", { value: "both" }, "Text and voice"));
+  const sop = h("textarea", { rows: 12, spellcheck: "true", class: "sop" });
+  const sopCount = h("p", { class: "hint", "aria-live": "polite" }, "0 steps");
+  sop.addEventListener("input", () => {
+    const steps = sop.value.split("\n").filter((l) => /^\s*(\d+[.)]|[-*•])\s+\S/.test(l)).length;
+    sopCount.textContent = `${steps} step${steps === 1 ? "" : "s"}`;
+  });
+  const example = h("button", { type: "button", class: "secondary small", onclick: () => { sop.value = SOP_EXAMPLE; sop.dispatchEvent(new Event("input")); } }, "Start from an example");
+  const files = h("input", { type: "file", multiple: true, accept: DOCUMENT_TYPES.join(",") });
+  const fileList = h("ul", { class: "files", "aria-live": "polite" });
+  const greeting = h("input", { type: "text", maxlength: 500 });
+  const handoff = h("textarea", { rows: 3 });
+  const voice = voiceFields();
+  const rows = new Map();
+  const problemOf = (file) => {
+    const lower = file.name.toLowerCase();
+    if (!DOCUMENT_TYPES.some((ext) => lower.endsWith(ext))) return `${file.name}: use ${DOCUMENT_TYPES.join(", ")}`;
+    if (file.size === 0) return `${file.name} is empty`;
+    if (file.size > MAX_DOCUMENT_BYTES) return `${file.name} is over 10 MB`;
+    return null;
+  };
+  files.addEventListener("change", () => {
+    rows.clear();
+    fileList.replaceChildren(...[...files.files].map((file) => {
+      const progress = h("progress", { max: 100, value: 0, "aria-label": `Upload of ${file.name}` });
+      const problem = problemOf(file);
+      const row = h("li", { class: problem ? "bad" : "" }, h("span", {}, `${file.name} (${Math.ceil(file.size / 1024)} KB)`), progress, problem ? h("span", { class: "field-error" }, problem) : null);
+      rows.set(file, progress);
+      return row;
+    }));
+    invalid(files, null);
+  });
+  const form = h("form", { novalidate: true },
+    field("Name", name),
+    field("Kind", kind),
+    h("div", { class: "field" }, h("div", { class: "label-row" }, h("label", { for: "sop" }, "Standard operating procedure"), example),
+      h("p", { class: "hint", id: "sop-hint" }, "Write the procedure your staff follow, as numbered steps. Say when to hand over to a person, and what the agent must never do."),
+      Object.assign(sop, { id: "sop" }), sopCount, h("p", { class: "field-error", id: "sop-error", role: "alert" })),
+    field("Knowledge documents", files, `Up to ${MAX_DOCUMENTS} files: ${DOCUMENT_TYPES.join(", ")}; 10 MB each.`),
+    fileList,
+    field("Greeting (optional)", greeting, "What the agent says first."),
+    field("Handoff conditions (optional)", handoff, "One per line, e.g. “the caller asks for a refund”."),
+    voice.element,
+    h("button", { type: "submit", class: "primary" }, "Create agent"));
+  sop.setAttribute("aria-describedby", "sop-hint sop-error");
+  wireForm(form, {
+    check: () => {
+      const chosen = [...files.files];
+      const badFile = chosen.map(problemOf).find(Boolean);
+      return [
+        !name.value.trim() && [name, "Give the agent a name."],
+        sop.value.trim().length < 40 && [sop, "Write the procedure: at least a few numbered steps."],
+        chosen.length > MAX_DOCUMENTS && [files, `At most ${MAX_DOCUMENTS} documents.`],
+        badFile && [files, badFile],
+        ...voice.check(),
+      ].filter(Boolean);
+    },
+    submit: async () => {
+      const config = { name: name.value.trim(), kind: kind.value, sop: sop.value, voice: voice.value(), handoff_conditions: lines(handoff.value) };
+      if (greeting.value.trim()) config.greeting = greeting.value.trim();
+      const body = new FormData();
+      body.append("config", new Blob([JSON.stringify(config)], { type: "application/json" }));
+      const chosen = [...files.files];
+      for (const file of chosen) body.append("documents", file, file.name);
+      const total = chosen.reduce((sum, f) => sum + f.size, 0) || 1;
+      const created = await api.upload("/v1/agents", body, (loaded, all) => {
+        // One request carries every file, in order: share its progress out among them.
+        let sent = loaded * (total / all);
+        for (const file of chosen) {
+          rows.get(file).value = Math.round(100 * Math.max(0, Math.min(1, sent / file.size)));
+          sent -= file.size;
+        }
+      });
+      go(`/agents/${created.agent_id}`);
+    },
+  });
+  return page("New agent", form);
+}
+
+const TABS = [["overview", "Overview"], ["try", "Try it"], ["keys", "API keys"], ["endpoints", "Endpoints"], ["configure", "Configuration"], ["code", "Generated code"]];
+
+async function agentView(id, tab = "overview") {
+  const agent = await api.request("GET", `/v1/agents/${id}`);
+  const tabs = h("nav", { class: "tabs", "aria-label": "Agent" }, TABS.map(([key, label]) =>
+    h("a", { href: `#/agents/${id}/${key}`, "aria-current": key === tab ? "page" : null }, label)));
+  const views = { overview: overviewTab, try: tryTab, keys: keysTab, endpoints: endpointsTab, configure: configureTab, code: codeTab };
+  const body = await (views[tab] ?? overviewTab)(agent);
+  return page(agent.name, h("p", { class: "subtitle" }, badge(agent.status), ` ${agent.kind} agent`), tabs, body);
+}
+
+const STEP_NAMES = { validate: "Check the SOP", knowledge: "Index the documents", agent_creator: "Write and review the agent", deploy: "Deploy", activate: "Go live", failed: "Failed" };
+
+/** One line per step, showing where it got to. */
+function progressList(steps) {
+  const latest = new Map();
+  for (const step of steps) latest.set(step.step, step);
+  return h("ol", { class: "progress", "aria-live": "polite" }, [...latest.values()].map((step) =>
+    h("li", { class: step.status }, h("strong", {}, STEP_NAMES[step.step] ?? step.step), ` — ${step.status} at ${when(step.at)}`,
+      step.detail ? h("p", {}, step.detail) : null)));
+}
+
+function overviewTab(agent) {
+  const status = h("div", { class: "live-status" });
+  const steps = [...agent.progress];
+  let list = progressList(steps);
+  const show = (current) => {
+    status.replaceChildren(...[
+      current === "creating" && notice("info", "Creating your agent. The steps appear here as they happen."),
+      current === "active" && notice("success", "Your agent is live. ", h("a", { href: `#/agents/${agent.agent_id}/try` }, "Try it"), " or ", h("a", { href: `#/agents/${agent.agent_id}/keys` }, "create an API key"), "."),
+      current === "failed" && notice("error", "Creation failed: ", agent.failure_reason ?? "no reason given"),
+    ].filter(Boolean));
+  };
+  show(agent.status);
+  const unsubscribe = api.socket.subscribe((event) => {
+    if (event.type !== "agent.progress" || event.agent_id !== agent.agent_id) return;
+    steps.push(event.step);
+    const updated = progressList(steps);
+    list.replaceWith(updated);
+    list = updated;
+    agent.status = event.status;
+    if (event.status === "failed") agent.failure_reason = event.step.detail;
+    if (event.status !== "creating") render(); else show(event.status);
+  });
+  onLeave(unsubscribe);
+  const actions = api.can("manage_agents") ? lifecycleActions(agent) : null;
+  return h("div", {}, status, actions, h("h2", {}, "Creation progress"), list,
+    h("h2", {}, "Documents"),
+    agent.documents.length ? h("ul", {}, agent.documents.map((d) => h("li", {}, `${d.title} (${Math.ceil(d.size / 1024)} KB)`))) : h("p", {}, "No documents."));
+}
+
+function lifecycleActions(agent) {
+  const result = h("div", { role: "status" });
+  const act = (label, path, className = "secondary") => h("button", { type: "button", class: className, onclick: async (event) => {
+    event.target.disabled = true;
+    try {
+      await api.request("POST", `/v1/agents/${agent.agent_id}/${path}`);
+      render();
+    } catch (error) {
+      result.replaceChildren(notice("error", describe(error)));
+      event.target.disabled = false;
+    }
+  } }, label);
+  const remove = h("button", { type: "button", class: "danger", onclick: async () => {
+    if (!(await confirmDialog(`Delete ${agent.name}?`, "The agent is archived, stops answering, and all its API keys stop working. This cannot be undone.", "Delete agent"))) return;
+    try {
+      await api.request("DELETE", `/v1/agents/${agent.agent_id}`);
+      go("/agents");
+    } catch (error) {
+      result.replaceChildren(notice("error", describe(error)));
+    }
+  } }, "Delete");
+  return h("div", { class: "actions" },
+    agent.status === "active" ? act("Pause", "pause") : null,
+    agent.status === "paused" ? act("Resume", "resume") : null,
+    agent.needs_redeploy || agent.status === "failed" ? act("Redeploy", "redeploy", "primary") : null,
+    agent.needs_redeploy ? h("span", { class: "hint" }, "The SOP changed since the last deployment.") : null,
+    remove, result);
+}
+
+async function keysTab(agent) {
+  const { keys } = await api.request("GET", `/v1/agents/${agent.agent_id}/keys`);
+  const shown = h("div", { "aria-live": "polite" });
+  const rows = keys.map((key) => h("tr", {},
+    h("td", {}, key.name), h("td", {}, h("code", {}, `${key.prefix}…`)), h("td", {}, badge(key.status)),
+    h("td", {}, String(key.use_count ?? 0)), h("td", {}, when(key.last_used_at)),
+    h("td", {}, key.status === "active" && api.can("manage_keys") ? h("button", { type: "button", class: "danger small", onclick: async () => {
+      if (!(await confirmDialog(`Revoke “${key.name}”?`, "Applications using this key stop working at once.", "Revoke key"))) return;
+      try {
+        await api.request("DELETE", `/v1/agents/${agent.agent_id}/keys/${key.key_id}`);
+        if (freshKeys.get(agent.agent_id)?.key_id === key.key_id) freshKeys.delete(agent.agent_id);
+        render();
+      } catch (error) {
+        shown.replaceChildren(notice("error", describe(error)));
+      }
+    } }, "Revoke") : null)));
+  const list = keys.length
+    ? h("table", { class: "list" }, h("thead", {}, h("tr", {}, ...["Name", "Key", "Status", "Uses", "Last used", ""].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows))
+    : notice("info", "No keys yet. A key lets your application talk to this agent.");
+  if (!api.can("manage_keys")) return h("div", {}, list, h("p", { class: "hint" }, "Admins create and revoke keys."));
+  const name = h("input", { type: "text", maxlength: 80 });
+  const form = h("form", { novalidate: true, class: "inline" }, field("New key name", name), h("button", { type: "submit", class: "primary" }, "Create key"));
+  wireForm(form, {
+    check: () => [!name.value.trim() && [name, "Name the key after the application that uses it."]].filter(Boolean),
+    submit: async () => {
+      const key = await api.request("POST", `/v1/agents/${agent.agent_id}/keys`, { json: { name: name.value.trim() } });
+      freshKeys.set(agent.agent_id, key);
+      await render();
+      document.querySelector("#new-secret")?.focus();
+    },
+  });
+  const fresh = freshKeys.get(agent.agent_id);
+  const secret = fresh?.secret && !fresh.seen
+    ? notice("success", h("p", {}, "Copy this key now: it is shown only once."), h("code", { id: "new-secret", tabindex: "-1", class: "secret" }, fresh.secret), " ", copyButton(fresh.secret))
+    : null;
+  if (fresh) fresh.seen = true;
+  return h("div", {}, secret, shown, form, list);
+}
+
+function endpointsTab(agent) {
+  const base = api.config.api;
+  const message = `curl -s ${base}/v1/agents/${agent.agent_id}/messages \\\n  -H "X-Api-Key: $ORATIO_KEY" -H 'Content-Type: application/json' \\\n  -d '{"message":"Hello"}'`;
+  const stream = `curl -N ${base}/v1/agents/${agent.agent_id}/messages \\\n  -H "X-Api-Key: $ORATIO_KEY" -H 'Accept: text/event-stream' \\\n  -H 'Content-Type: application/json' -d '{"message":"Hello"}'`;
+  const block = (title, text) => h("div", { class: "snippet" }, h("div", { class: "label-row" }, h("h3", {}, title), copyButton(text)), h("pre", {}, h("code", {}, text)));
+  return h("div", {},
+    h("p", {}, "Your application sends each customer message with an API key of this agent. Continue a conversation by sending the ", h("code", {}, "session_id"), " of the previous answer."),
+    block("Send a message", message), block("Stream the reply (Server-Sent Events)", stream),
+    h("p", {}, "Every route is described in the ", h("a", { href: `${base}/openapi.json` }, "OpenAPI document"), "."));
+}
+
+function tryTab(agent) {
+  if (agent.status !== "active") return notice("info", `The agent is ${agent.status}: it answers once it is active.`);
+  const fresh = freshKeys.get(agent.agent_id);
+  const key = h("input", { type: "password", autocomplete: "off", value: fresh?.secret ?? "" });
+  const log = h("ol", { class: "chat", "aria-live": "polite", "aria-label": "Conversation" });
+  const message = h("input", { type: "text", autocomplete: "off", maxlength: 4000 });
+  let sessionId = null;
+  const say = (role, text, sources = [], handoff = null) => log.append(h("li", { class: role },
+    h("p", {}, text),
+    sources.length ? h("details", { open: true }, h("summary", {}, `Sources (${sources.length})`),
+      h("ul", { class: "sources" }, sources.map((s) => h("li", {}, h("strong", {}, s.title), ` — ${s.location}`, h("blockquote", {}, s.excerpt))))) : null,
+    handoff ? notice("warning", `Handed to a person: ${handoff.reason}`) : null));
+  const form = h("form", { novalidate: true, class: "chat-form" },
+    fresh ? null : field("API key of this agent", key, "Create one under API keys; it stays in this tab only."),
+    field("Your message", message),
+    h("button", { type: "submit", class: "primary" }, "Send"));
+  wireForm(form, {
+    check: () => [
+      !key.value.trim() && [key, "Paste an API key of this agent."],
+      !message.value.trim() && [message, "Write a message."],
+    ].filter(Boolean),
+    submit: async () => {
+      const text = message.value.trim();
+      say("customer", text);
+      message.value = "";
+      const body = { message: text, customer: { channel: "dashboard" } };
+      if (sessionId) body.session_id = sessionId;
+      try {
+        const reply = await api.request("POST", `/v1/agents/${agent.agent_id}/messages`, { json: body, auth: false, headers: { "x-api-key": key.value.trim() } });
+        sessionId = reply.session_id;
+        say("agent", reply.reply, reply.sources, reply.handoff);
+      } catch (error) {
+        if (error.code === "session_ended") sessionId = null;
+        throw error;
+      } finally {
+        message.focus();
+      }
+    },
+  });
+  const restart = h("button", { type: "button", class: "secondary small", onclick: () => { sessionId = null; log.replaceChildren(); } }, "New conversation");
+  return h("div", { class: "try" }, h("div", { class: "label-row" }, h("p", {}, "Talk to the agent as a customer would."), restart), log, form);
+}
+
+function configureTab(agent) {
+  const writable = api.can("manage_agents");
+  const name = h("input", { type: "text", value: agent.name, maxlength: 80, disabled: !writable });
+  const greeting = h("input", { type: "text", value: agent.greeting ?? "", maxlength: 500, disabled: !writable });
+  const handoff = h("textarea", { rows: 3, disabled: !writable }, agent.handoff_conditions.join("\n"));
+  const sop = h("textarea", { rows: 12, class: "sop", disabled: !writable }, agent.sop);
+  const voice = voiceFields(agent.voice);
+  if (!writable) for (const input of voice.element.querySelectorAll("input")) input.disabled = true;
+  const form = h("form", { novalidate: true },
+    field("Name", name), field("Greeting", greeting),
+    field("Handoff conditions", handoff, "One per line. Applies to new sessions at once."),
+    voice.element,
+    field("Standard operating procedure", sop, "A new SOP takes effect after a redeploy."),
+    writable ? h("button", { type: "submit", class: "primary" }, "Save changes") : h("p", { class: "hint" }, "Viewers cannot change agents."));
+  if (writable) {
+    wireForm(form, {
+      check: () => [!name.value.trim() && [name, "Give the agent a name."], ...voice.check()].filter(Boolean),
+      submit: async () => {
+        const change = { name: name.value.trim(), greeting: greeting.value.trim(), handoff_conditions: lines(handoff.value), voice: voice.value() };
+        if (sop.value !== agent.sop) change.sop = sop.value;
+        const saved = await api.request("PATCH", `/v1/agents/${agent.agent_id}`, { json: change });
+        go(`/agents/${agent.agent_id}/${saved.needs_redeploy ? "overview" : "configure"}`);
+      },
+    });
+  }
+  return form;
+}
+
+async function codeTab(agent) {
+  let code;
+  try {
+    code = await api.request("GET", `/v1/agents/${agent.agent_id}/code`);
+  } catch (error) {
+    if (error.status === 404) return notice("info", "No code yet: it is written when the agent is created.");
+    throw error;
+  }
+  const block = (name, text) => h("details", {}, h("summary", {}, name), h("pre", {}, h("code", {}, text)));
+  return h("div", {},
+    h("p", {}, `Version ${code.version}. AgentCreator's artifacts show how it read your SOP and what its reviews changed.`),
+    h("h2", {}, "Artifacts"), Object.entries(code.artifacts).map(([name, value]) => block(name, JSON.stringify(value, null, 2))),
+    h("h2", {}, "Files"), Object.entries(code.files).map(([name, text]) => block(name, text)));
+}
+
+// ------------------------------------------------------------------ members
+
+async function membersView() {
+  const { members, invitations } = await api.request("GET", "/v1/members");
+  const admin = api.can("manage_members");
+  const result = h("div", { "aria-live": "polite" });
+  const roleSelect = (member) => {
+    const select = h("select", { "aria-label": `Role of ${member.email}` }, ["admin", "operator", "viewer"].map((r) => h("option", { value: r, selected: r === member.role }, r)));
+    select.addEventListener("change", async () => {
+      try {
+        await api.request("PATCH", `/v1/members/${member.user_id}`, { json: { role: select.value } });
+        result.replaceChildren(notice("success", `${member.email} is now ${select.value}.`));
+      } catch (error) {
+        select.value = member.role;
+        result.replaceChildren(notice("error", describe(error)));
+      }
+    });
+    return select;
+  };
+  const rows = members.map((m) => h("tr", {}, h("td", {}, m.email),
+    h("td", {}, admin && m.user_id !== api.me().user.id ? roleSelect(m) : m.role), h("td", {}, when(m.joined_at)),
+    h("td", {}, admin && m.user_id !== api.me().user.id ? h("button", { type: "button", class: "danger small", onclick: async () => {
+      if (!(await confirmDialog(`Remove ${m.email}?`, "They lose access to this organization at once.", "Remove member"))) return;
+      try { await api.request("DELETE", `/v1/members/${m.user_id}`); render(); } catch (error) { result.replaceChildren(notice("error", describe(error))); }
+    } }, "Remove") : null)));
+  const content = [result, h("table", { class: "list" },
+    h("thead", {}, h("tr", {}, ...["Email", "Role", "Joined", ""].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows))];
+  if (invitations.length) {
+    content.push(h("h2", {}, "Pending invitations"), h("ul", {}, invitations.map((i) => h("li", {}, `${i.email} as ${i.role}, until ${when(i.expires_at)}`))));
+  }
+  if (admin) {
+    const email = h("input", { type: "email" });
+    const role = h("select", {}, h("option", { value: "operator" }, "operator"), h("option", { value: "viewer" }, "viewer"));
+    const form = h("form", { novalidate: true, class: "inline" }, field("Invite by email", email), field("Role", role), h("button", { type: "submit", class: "primary" }, "Invite"));
+    wireForm(form, {
+      check: () => [!EMAIL.test(email.value.trim()) && [email, "Enter an email address."]].filter(Boolean),
+      submit: async () => {
+        await api.request("POST", "/v1/members", { json: { email: email.value.trim(), role: role.value } });
+        await render();
+        document.querySelector("main [role=status], main .notice")?.focus?.();
+      },
+    });
+    content.unshift(form);
+  }
+  return page("Members", ...content);
+}
+
+// ------------------------------------------------------------------ shell and routing
+
+let leaving = [];
+function onLeave(cleanup) {
+  leaving.push(cleanup);
+}
+
+const PUBLIC = new Set(["signup", "confirm", "signin"]);
+
+function route() {
+  const [path, query] = location.hash.slice(1).split("?");
+  const parts = path.split("/").filter(Boolean);
+  return { parts, params: new URLSearchParams(query ?? "") };
+}
+
+function shell() {
+  const who = api.me();
+  const link = (href, label) => h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, label);
+  nav.replaceChildren(...(who
+    ? [link("#/agents", "Agents"), api.can("manage_members") ? link("#/members", "Members") : null,
+      h("span", { class: "who" }, `${who.user.email} · ${who.tenant.organization_name} · ${who.role}`),
+      h("button", { type: "button", class: "secondary small", onclick: async () => { await api.signOut(); go("/signin"); } }, "Sign out")]
+    : [link("#/signin", "Sign in"), link("#/signup", "Create account")]).filter(Boolean));
+}
+
+let rendering = 0;
+async function render() {
+  const ticket = ++rendering;
+  for (const cleanup of leaving.splice(0)) cleanup();
+  const { parts, params } = route();
+  const [first = api.me() ? "agents" : "signin", second, third] = parts;
+  if (!PUBLIC.has(first) && !api.me()) return go(`/signin`);
+  shell();
+  app.replaceChildren(loading());
+  let view;
+  try {
+    if (first === "signup") view = signUpView();
+    else if (first === "confirm") view = confirmView(params);
+    else if (first === "signin") view = signInView(params);
+    else if (first === "agents" && second === "new") view = newAgentView();
+    else if (first === "agents" && second) view = await agentView(second, third);
+    else if (first === "agents") view = await agentsView();
+    else if (first === "members") view = await membersView();
+    else view = page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/agents" }, "Go to your agents")));
+  } catch (error) {
+    view = page("Something went wrong", notice("error", error.status === 404 ? "It does not exist, or it is not your organization's." : describe(error)),
+      h("button", { type: "button", class: "secondary", onclick: render }, "Try again"));
+  }
+  if (ticket !== rendering) return; // a newer navigation won
+  app.replaceChildren(view);
+  view.querySelector("#page-title")?.focus({ preventScroll: true });
+}
+
+api.onAuthChange(shell);
+window.addEventListener("hashchange", render);
+await api.resume();
+render();

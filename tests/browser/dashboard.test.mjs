@@ -1,0 +1,217 @@
+// The dashboard in a real browser (the system Chromium, driven by Playwright's library),
+// against a running platform at ORATIO_URL. Screenshots of every step go to
+// ORATIO_SCREENSHOTS/<test>/.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const URL = process.env.ORATIO_URL ?? "http://127.0.0.1:8600";
+const OUT = process.env.ORATIO_SCREENSHOTS ?? "output/browser";
+const CHROMIUM = process.env.ORATIO_CHROMIUM ?? "/usr/bin/chromium";
+const PASSWORD = "Correct-Horse-Battery-9";
+const SOP = `Front desk procedure for Bright Smile Dental
+Tone: warm, professional and concise.
+
+1. Greet the caller and ask how you can help.
+2. If they want to book an appointment, collect their full name, phone number and preferred date.
+3. Confirm the booking details back to the caller.
+
+Escalate to a human if the caller reports severe pain, bleeding or swelling.
+Never give a medical diagnosis.`;
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+});
+after(async () => browser?.close());
+
+/** A page that fails the test on any script error, and a numbered screenshot taker. */
+async function open(folder, viewport = { width: 1280, height: 900 }) {
+  const context = await browser.newContext({ viewport });
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  mkdirSync(`${OUT}/${folder}`, { recursive: true });
+  let n = 0;
+  const shot = (name) => page.screenshot({ path: `${OUT}/${folder}/${String(++n).padStart(2, "0")}-${name}.png`, fullPage: true });
+  return { page, shot, errors, context };
+}
+
+/** The latest mail to `to` matching `pattern`, from the local outbox. */
+async function mailed(to, pattern) {
+  for (let i = 0; i < 50; i++) {
+    const { mails } = await (await fetch(`${URL}/local/outbox?to=${encodeURIComponent(to)}`)).json();
+    const found = mails.map((m) => m.text.match(pattern)).find(Boolean);
+    if (found) return found[1];
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no mail to ${to} matching ${pattern}`);
+}
+
+async function call(method, path, { token, json, form } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (json) headers["content-type"] = "application/json";
+  const response = await fetch(URL + path, { method, headers, body: json ? JSON.stringify(json) : form });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Registers (or joins with `invitation_code`), confirms and signs in through the API. */
+async function account(email, extra) {
+  const registered = await call("POST", "/v1/auth/register", { json: { email, password: PASSWORD, ...extra } });
+  assert.equal(registered.status, 201, JSON.stringify(registered.body));
+  const code = await mailed(email, /code is (\d{6})/);
+  assert.equal((await call("POST", "/v1/auth/confirm", { json: { email, code } })).status, 200);
+  const login = await call("POST", "/v1/auth/login", { json: { email, password: PASSWORD } });
+  return login.body.access_token;
+}
+
+test("a tenant goes from sign-up to a working agent without writing code", async () => {
+  const { page, shot, errors } = await open("tenant-journey");
+  const email = `ada.${Date.now()}@example.com`;
+
+  await page.goto(`${URL}/#/signup`);
+  await page.getByLabel("Work email").fill(email);
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.getByText("Use at least 12 characters.").waitFor();
+  await shot("sign-up-validation");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByLabel("Organization name").fill("Bright Smile Dental");
+  await shot("sign-up");
+  await page.getByRole("button", { name: "Create account" }).click();
+
+  await page.waitForURL(/#\/confirm/);
+  await page.getByRole("button", { name: "Show the local outbox" }).click();
+  await page.getByRole("button", { name: /Use code \d{6}/ }).click();
+  await shot("confirm-with-outbox");
+  await page.getByRole("button", { name: "Confirm" }).click();
+
+  await page.waitForURL(/#\/signin/);
+  await page.getByText("Your email is confirmed").waitFor();
+  await page.getByLabel("Password").fill(PASSWORD);
+  await shot("sign-in");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Agents" }).waitFor();
+  await page.getByText("No agents yet.").waitFor();
+  await shot("agents-empty");
+
+  await page.getByRole("link", { name: "New agent" }).click();
+  await page.getByLabel("Name", { exact: true }).fill("Front desk");
+  await page.getByLabel("Standard operating procedure").fill(SOP);
+  await page.getByLabel("Knowledge documents").setInputFiles([
+    { name: "faq.md", mimeType: "text/markdown", buffer: Buffer.from("# Opening hours\nWe open Monday to Friday 8am to 6pm and Saturdays 9am to 1pm.\n") },
+    { name: "prices.csv", mimeType: "text/csv", buffer: Buffer.from("service,price\nCheck-up,45\nWhitening,250\n") },
+  ]);
+  await page.getByLabel("Handoff conditions (optional)").fill("the caller asks for a refund");
+  await shot("new-agent");
+  await page.getByRole("button", { name: "Create agent" }).click();
+
+  await page.waitForURL(/#\/agents\/agt_/);
+  await page.getByText("Your agent is live").waitFor({ timeout: 60_000 });
+  for (const step of ["Check the SOP", "Index the documents", "Write and review the agent", "Deploy", "Go live"]) {
+    await page.locator("ol.progress li", { hasText: step }).first().waitFor();
+  }
+  await shot("agent-active");
+
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByLabel("New key name").fill("Website widget");
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secret = await page.locator("#new-secret").textContent();
+  assert.match(secret, /^ora_[A-Za-z0-9]{40}$/);
+  await page.getByRole("button", { name: "Copy" }).waitFor();
+  await shot("key-created");
+
+  await page.getByRole("link", { name: "Try it" }).click();
+  await page.getByLabel("Your message").fill("What time do you open on Saturdays?");
+  await page.getByRole("button", { name: "Send" }).click();
+  const answer = page.locator("ol.chat li.agent").first();
+  await answer.waitFor();
+  assert.match(await answer.textContent(), /9am/);
+  await answer.getByText("faq.md").first().waitFor();
+  await shot("try-answer-with-source");
+
+  await page.getByRole("link", { name: "Endpoints" }).click();
+  await page.getByText("/messages").first().waitFor();
+  await shot("endpoints");
+
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByRole("button", { name: "Revoke" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
+  await page.locator("table .badge.revoked").waitFor();
+  assert.equal((await call("POST", `/v1/agents/${page.url().split("/agents/")[1].split("/")[0]}/messages`, {})).status, 401);
+  await shot("key-revoked");
+
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.getByRole("link", { name: "Overview" }).click();
+  await page.getByText("Your agent is live").waitFor();
+  await shot("agent-on-a-phone");
+  await page.setViewportSize({ width: 1280, height: 900 });
+
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.waitForURL(/#\/signin/);
+  assert.equal(await page.evaluate(() => sessionStorage.getItem("oratio.refresh")), null);
+  await page.goto(`${URL}/#/agents`);
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  await shot("signed-out");
+  assert.deepEqual(errors, []);
+});
+
+test("a viewer sees no write controls, and the API refuses a viewer's writes", async () => {
+  const stamp = Date.now();
+  const admin = await account(`grace.${stamp}@example.com`, { organization_name: "Viewer Clinic" });
+  const form = new FormData();
+  form.append("config", JSON.stringify({ name: "Reception", kind: "text", greeting: "Hello!" }));
+  const agent = (await call("POST", "/v1/agents", { token: admin, form })).body.agent_id;
+  const viewerEmail = `vic.${stamp}@example.com`;
+  assert.equal((await call("POST", "/v1/members", { token: admin, json: { email: viewerEmail, role: "viewer" } })).status, 201);
+  const invitation = await mailed(viewerEmail, /invitation code:\s+(\S+)/);
+  const viewer = await account(viewerEmail, { invitation_code: invitation });
+
+  const { page, shot, errors } = await open("viewer");
+  await page.goto(`${URL}/#/signin`);
+  await page.getByLabel("Email").fill(viewerEmail);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: "Reception" }).waitFor();
+  assert.equal(await page.getByRole("link", { name: "New agent" }).count(), 0);
+  assert.equal(await page.getByRole("link", { name: "Members" }).count(), 0);
+  await shot("agents-as-viewer");
+
+  await page.getByRole("link", { name: "Reception" }).click();
+  await page.getByRole("heading", { name: "Reception" }).waitFor();
+  for (const action of ["Pause", "Resume", "Redeploy", "Delete"]) {
+    assert.equal(await page.getByRole("button", { name: action }).count(), 0, action);
+  }
+  await shot("agent-as-viewer");
+  await page.getByRole("link", { name: "Configuration" }).click();
+  await page.getByLabel("Name").waitFor();
+  assert.equal(await page.getByLabel("Name").isDisabled(), true);
+  assert.equal(await page.getByRole("button", { name: "Save changes" }).count(), 0);
+  await shot("configuration-as-viewer");
+  await page.getByRole("link", { name: "API keys" }).click();
+  await page.getByText("Admins create and revoke keys.").waitFor();
+  assert.equal(await page.getByRole("button", { name: "Create key" }).count(), 0);
+  await shot("keys-as-viewer");
+  await page.goto(`${URL}/#/agents/new`);
+  await page.getByText("Only operators and admins create agents.").waitFor();
+  await shot("new-agent-refused");
+
+  // Forced through the API with the viewer's own token, every write is refused.
+  const forced = [
+    await call("POST", "/v1/agents", { token: viewer, form: (() => { const f = new FormData(); f.append("config", JSON.stringify({ name: "x", kind: "text" })); return f; })() }),
+    await call("PATCH", `/v1/agents/${agent}`, { token: viewer, json: { name: "stolen" } }),
+    await call("POST", `/v1/agents/${agent}/keys`, { token: viewer, json: { name: "k" } }),
+    await call("DELETE", `/v1/agents/${agent}`, { token: viewer }),
+    await call("POST", "/v1/members", { token: viewer, json: { email: "x@example.com", role: "admin" } }),
+  ];
+  for (const answer of forced) {
+    assert.equal(answer.status, 403, JSON.stringify(answer.body));
+    assert.ok(answer.body.code && answer.body.request_id, JSON.stringify(answer.body));
+  }
+  assert.equal((await call("GET", `/v1/agents/${agent}`, { token: admin })).body.name, "Reception");
+  assert.deepEqual(errors, []);
+});
