@@ -97,7 +97,8 @@ struct Accepted {
     message: String,
 }
 
-/// Everything before the agent is called; any refusal here writes nothing.
+/// Everything before the agent is called. A refused request (body, agent, session) has
+/// written nothing; only an idle session found here is ended on the spot.
 async fn accept(
     deps: &Deps,
     agent: &AgentId,

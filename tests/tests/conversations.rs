@@ -259,9 +259,17 @@ async fn fifty_concurrent_sessions_of_ten_turns_keep_every_turn_in_order() {
     assert_eq!(counted, 50 * 10 * 2);
 }
 
-/// A runtime that answers after `delay`, echoing the message and the history's length.
+/// A runtime that answers after `delay`, echoing the message and the history's length,
+/// and counts the invocations it has begun.
 struct Scripted {
     delay: Duration,
+    invoked: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Scripted {
+    fn after(delay: Duration) -> Self {
+        Self { delay, invoked: Arc::default() }
+    }
 }
 
 #[async_trait::async_trait]
@@ -275,6 +283,7 @@ impl AgentRuntime for Scripted {
     }
 
     async fn invoke(&self, _: &AgentRef, _: &str, payload: Value) -> Result<Value, RuntimeError> {
+        self.invoked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
         let history = payload["history"].as_array().map_or(0, Vec::len);
         Ok(
@@ -371,7 +380,7 @@ async fn post(router: &axum::Router, key: &str, agent: &str, body: Value) -> (u1
 async fn a_slow_agent_times_out_retryably_and_the_customers_turn_is_kept() {
     let settings =
         ConversationSettings { agent_timeout: Duration::from_millis(100), ..ConversationSettings::default() };
-    let h = handlers(Scripted { delay: Duration::from_secs(5) }, settings).await;
+    let h = handlers(Scripted::after(Duration::from_secs(5)), settings).await;
     let (status, body) = h.post(json!({"message": "hello"})).await;
     assert_eq!((status, body["code"].as_str()), (504, Some("agent_timeout")), "{body}");
     // The customer's turn is kept.
@@ -380,13 +389,18 @@ async fn a_slow_agent_times_out_retryably_and_the_customers_turn_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_message_while_the_first_is_answered_is_refused_not_interleaved() {
-    let h = handlers(Scripted { delay: Duration::from_millis(300) }, ConversationSettings::default()).await;
+    let runtime = Scripted::after(Duration::from_secs(1));
+    let invoked = runtime.invoked.clone();
+    let h = handlers(runtime, ConversationSettings::default()).await;
     let (_, first) = h.post(json!({"message": "one"})).await;
     assert_eq!(first["reply"], "one after 0");
     let session = first["session_id"].clone();
     let body = |m: &str| json!({"message": m, "session_id": session});
+    // "three" is sent once the agent is answering "two", so the lease is surely held.
     let (a, b) = tokio::join!(h.post(body("two")), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        while invoked.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         h.post(body("three")).await
     });
     assert_eq!(a.0, 200);
@@ -401,7 +415,7 @@ async fn a_second_message_while_the_first_is_answered_is_refused_not_interleaved
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_ends_and_refuses_further_messages() {
     let settings = ConversationSettings { idle: Duration::from_millis(200), ..ConversationSettings::default() };
-    let h = handlers(Scripted { delay: Duration::ZERO }, settings).await;
+    let h = handlers(Scripted::after(Duration::ZERO), settings).await;
     let (_, first) = h.post(json!({"message": "one"})).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     let (status, body) = h.post(json!({"message": "two", "session_id": first["session_id"]})).await;
