@@ -260,13 +260,13 @@ function newAgentView() {
   return page("New agent", form);
 }
 
-const TABS = [["overview", "Overview"], ["try", "Try it"], ["keys", "API keys"], ["endpoints", "Endpoints"], ["configure", "Configuration"], ["code", "Generated code"]];
+const TABS = [["overview", "Overview"], ["try", "Try it"], ["conversations", "Conversations"], ["keys", "API keys"], ["endpoints", "Endpoints"], ["configure", "Configuration"], ["code", "Generated code"]];
 
 async function agentView(id, tab = "overview") {
   const agent = await api.request("GET", `/v1/agents/${id}`);
   const tabs = h("nav", { class: "tabs", "aria-label": "Agent" }, TABS.map(([key, label]) =>
     h("a", { href: `#/agents/${id}/${key}`, "aria-current": key === tab ? "page" : null }, label)));
-  const views = { overview: overviewTab, try: tryTab, keys: keysTab, endpoints: endpointsTab, configure: configureTab, code: codeTab };
+  const views = { overview: overviewTab, try: tryTab, conversations: conversationsTab, keys: keysTab, endpoints: endpointsTab, configure: configureTab, code: codeTab };
   const body = await (views[tab] ?? overviewTab)(agent);
   return page(agent.name, h("p", { class: "subtitle" }, badge(agent.status), ` ${agent.kind} agent`), tabs, body);
 }
@@ -431,6 +431,44 @@ function tryTab(agent) {
   });
   const restart = h("button", { type: "button", class: "secondary small", onclick: () => { sessionId = null; log.replaceChildren(); } }, "New conversation");
   return h("div", { class: "try" }, h("div", { class: "label-row" }, h("p", {}, "Talk to the agent as a customer would."), restart), log, form);
+}
+
+/** The agent's sessions, newest first, and one transcript; both follow the live events. */
+async function conversationsTab(agent) {
+  const selected = route().params.get("session");
+  const { sessions } = await api.request("GET", `/v1/agents/${agent.agent_id}/sessions?limit=50`);
+  const link = (s) => `#/agents/${agent.agent_id}/conversations?session=${s.session_id}`;
+  const list = sessions.length
+    ? h("table", { class: "list" },
+      h("thead", {}, h("tr", {}, ...["Started", "Customer", "Status", "Turns", "Last activity"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, sessions.map((s) => h("tr", { "aria-current": s.session_id === selected ? "true" : null },
+        h("td", {}, h("a", { href: link(s) }, when(s.started_at))),
+        h("td", {}, s.customer.name ?? s.customer.id ?? (s.customer.channel ? `via ${s.customer.channel}` : "anonymous")), h("td", {}, badge(s.status)),
+        h("td", {}, String(s.turns)), h("td", {}, when(s.last_activity_at))))))
+    : notice("info", "No conversations yet. Try the agent, or send a message with an API key.");
+  let transcript = null;
+  if (selected) {
+    const { session, turns } = await api.request("GET", `/v1/agents/${agent.agent_id}/sessions/${selected}`);
+    const log = h("ol", { class: "chat", "aria-label": "Transcript" }, turns.map(turnItem));
+    transcript = h("section", { "aria-labelledby": "transcript-title" },
+      h("h2", { id: "transcript-title" }, `Conversation of ${when(session.started_at)}`),
+      h("p", { class: "subtitle" }, badge(session.status), session.handoff_reason ? ` handoff: ${session.handoff_reason}` : ""),
+      log);
+    onLeave(api.socket.subscribe((event) => {
+      if (event.type === "turn.added" && event.session_id === selected) log.append(turnItem(event.turn));
+    }));
+  }
+  onLeave(api.socket.subscribe((event) => {
+    if (event.type === "session.started" && event.agent_id === agent.agent_id) render();
+  }));
+  return h("div", {}, list, transcript);
+}
+
+function turnItem(turn) {
+  return h("li", { class: turn.role },
+    h("p", {}, turn.text),
+    turn.sources?.length ? h("p", { class: "meta" }, `Sources: ${turn.sources.map((s) => `${s.title} (${s.location})`).join(", ")}`) : null,
+    h("p", { class: "meta" }, `${when(turn.at)}${turn.latency_ms !== undefined ? ` · ${turn.latency_ms} ms` : ""}`));
 }
 
 function configureTab(agent) {

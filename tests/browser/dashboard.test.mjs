@@ -134,6 +134,13 @@ test("a tenant goes from sign-up to a working agent without writing code", async
   await answer.getByText("faq.md").first().waitFor();
   await shot("try-answer-with-source");
 
+  await page.getByRole("link", { name: "Conversations" }).click();
+  await page.locator("table.list tbody tr").first().getByRole("link").click();
+  const transcript = page.getByRole("list", { name: "Transcript" });
+  await transcript.getByText("What time do you open on Saturdays?").waitFor();
+  assert.equal(await transcript.locator("li").count(), 2);
+  await shot("conversation-transcript");
+
   await page.getByRole("link", { name: "Endpoints" }).click();
   await page.getByText("/messages").first().waitFor();
   await shot("endpoints");
