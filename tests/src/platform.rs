@@ -188,3 +188,22 @@ impl TestPlatform {
         self.ws_url(&format!("/ws/dashboard?token={token}"))
     }
 }
+
+/// The next JSON event on a dashboard socket (within 10 s), skipping non-text frames.
+pub async fn next_event<S>(socket: &mut S) -> serde_json::Value
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    use futures::StreamExt;
+    loop {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
+            return serde_json::from_str(&text).expect("a JSON event");
+        }
+    }
+}

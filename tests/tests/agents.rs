@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use oratio_tests::fixtures::{SOP, clinic_documents};
-use oratio_tests::platform::TestPlatform;
+use oratio_tests::platform::{TestPlatform, next_event};
 use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
 fn form(config: Value, documents: Vec<(&str, Vec<u8>)>) -> Form {
     let mut form = Form::new().text("config", config.to_string());
@@ -70,16 +68,9 @@ async fn an_sop_and_three_documents_become_an_active_agent_followed_live() {
     // Every step reached the dashboard as it happened.
     let mut seen = Vec::new();
     while !seen.contains(&"activate".to_owned()) {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("an event")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(text) = message {
-            let event: Value = serde_json::from_str(&text).expect("json");
-            if event["type"] == "agent.progress" && event["agent_id"] == agent.as_str() {
-                seen.push(event["step"]["step"].as_str().unwrap_or_default().to_owned());
-            }
+        let event = next_event(&mut socket).await;
+        if event["type"] == "agent.progress" && event["agent_id"] == agent.as_str() {
+            seen.push(event["step"]["step"].as_str().unwrap_or_default().to_owned());
         }
     }
     assert!(seen.starts_with(&["validate".to_owned()]), "{seen:?}");

@@ -6,15 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use oratio_core::agents::{self, AgentStatus, NewAgent, ProgressStep, StepStatus};
 use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeError, RuntimeStatus};
 use oratio_functions::deps::{ConversationSettings, Deps};
 use oratio_tests::fixtures::{local_auth, registered_admin};
-use oratio_tests::platform::TestPlatform;
+use oratio_tests::platform::{TestPlatform, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 use tower::ServiceExt;
 
 async fn transcript(p: &TestPlatform, token: &str, agent: &str, session: &Value) -> Value {
@@ -115,16 +113,9 @@ async fn a_five_turn_conversation_remembers_cites_its_documents_and_streams() {
     // The tenant's dashboard saw the conversation live.
     let mut seen = Vec::new();
     while seen.iter().filter(|t| *t == "turn.added").count() < 10 || !seen.contains(&"session.started".to_owned()) {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
-            .await
-            .expect("an event")
-            .expect("open")
-            .expect("ok");
-        if let Message::Text(text) = message {
-            let event: Value = serde_json::from_str(&text).expect("json");
-            if event["session_id"] == session {
-                seen.push(event["type"].as_str().unwrap_or_default().to_owned());
-            }
+        let event = next_event(&mut socket).await;
+        if event["session_id"] == session {
+            seen.push(event["type"].as_str().unwrap_or_default().to_owned());
         }
     }
     assert_eq!(seen[0], "session.started");
