@@ -258,11 +258,11 @@ impl CreationTasks {
         }
     }
 
-    async fn run(&self, resource: &str, input: &Value) -> Result<Value, TaskFailure> {
+    async fn run(&self, task: &str, input: &Value) -> Result<Value, TaskFailure> {
         let ids: Ids = serde_json::from_value(input.clone())
             .map_err(|e| fail("States.Runtime", format!("bad task input: {e}")))?;
         let version = input["version"].as_str().unwrap_or_default();
-        match resource.trim_start_matches("${").trim_end_matches("FunctionArn}") {
+        match task {
             "Validate" => self.validate(&ids).await,
             "Ingest" => self.ingest(&ids).await,
             "IngestionStatus" => self.ingestion_status(&ids, input).await,
@@ -323,7 +323,22 @@ impl CreationTasks {
     /// One Lambda invocation by Step Functions: the state's `Parameters` name the task.
     pub async fn handle(&self, event: Value) -> Result<Value, TaskFailure> {
         let task = event["task"].as_str().unwrap_or_default().to_owned();
-        self.invoke(&format!("${{{task}FunctionArn}}"), event).await
+        self.perform(&task, event).await
+    }
+
+    /// Runs one task, recording its step: the first task of each step opens it; the one
+    /// that sees it done closes it.
+    async fn perform(&self, task: &str, input: Value) -> Result<Value, TaskFailure> {
+        let step = step_name(task);
+        let ids: Option<Ids> = serde_json::from_value(input.clone()).ok();
+        if matches!(task, "Validate" | "Ingest" | "CreateAgentCode" | "Deploy") {
+            self.mark(ids.as_ref(), step, StepStatus::Started).await;
+        }
+        let result = self.run(task, &input).await;
+        if result.as_ref().is_ok_and(|output| finishes(task, output)) {
+            self.mark(ids.as_ref(), step, StepStatus::Finished).await;
+        }
+        result
     }
 
     async fn mark(&self, ids: Option<&Ids>, step: &str, status: StepStatus) {
@@ -338,17 +353,6 @@ impl CreationTasks {
 #[async_trait]
 impl TaskInvoker for CreationTasks {
     async fn invoke(&self, resource: &str, input: Value) -> Result<Value, TaskFailure> {
-        let task = task_name(resource);
-        let step = step_name(task);
-        let ids: Option<Ids> = serde_json::from_value(input.clone()).ok();
-        // The first task of each step opens it; the one that sees it done closes it.
-        if matches!(task, "Validate" | "Ingest" | "CreateAgentCode" | "Deploy") {
-            self.mark(ids.as_ref(), step, StepStatus::Started).await;
-        }
-        let result = self.run(task, &input).await;
-        if result.as_ref().is_ok_and(|output| finishes(task, output)) {
-            self.mark(ids.as_ref(), step, StepStatus::Finished).await;
-        }
-        result
+        self.perform(task_name(resource), input).await
     }
 }
