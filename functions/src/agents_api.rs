@@ -20,7 +20,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Member;
 use crate::body::Body;
-use crate::creation;
+use oratio_core::creation;
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
 

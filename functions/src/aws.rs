@@ -100,7 +100,7 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
     let issuer =
         std::env::var("TOKEN_ISSUER").unwrap_or_else(|_| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
     let jwks_url = std::env::var("JWKS_URL").unwrap_or_else(|_| format!("{issuer}/.well-known/jwks.json"));
-    let machines = vec![(crate::creation::MACHINE.to_owned(), env("AGENT_CREATION_STATE_MACHINE_ARN")?)];
+    let machines = vec![(oratio_core::creation::MACHINE.to_owned(), env("AGENT_CREATION_STATE_MACHINE_ARN")?)];
     Ok(Deps {
         table: table.clone(),
         blobs: blobs(config)?,

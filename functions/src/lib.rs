@@ -5,7 +5,6 @@ pub mod agents_api;
 pub mod auth;
 pub mod body;
 pub mod conversations_api;
-pub mod creation;
 pub mod customer_api;
 pub mod dashboard_socket;
 pub mod deps;

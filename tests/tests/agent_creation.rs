@@ -15,7 +15,7 @@ use oratio_core::llm::{Completion, Llm, LlmError, Prompt};
 use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
 use oratio_core::table::Table;
 use oratio_core::tenancy::{Membership, Role};
-use oratio_functions::creation::{CreationTasks, DEFINITION, MACHINE};
+use oratio_core::creation::{CreationTasks, DEFINITION, MACHINE};
 use oratio_local::asl::{AslRunner, Outcome, StateMachine};
 use oratio_local::checker::PythonChecker;
 use oratio_local::knowledge::LocalKnowledgeBase;

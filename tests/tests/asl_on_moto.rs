@@ -14,7 +14,7 @@ use oratio_core::ids::TenantId;
 use oratio_core::table::Table;
 use oratio_core::tenancy::{Membership, Role};
 use oratio_core::workflow::TaskInvoker;
-use oratio_functions::creation::{CreationTasks, DEFINITION};
+use oratio_core::creation::{CreationTasks, DEFINITION};
 use oratio_local::checker::PythonChecker;
 use oratio_local::knowledge::LocalKnowledgeBase;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};

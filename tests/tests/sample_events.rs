@@ -92,7 +92,7 @@ async fn websocket_events_drive_the_dashboard_socket() {
 
 #[tokio::test]
 async fn step_functions_task_event_is_dispatched_by_its_task_name() {
-    use oratio_functions::creation::CreationTasks;
+    use oratio_core::creation::CreationTasks;
     let dir = tempfile::tempdir().expect("tempdir");
     let table: Arc<dyn oratio_core::table::Table> =
         Arc::new(SqliteTable::open(dir.path().join("t.sqlite3")).expect("sqlite"));

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
-use oratio_functions::creation::CreationTasks;
+use oratio_core::creation::CreationTasks;
 use oratio_functions::{aws, logging};
 use serde_json::Value;
 

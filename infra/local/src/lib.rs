@@ -25,7 +25,7 @@ use oratio_core::health::HealthCheck;
 use oratio_core::llm::Llm;
 use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
-use oratio_functions::creation::{self, CreationTasks};
+use oratio_core::creation::{self, CreationTasks};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::Deps;

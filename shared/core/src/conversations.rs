@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, SessionId, TenantId};
 use crate::knowledge::Passage;
+use crate::runtime::{AgentAnswer, Handoff, ToolTrace};
 use crate::table::{Condition, Cursor, Index, Item, Key, Page, Query, Table, TableError, Update, Write};
 
 /// The longest message a customer may send, in characters.
@@ -29,6 +30,25 @@ pub const HISTORY_TURNS: usize = 20;
 pub const TURN_LEASE: Duration = Duration::from_secs(60);
 /// Citations carry this much of a passage.
 pub const EXCERPT_CHARS: usize = 300;
+/// A session keeps at most this many details, each name at most 64 characters and each
+/// value at most 500; an agent's details beyond these are dropped.
+pub const MAX_DETAILS: usize = 50;
+
+/// How conversations behave.
+#[derive(Debug, Clone, Copy)]
+pub struct ConversationSettings {
+    /// A session without a message for this long has ended.
+    pub idle: Duration,
+    /// How long an agent may take to answer a message (then `agent_timeout`).
+    pub agent_timeout: Duration,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        // API Gateway gives an integration 29 s: the agent gets 25 of them.
+        Self { idle: Duration::from_secs(30 * 60), agent_timeout: Duration::from_secs(25) }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,9 +123,15 @@ pub struct Session {
     pub turns: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handoff_reason: Option<String>,
+    /// What the agent told the person taking over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_summary: Option<String>,
+    /// What the customer gave the agent (`save_details`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub details: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
-    /// `customer`, `idle`.
+    /// `customer`, `idle`, `agent` (it ended the conversation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
 }
@@ -161,18 +187,66 @@ pub struct Turn {
     pub input_tokens: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_tokens: Option<u32>,
+    /// The tools the agent called for this turn, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolTrace>,
+    /// The model that answered (agent turns, when the agent says).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The primary model was unavailable and the fallback answered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fallback_used: bool,
 }
 
-/// The agent's answer to one message.
+/// The agent's answer to one message, as the session keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub text: String,
     pub sources: Vec<Source>,
-    /// The reason, when the agent hands the conversation to a person.
-    pub handoff: Option<String>,
+    pub handoff: Option<Handoff>,
+    pub details: BTreeMap<String, String>,
+    pub tool_calls: Vec<ToolTrace>,
+    /// The agent ended the conversation, for this reason.
+    pub end: Option<String>,
     pub latency_ms: u64,
     pub input_tokens: Option<u32>,
     pub output_tokens: Option<u32>,
+    pub model: Option<String>,
+    pub fallback_used: bool,
+}
+
+impl Reply {
+    pub fn of(answer: AgentAnswer, latency_ms: u64) -> Self {
+        Self {
+            text: answer.reply,
+            sources: answer.sources.into_iter().map(Source::from).collect(),
+            handoff: answer.handoff,
+            details: answer.details,
+            tool_calls: answer.tool_calls.into_iter().map(ToolTrace::bounded).collect(),
+            end: answer.end,
+            latency_ms,
+            input_tokens: answer.usage.input_tokens,
+            output_tokens: answer.usage.output_tokens,
+            model: answer.usage.model,
+            fallback_used: answer.usage.fallback_used,
+        }
+    }
+}
+
+/// `current` with `new` merged in, within [`MAX_DETAILS`] and the size bounds.
+fn merge_details(current: &BTreeMap<String, String>, new: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut merged = current.clone();
+    for (name, value) in new {
+        let (name, value) = (name.trim(), value.trim());
+        if name.is_empty() || name.chars().count() > 64 || value.is_empty() {
+            continue;
+        }
+        if merged.len() >= MAX_DETAILS && !merged.contains_key(name) {
+            break;
+        }
+        merged.insert(name.to_owned(), value.chars().take(500).collect());
+    }
+    merged
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -240,6 +314,8 @@ pub async fn start(
         last_activity_at: now,
         turns: 0,
         handoff_reason: None,
+        handoff_summary: None,
+        details: BTreeMap::new(),
         ended_at: None,
         end_reason: None,
     };
@@ -328,6 +404,9 @@ pub async fn begin_turn(
         latency_ms: None,
         input_tokens: None,
         output_tokens: None,
+        tool_calls: Vec::new(),
+        model: None,
+        fallback_used: false,
     };
     let key = session_key(&session.tenant_id, &session.session_id);
     let lease_until = now.timestamp() + TURN_LEASE.as_secs() as i64;
@@ -371,7 +450,8 @@ pub async fn begin_turn(
     Ok((session, turn))
 }
 
-/// The agent's reply is written and the lease given back, in one transaction.
+/// The agent's reply is written and the lease given back, in one transaction, with what
+/// the reply changes in the session: its details, a handoff, its end.
 pub async fn finish_turn(
     table: &dyn Table,
     session: &Session,
@@ -389,6 +469,9 @@ pub async fn finish_turn(
         latency_ms: Some(reply.latency_ms),
         input_tokens: reply.input_tokens,
         output_tokens: reply.output_tokens,
+        tool_calls: reply.tool_calls.clone(),
+        model: reply.model.clone(),
+        fallback_used: reply.fallback_used,
     };
     let mut update = Update::new()
         .remove("lease")
@@ -396,10 +479,30 @@ pub async fn finish_turn(
         .set("last_activity_at", now.to_rfc3339())
         .set("turns", number as i64);
     let mut session = session.clone();
-    if let Some(reason) = &reply.handoff {
-        update = update.set("status", SessionStatus::HandoffRequested.as_str()).set("handoff_reason", reason.as_str());
+    if !reply.details.is_empty() {
+        session.details = merge_details(&session.details, &reply.details);
+        update = update.set("details", serde_json::json!(session.details));
+    }
+    if let Some(handoff) = &reply.handoff {
+        update = update
+            .set("status", SessionStatus::HandoffRequested.as_str())
+            .set("handoff_reason", handoff.reason.as_str());
+        if let Some(summary) = &handoff.summary {
+            update = update.set("handoff_summary", summary.as_str());
+        }
         session.status = SessionStatus::HandoffRequested;
-        session.handoff_reason = Some(reason.clone());
+        session.handoff_reason = Some(handoff.reason.clone());
+        session.handoff_summary = handoff.summary.clone();
+    }
+    if let Some(reason) = &reply.end {
+        update = update
+            .set("status", SessionStatus::Ended.as_str())
+            .set("ended_at", now.to_rfc3339())
+            .set("end_reason", "agent");
+        session.status = SessionStatus::Ended;
+        session.ended_at = Some(now);
+        session.end_reason = Some("agent".into());
+        tracing::debug!(%reason, "the agent ended the conversation");
     }
     let writes = vec![
         Write::Update {

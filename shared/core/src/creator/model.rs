@@ -9,7 +9,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::{Plan, Requirements, Review, draft_plan, parse_sop, review_completeness, review_safety};
+use super::plan::{Plan, Review, draft_plan, review_completeness, review_safety};
+use super::sop::{Requirements, parse_sop};
 use crate::llm::{Llm, LlmError, Message, Prompt};
 
 const TASK_LINE: &str = "Task: oratio.creator.";
@@ -168,7 +169,7 @@ fn to_json<T: Serialize>(value: &T) -> Value {
 /// when the prompt is not a creator step.
 pub fn answer_by_rules(prompt: &Prompt) -> Option<String> {
     let step = prompt.system.lines().next()?.strip_prefix(TASK_LINE).and_then(Step::parse)?;
-    let input: Value = prompt.messages.first().and_then(|m| serde_json::from_str(&m.text).ok())?;
+    let input: Value = prompt.messages.first().and_then(|m| serde_json::from_str(&m.text()).ok())?;
     fn field<T: DeserializeOwned>(input: &Value, name: &str) -> Option<T> {
         serde_json::from_value(input[name].clone()).ok()
     }
@@ -214,7 +215,7 @@ mod tests {
             json!({"sop": "Desk\n1. Greet the caller and ask how you can help them today.", "handoff_conditions": []});
         let answer = answer_by_rules(&Step::Requirements.prompt(&input)).expect("a creator step");
         let requirements: Requirements = serde_json::from_str(&answer).expect("requirements");
-        assert_eq!(requirements.steps, ["Greet the caller and ask how you can help them today."]);
+        assert_eq!(requirements.steps, ["Greet the caller and ask how you can help them today"]);
         assert!(answer_by_rules(&Prompt::new("You are a helpful agent.", vec![Message::user("hi")])).is_none());
     }
 }

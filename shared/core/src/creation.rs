@@ -1,31 +1,35 @@
-//! The task handlers of `statemachines/agent_creation.asl.json`: one function per `Task`
-//! state, each taking the state's JSON input and answering JSON, or failing with an error
-//! name the definition's `Retry` and `Catch` match. Every step is recorded in the agent's
-//! progress and pushed to the tenant's open dashboards.
+//! Agent creation, the use case `statemachines/agent_creation.asl.json` runs: one task per
+//! `Task` state (validate, ingest, poll the ingestion, AgentCreator, check the code is
+//! stored, deploy, poll the runtime, activate, mark failed), each taking the state's JSON
+//! input and answering JSON, or failing with an error name the definition's `Retry` and
+//! `Catch` match. Every step is recorded in the agent's progress and pushed to the
+//! tenant's open dashboards. Step Functions calls it through a Lambda; the embedded
+//! platform through its ASL runner.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use oratio_core::agents::{self, Agent, AgentError, AgentStatus, ProgressStep, StepStatus};
-use oratio_core::blob::{BlobKey, BlobStore};
-use oratio_core::creator::{CodeChecker, CreatorError, CreatorInput, create};
-use oratio_core::events::{self, Event};
-use oratio_core::ids::{AgentId, TenantId};
-use oratio_core::knowledge::{IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeScope, SourceDocument};
-use oratio_core::llm::{Llm, LlmError};
-use oratio_core::push::Push;
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
-use oratio_core::table::Table;
-use oratio_core::workflow::{TaskFailure, TaskInvoker};
 use serde::Deserialize;
 use serde_json::{Value, json};
+
+use crate::agents::{self, Agent, AgentError, AgentStatus, ProgressStep, StepStatus};
+use crate::blob::{BlobKey, BlobStore};
+use crate::creator::{CodeChecker, CreatorError, CreatorInput, create};
+use crate::events::{self, Event};
+use crate::ids::{AgentId, TenantId};
+use crate::knowledge::{IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeScope, SourceDocument};
+use crate::llm::{Llm, LlmError};
+use crate::push::Push;
+use crate::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
+use crate::table::Table;
+use crate::workflow::{TaskFailure, TaskInvoker};
 
 /// The name Step Functions and the embedded runner know the machine by.
 pub const MACHINE: &str = "agent_creation";
 /// The definition, as deployed.
-pub const DEFINITION: &str = include_str!("../../statemachines/agent_creation.asl.json");
+pub const DEFINITION: &str = include_str!("../../../statemachines/agent_creation.asl.json");
 /// How many polls of ingestion or of the runtime before giving up.
 pub const MAX_POLLS: u64 = 60;
 
@@ -132,7 +136,7 @@ impl CreationTasks {
         if agent.status != AgentStatus::Creating {
             return Err(fail("NotCreating", format!("the agent is {}, not being created", agent.status.as_str())));
         }
-        oratio_core::creator::parse_sop(&agent.sop, &agent.handoff_conditions).map_err(|e| fail("InvalidSop", e.0))?;
+        crate::creator::parse_sop(&agent.sop, &agent.handoff_conditions).map_err(|e| fail("InvalidSop", e.0))?;
         Ok(json!({"version": format!("v{}", ulid::Ulid::new().to_string().to_lowercase())}))
     }
 
@@ -171,7 +175,9 @@ impl CreationTasks {
 
     async fn create_code(&self, ids: &Ids, version: &str) -> Result<Value, TaskFailure> {
         let agent = self.agent(ids).await?;
+        let reference = AgentRef { tenant: ids.tenant_id.clone(), agent: ids.agent_id.clone() };
         let input = CreatorInput {
+            agent: &reference,
             agent_name: &agent.name,
             sop: &agent.sop,
             handoff_conditions: &agent.handoff_conditions,

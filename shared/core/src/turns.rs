@@ -1,0 +1,230 @@
+//! The conversation turn, as every channel takes it (the REST handler today; the voice
+//! relay and the telephony bridge next): the customer's message is accepted (the agent is
+//! ready, the session is open, the customer's turn is stored and the session's lease
+//! taken), then answered (the history and the live configuration go to the agent, its
+//! reply, tool trace, details, handoff and end are stored and the lease given back), and
+//! the tenant's dashboards hear of each stored fact once.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::Utc;
+
+use crate::agents::{self, Agent, AgentError, AgentStatus};
+use crate::conversations::{
+    self as conv, ConversationError, ConversationSettings, Customer, HISTORY_TURNS, Reply, Role, Session, Turn,
+};
+use crate::events::{self, Event};
+use crate::ids::{AgentId, SessionId, TenantId};
+use crate::llm::{Speaker, TextSink};
+use crate::push::Push;
+use crate::runtime::{AgentRef, AgentRuntime, HistoryTurn, Invocation, LiveConfig, RuntimeError};
+use crate::table::Table;
+use crate::time::now;
+
+/// A customer's message, as a channel received it.
+#[derive(Debug, Clone)]
+pub struct CustomerMessage {
+    pub message: String,
+    /// The session to continue; a new one starts without it.
+    pub session_id: Option<SessionId>,
+    /// Who the customer is (kept with a new session).
+    pub customer: Option<Customer>,
+    /// `text`, `voice`, `phone`.
+    pub channel: &'static str,
+}
+
+/// A message accepted: the customer's turn is stored and the session's lease is held.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub session: Session,
+    pub turn: Turn,
+    agent: Agent,
+    lease: String,
+    message: String,
+}
+
+/// The agent's turn, stored.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub session: Session,
+    pub turn: Turn,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error(transparent)]
+    Conversation(#[from] ConversationError),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    #[error("the agent is paused; its organization can resume it")]
+    AgentPaused,
+    #[error("the agent is {}, not active", .0.as_str())]
+    AgentNotReady(AgentStatus),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// The turn service and the ports it holds.
+#[derive(Clone)]
+pub struct Turns {
+    pub table: Arc<dyn Table>,
+    pub runtime: Arc<dyn AgentRuntime>,
+    pub push: Arc<dyn Push>,
+    pub settings: ConversationSettings,
+}
+
+/// Whether the agent takes conversations now.
+fn ready(agent: &Agent) -> Result<(), TurnError> {
+    match agent.status {
+        AgentStatus::Active => Ok(()),
+        AgentStatus::Archived => Err(AgentError::NotFound.into()),
+        AgentStatus::Paused => Err(TurnError::AgentPaused),
+        other => Err(TurnError::AgentNotReady(other)),
+    }
+}
+
+impl Turns {
+    async fn publish(&self, tenant: &TenantId, news: &[Event]) {
+        events::publish(self.table.as_ref(), self.push.as_ref(), tenant, news).await;
+    }
+
+    /// Everything before the agent is called. A refused message has written nothing; only
+    /// an idle session found here is ended on the spot.
+    pub async fn accept(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        message: CustomerMessage,
+    ) -> Result<Accepted, TurnError> {
+        let text = conv::validate_message(&message.message)?.to_owned();
+        let agent = agents::load(self.table.as_ref(), tenant, agent).await?;
+        ready(&agent)?;
+        let at = now();
+        let mut news = Vec::new();
+        let table = self.table.as_ref();
+        let session = match &message.session_id {
+            Some(id) => match conv::open(table, tenant, &agent.agent_id, id, self.settings.idle, at).await? {
+                Ok(session) => session,
+                Err(ended) => {
+                    if let Some(ended) = ended {
+                        let event = Event::SessionEnded {
+                            agent_id: ended.agent_id.clone(),
+                            session_id: ended.session_id.clone(),
+                            reason: "idle".into(),
+                            at,
+                        };
+                        self.publish(tenant, &[event]).await;
+                    }
+                    return Err(ConversationError::SessionEnded.into());
+                }
+            },
+            None => {
+                let customer = message.customer.unwrap_or_default();
+                let session = conv::start(table, tenant, &agent.agent_id, message.channel, customer, at).await?;
+                news.push(Event::SessionStarted {
+                    agent_id: session.agent_id.clone(),
+                    session_id: session.session_id.clone(),
+                    channel: session.channel.clone(),
+                    customer: session.customer.clone(),
+                    at,
+                });
+                session
+            }
+        };
+        let lease = ulid::Ulid::new().to_string();
+        let (session, turn) = conv::begin_turn(table, &session, &lease, &text, at).await?;
+        news.push(Event::TurnAdded {
+            agent_id: session.agent_id.clone(),
+            session_id: session.session_id.clone(),
+            turn: turn.clone(),
+        });
+        self.publish(tenant, &news).await;
+        Ok(Accepted { session, turn, agent, lease, message: text })
+    }
+
+    /// Calls the agent with the conversation so far and stores its reply. With `text`,
+    /// the reply's pieces go there as the agent streams them. On failure the lease is
+    /// given back; the customer's turn stays.
+    pub async fn answer(&self, accepted: &Accepted, text: Option<&TextSink<'_>>) -> Result<Answered, TurnError> {
+        let table = self.table.as_ref();
+        let session = &accepted.session;
+        let earlier = conv::history(table, session, HISTORY_TURNS + 1).await?;
+        let history = earlier
+            .into_iter()
+            .filter(|t| t.turn < accepted.turn.turn)
+            .map(|t| HistoryTurn {
+                role: if t.role == Role::Customer { Speaker::User } else { Speaker::Assistant },
+                text: t.text,
+            })
+            .collect();
+        let invocation = Invocation {
+            message: accepted.message.clone(),
+            history,
+            session_id: session.session_id.to_string(),
+            customer: session.customer.clone(),
+            details: session.details.clone(),
+            config: LiveConfig {
+                greeting: accepted.agent.greeting.clone(),
+                handoff_conditions: accepted.agent.handoff_conditions.clone(),
+            },
+        };
+        let agent = AgentRef { tenant: session.tenant_id.clone(), agent: session.agent_id.clone() };
+        let started = Instant::now();
+        let invoked = tokio::time::timeout(
+            self.settings.agent_timeout,
+            self.runtime.invoke(&agent, session.session_id.as_str(), &invocation, text),
+        )
+        .await
+        .unwrap_or(Err(RuntimeError::Timeout));
+        let answer = match invoked {
+            Ok(answer) => answer,
+            Err(e) => {
+                conv::abandon_turn(table, session, &accepted.lease).await?;
+                return Err(e.into());
+            }
+        };
+        let reply = Reply::of(answer, started.elapsed().as_millis() as u64);
+        let at = Utc::now();
+        let (session, turn) = conv::finish_turn(table, session, &accepted.lease, &reply, at).await?;
+        let mut news = vec![Event::TurnAdded {
+            agent_id: session.agent_id.clone(),
+            session_id: session.session_id.clone(),
+            turn: turn.clone(),
+        }];
+        if let Some(handoff) = &reply.handoff {
+            news.push(Event::HandoffRequested {
+                agent_id: session.agent_id.clone(),
+                session_id: session.session_id.clone(),
+                reason: handoff.reason.clone(),
+                at,
+            });
+        }
+        if reply.end.is_some() {
+            news.push(Event::SessionEnded {
+                agent_id: session.agent_id.clone(),
+                session_id: session.session_id.clone(),
+                reason: "agent".into(),
+                at,
+            });
+        }
+        self.publish(&session.tenant_id, &news).await;
+        Ok(Answered { session, turn })
+    }
+
+    /// Ends a session at the customer's request; `SessionEnded` if it had ended.
+    pub async fn end(&self, tenant: &TenantId, agent: &AgentId, session: &SessionId) -> Result<Session, TurnError> {
+        let session = conv::get(self.table.as_ref(), tenant, agent, session).await?;
+        let at = now();
+        let ended =
+            conv::end(self.table.as_ref(), &session, "customer", at).await?.ok_or(ConversationError::SessionEnded)?;
+        let event = Event::SessionEnded {
+            agent_id: ended.agent_id.clone(),
+            session_id: ended.session_id.clone(),
+            reason: "customer".into(),
+            at,
+        };
+        self.publish(tenant, &[event]).await;
+        Ok(ended)
+    }
+}
