@@ -20,9 +20,9 @@ use utoipa_axum::routes;
 
 use crate::auth::Member;
 use crate::body::Body;
-use oratio_core::creation;
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
+use oratio_core::creation;
 
 pub fn routes() -> OpenApiRouter<Arc<Deps>> {
     OpenApiRouter::new()

@@ -2,24 +2,21 @@
 //! (JSON, or Server-Sent Events when they accept `text/event-stream`) and end sessions;
 //! the tenant's members read sessions and transcripts.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use oratio_core::agents::{self, Agent, AgentStatus};
-use oratio_core::conversations::{
-    self as conv, ConversationError, Customer, HISTORY_TURNS, Reply, Role, Session, SessionStatus, Source, Turn,
-};
-use oratio_core::events::{self, Event};
-use oratio_core::ids::{AgentId, SessionId};
-use oratio_core::knowledge::Passage;
-use oratio_core::runtime::{AgentRef, RuntimeError};
+use oratio_core::agents;
+use oratio_core::conversations::{self as conv, ConversationError, Customer, Session, SessionStatus, Source, Turn};
+use oratio_core::ids::SessionId;
+use oratio_core::runtime::ToolTrace;
 use oratio_core::time::now;
+use oratio_core::turns::{Answered, CustomerMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -57,6 +54,9 @@ pub struct MessageRequest {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct HandoffView {
     reason: String,
+    /// What the agent told the person taking over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    summary: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -70,172 +70,28 @@ pub struct MessageReply {
     sources: Vec<Source>,
     /// Present when the agent hands the conversation to a person.
     handoff: Option<HandoffView>,
-    /// `active`, or `handoff_requested`.
+    /// `active`, `handoff_requested`, or `ended` (the agent ended the conversation).
     status: String,
+    /// What the customer has given the agent in this session, by name.
+    #[schema(value_type = Object)]
+    details: BTreeMap<String, String>,
+    /// The tools the agent called for this reply: `{name, arguments, result, duration_ms, is_error?}`.
+    #[schema(value_type = Vec<Object>)]
+    tool_calls: Vec<ToolTrace>,
+    /// The model that answered, when the agent says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    model: Option<String>,
+    /// The primary model was unavailable and the fallback answered.
+    #[serde(default)]
+    fallback_used: bool,
 }
 
 fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     raw.parse().map_err(|_| ConversationError::SessionNotFound.into())
 }
 
-/// Whether the agent takes conversations now.
-fn ready(agent: &Agent) -> Result<(), ApiError> {
-    let refuse = |code, message: String| Err(ApiError::new(StatusCode::CONFLICT, code, message));
-    match agent.status {
-        AgentStatus::Active => Ok(()),
-        AgentStatus::Archived => Err(ApiError::not_found("no such agent")),
-        AgentStatus::Paused => refuse("agent_paused", "the agent is paused; its organization can resume it".into()),
-        other => refuse("agent_not_ready", format!("the agent is {}, not active", other.as_str())),
-    }
-}
-
-/// A message accepted: the customer's turn is stored and the session's lease is held.
-struct Accepted {
-    session: Session,
-    turn: Turn,
-    lease: String,
-    message: String,
-}
-
-/// Everything before the agent is called. A refused request (body, agent, session) has
-/// written nothing; only an idle session found here is ended on the spot.
-async fn accept(
-    deps: &Deps,
-    agent: &AgentId,
-    request: MessageRequest,
-    key_tenant: &oratio_core::ids::TenantId,
-) -> Result<Accepted, ApiError> {
-    let message = conv::validate_message(&request.message)?.to_owned();
-    let agent = agents::load(deps.table.as_ref(), key_tenant, agent).await?;
-    ready(&agent)?;
-    let at = now();
-    let mut started = Vec::new();
-    let session = match &request.session_id {
-        Some(raw) => {
-            let id = session_id(raw)?;
-            let opened =
-                conv::open(deps.table.as_ref(), key_tenant, &agent.agent_id, &id, deps.conversations.idle, at).await?;
-            match opened {
-                Ok(session) => session,
-                Err(ended) => {
-                    if let Some(ended) = ended {
-                        let event = Event::SessionEnded {
-                            agent_id: ended.agent_id.clone(),
-                            session_id: ended.session_id.clone(),
-                            reason: "idle".into(),
-                            at,
-                        };
-                        events::publish(deps.table.as_ref(), deps.push.as_ref(), key_tenant, &[event]).await;
-                    }
-                    return Err(ConversationError::SessionEnded.into());
-                }
-            }
-        }
-        None => {
-            let customer = request.customer.unwrap_or_default();
-            customer.validate()?;
-            let session = conv::start(deps.table.as_ref(), key_tenant, &agent.agent_id, "text", customer, at).await?;
-            started.push(Event::SessionStarted {
-                agent_id: session.agent_id.clone(),
-                session_id: session.session_id.clone(),
-                channel: session.channel.clone(),
-                customer: session.customer.clone(),
-                at,
-            });
-            session
-        }
-    };
-    let lease = ulid::Ulid::new().to_string();
-    let (session, turn) = conv::begin_turn(deps.table.as_ref(), &session, &lease, &message, at).await?;
-    started.push(Event::TurnAdded {
-        agent_id: session.agent_id.clone(),
-        session_id: session.session_id.clone(),
-        turn: turn.clone(),
-    });
-    events::publish(deps.table.as_ref(), deps.push.as_ref(), key_tenant, &started).await;
-    Ok(Accepted { session, turn, lease, message })
-}
-
-/// The agent's answer, as the runtime returned it.
-fn reply_of(answer: &Value, latency_ms: u64) -> Result<Reply, RuntimeError> {
-    let text =
-        answer["reply"].as_str().ok_or_else(|| RuntimeError::AgentFailed("the answer has no reply".into()))?.to_owned();
-    let sources = answer["sources"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| serde_json::from_value::<Passage>(s.clone()).ok())
-        .map(Source::from)
-        .collect();
-    let handoff = match &answer["handoff"] {
-        Value::Object(h) if h.get("requested") != Some(&Value::Bool(false)) => {
-            Some(h.get("reason").and_then(Value::as_str).unwrap_or("the agent asked for a person").to_owned())
-        }
-        _ => None,
-    };
-    let tokens = |name: &str| answer["usage"][name].as_u64().map(|n| n as u32);
-    Ok(Reply {
-        text,
-        sources,
-        handoff,
-        latency_ms,
-        input_tokens: tokens("input_tokens"),
-        output_tokens: tokens("output_tokens"),
-    })
-}
-
-/// Calls the agent with the conversation so far and stores its reply. On failure the
-/// lease is given back; the customer's turn stays.
-async fn answer(deps: &Deps, accepted: &Accepted) -> Result<(Session, Turn), ApiError> {
-    let session = &accepted.session;
-    let earlier = conv::history(deps.table.as_ref(), session, HISTORY_TURNS + 1).await?;
-    let history: Vec<Value> = earlier
-        .iter()
-        .filter(|t| t.turn < accepted.turn.turn)
-        .map(|t| json!({"role": if t.role == Role::Customer { "user" } else { "assistant" }, "text": t.text}))
-        .collect();
-    let payload = json!({
-        "message": accepted.message,
-        "history": history,
-        "session_id": session.session_id,
-        "customer": session.customer,
-    });
-    let agent = AgentRef { tenant: session.tenant_id.clone(), agent: session.agent_id.clone() };
-    let started = Instant::now();
-    let invoked = tokio::time::timeout(
-        deps.conversations.agent_timeout,
-        deps.runtime.invoke(&agent, session.session_id.as_str(), payload),
-    )
-    .await
-    .unwrap_or(Err(RuntimeError::Timeout))
-    .and_then(|answer| reply_of(&answer, started.elapsed().as_millis() as u64));
-    let reply = match invoked {
-        Ok(reply) => reply,
-        Err(e) => {
-            conv::abandon_turn(deps.table.as_ref(), session, &accepted.lease).await?;
-            return Err(e.into());
-        }
-    };
-    let at = now();
-    let (session, turn) = conv::finish_turn(deps.table.as_ref(), session, &accepted.lease, &reply, at).await?;
-    let mut news = vec![Event::TurnAdded {
-        agent_id: session.agent_id.clone(),
-        session_id: session.session_id.clone(),
-        turn: turn.clone(),
-    }];
-    if let Some(reason) = &reply.handoff {
-        news.push(Event::HandoffRequested {
-            agent_id: session.agent_id.clone(),
-            session_id: session.session_id.clone(),
-            reason: reason.clone(),
-            at,
-        });
-    }
-    events::publish(deps.table.as_ref(), deps.push.as_ref(), &session.tenant_id, &news).await;
-    Ok((session, turn))
-}
-
-fn message_reply(session: &Session, turn: Turn) -> MessageReply {
+fn message_reply(answered: Answered) -> MessageReply {
+    let Answered { session, turn } = answered;
     MessageReply {
         session_id: session.session_id.to_string(),
         turn: turn.turn,
@@ -245,12 +101,16 @@ fn message_reply(session: &Session, turn: Turn) -> MessageReply {
             .handoff_reason
             .clone()
             .filter(|_| session.status == SessionStatus::HandoffRequested)
-            .map(|reason| HandoffView { reason }),
+            .map(|reason| HandoffView { reason, summary: session.handoff_summary.clone() }),
         status: session.status.as_str().into(),
+        details: session.details,
+        tool_calls: turn.tool_calls,
+        model: turn.model,
+        fallback_used: turn.fallback_used,
     }
 }
 
-fn wants_stream(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -260,19 +120,21 @@ fn wants_stream(headers: &HeaderMap) -> bool {
 /// Sends a message to the agent and answers with its reply.
 ///
 /// With `Accept: text/event-stream` the reply streams as Server-Sent Events: `session`
-/// (`{session_id, turn}`, the customer's turn), `token` (`{text}`, pieces of the reply in
-/// order), `sources` (`{sources}`), `handoff` (`{reason}`, when the agent hands over), and
-/// always last either `done` (the JSON answer) or `error` (the standard error body).
+/// (`{session_id, turn}`, the customer's turn), `token` (`{text}`, the reply's text as the
+/// model writes it), `sources` (`{sources}`), `handoff` (`{reason, summary}`, when the agent
+/// hands over), and always last either `done` (the JSON answer) or `error` (the standard
+/// error body).
 #[utoipa::path(post, path = "/v1/agents/{agent_id}/messages", tag = "customers", security(("api_key" = [])),
     params(("agent_id" = String, Path)), request_body = MessageRequest,
     responses(
         (status = 200, body = MessageReply, description = "The reply (or an event stream, as above)"),
-        (status = 400, body = ErrorBody, description = "`invalid_request`, `invalid_body`, `invalid_json`"),
+        (status = 400, body = ErrorBody, description = "`invalid_request`, `invalid_body`, `malformed_json`"),
         (status = 401, body = ErrorBody, description = "`missing_api_key`, `invalid_api_key`"),
         (status = 403, body = ErrorBody, description = "`key_agent_mismatch`"),
         (status = 404, body = ErrorBody, description = "`not_found` (agent), `session_not_found`"),
         (status = 409, body = ErrorBody, description = "`agent_paused`, `agent_not_ready`, `session_ended`, `session_busy`"),
         (status = 413, body = ErrorBody, description = "`message_too_long`"),
+        (status = 415, body = ErrorBody, description = "`unsupported_media_type`"),
         (status = 429, body = ErrorBody, description = "`rate_limited`, with `Retry-After`"),
         (status = 502, body = ErrorBody, description = "`agent_error`: the agent failed"),
         (status = 503, body = ErrorBody, description = "`agent_unavailable`, `temporarily_unavailable`"),
@@ -285,24 +147,49 @@ async fn send_message(
     headers: HeaderMap,
     Body(request): Body<MessageRequest>,
 ) -> Result<Response, ApiError> {
-    let accepted = accept(&deps, &agent_id(&agent)?, request, &key.tenant_id).await?;
+    let message = CustomerMessage {
+        message: request.message,
+        session_id: request.session_id.as_deref().map(session_id).transpose()?,
+        customer: request.customer,
+        channel: "text",
+    };
+    let turns = deps.turns();
+    let accepted = turns.accept(&key.tenant_id, &agent_id(&agent)?, message).await?;
     if !wants_stream(&headers) {
-        let (session, turn) = answer(&deps, &accepted).await?;
-        return Ok(Json(message_reply(&session, turn)).into_response());
+        return Ok(Json(message_reply(turns.answer(&accepted, None).await?)).into_response());
     }
     // The turn runs to the end on its own task: a client that goes away loses the stream,
     // not the conversation.
-    let (tx, rx) = tokio::sync::mpsc::channel::<SseEvent>(64);
-    let first = json!({"session_id": accepted.session.session_id, "turn": accepted.turn.turn});
-    let _ = tx.send(SseEvent::default().event("session").data(first.to_string())).await;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SseEvent>();
+    let event = |name: &str, data: Value| SseEvent::default().event(name).data(data.to_string());
+    let _ = tx.send(event("session", json!({"session_id": accepted.session.session_id, "turn": accepted.turn.turn})));
     let request_id = crate::request::current_request_id();
     tokio::spawn(crate::request::within_request(request_id, async move {
-        let events = match answer(&deps, &accepted).await {
-            Ok((session, turn)) => stream_events(message_reply(&session, turn)),
-            Err(e) => vec![SseEvent::default().event("error").data(json!(e.into_body()).to_string())],
+        let streamed = std::sync::atomic::AtomicBool::new(false);
+        let token = |piece: &str| {
+            streamed.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = tx.send(event("token", json!({"text": piece})));
+        };
+        let answered = turns.answer(&accepted, Some(&token)).await;
+        let events = match answered {
+            Ok(answered) => {
+                let reply = message_reply(answered);
+                let mut events = Vec::new();
+                // An agent that answered whole still gives its reply as a token.
+                if !streamed.load(std::sync::atomic::Ordering::Relaxed) && !reply.reply.is_empty() {
+                    events.push(event("token", json!({"text": reply.reply})));
+                }
+                events.push(event("sources", json!({"sources": reply.sources})));
+                if let Some(handoff) = &reply.handoff {
+                    events.push(event("handoff", json!(handoff)));
+                }
+                events.push(event("done", json!(reply)));
+                events
+            }
+            Err(e) => vec![event("error", json!(ApiError::from(e).into_body()))],
         };
         for event in events {
-            if tx.send(event).await.is_err() {
+            if tx.send(event).is_err() {
                 tracing::info!("the client left before the reply was streamed; the turn is stored");
                 break;
             }
@@ -311,20 +198,6 @@ async fn send_message(
     let stream =
         futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok::<_, Infallible>(e), rx)) });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
-}
-
-/// The reply as events: its words in a few pieces, its sources, the handoff, `done`.
-fn stream_events(reply: MessageReply) -> Vec<SseEvent> {
-    let event = |name: &str, data: Value| SseEvent::default().event(name).data(data.to_string());
-    let words: Vec<&str> = reply.reply.split_inclusive(' ').collect();
-    let mut events: Vec<SseEvent> =
-        words.chunks(4).map(|piece| event("token", json!({"text": piece.concat()}))).collect();
-    events.push(event("sources", json!({"sources": reply.sources})));
-    if let Some(handoff) = &reply.handoff {
-        events.push(event("handoff", json!(handoff)));
-    }
-    events.push(event("done", json!(reply)));
-    events
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -340,8 +213,13 @@ pub struct SessionView {
     last_activity_at: String,
     turns: u32,
     handoff_reason: Option<String>,
+    /// The agent's summary for the person taking over.
+    handoff_summary: Option<String>,
+    /// What the customer gave the agent, by name.
+    #[schema(value_type = Object)]
+    details: BTreeMap<String, String>,
     ended_at: Option<String>,
-    /// `customer` (ended by the application), `idle`.
+    /// `customer` (ended by the application), `idle`, `agent` (the agent ended it).
     end_reason: Option<String>,
 }
 
@@ -366,6 +244,8 @@ impl SessionView {
             last_activity_at: session.last_activity_at.to_rfc3339(),
             turns: session.turns,
             handoff_reason: session.handoff_reason,
+            handoff_summary: session.handoff_summary,
+            details: session.details,
             ended_at,
             end_reason,
         }
@@ -386,17 +266,7 @@ async fn end_session(
     CustomerKey(key): CustomerKey,
     Path((agent, session)): Path<(String, String)>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let session = conv::get(deps.table.as_ref(), &key.tenant_id, &agent_id(&agent)?, &session_id(&session)?).await?;
-    let at = now();
-    let ended =
-        conv::end(deps.table.as_ref(), &session, "customer", at).await?.ok_or(ConversationError::SessionEnded)?;
-    let event = Event::SessionEnded {
-        agent_id: ended.agent_id.clone(),
-        session_id: ended.session_id.clone(),
-        reason: "customer".into(),
-        at,
-    };
-    events::publish(deps.table.as_ref(), deps.push.as_ref(), &key.tenant_id, &[event]).await;
+    let ended = deps.turns().end(&key.tenant_id, &agent_id(&agent)?, &session_id(&session)?).await?;
     Ok(Json(SessionView::of(ended, &deps)))
 }
 
@@ -430,7 +300,9 @@ async fn list_sessions(
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Transcript {
     session: SessionView,
-    /// Every turn, in order: `{turn, role, text, sources?, at, latency_ms?, input_tokens?, output_tokens?}`.
+    /// Every turn, in order: `{turn, role, text, sources?, at, latency_ms?, input_tokens?,
+    /// output_tokens?, tool_calls?: [{name, arguments, result, duration_ms, is_error?}],
+    /// model?, fallback_used?}`.
     #[schema(value_type = Vec<Object>)]
     turns: Vec<Turn>,
 }

@@ -11,6 +11,7 @@ use oratio_core::push::Push;
 use oratio_core::ratelimit::RateLimiter;
 use oratio_core::runtime::AgentRuntime;
 use oratio_core::table::Table;
+use oratio_core::turns::Turns;
 use oratio_core::workflow::Workflow;
 
 #[derive(Clone)]
@@ -30,18 +31,16 @@ pub struct Deps {
     pub conversations: ConversationSettings,
 }
 
-/// How conversations behave.
-#[derive(Debug, Clone, Copy)]
-pub struct ConversationSettings {
-    /// A session without a message for this long has ended.
-    pub idle: std::time::Duration,
-    /// How long an agent may take to answer a message (then 504 `agent_timeout`).
-    pub agent_timeout: std::time::Duration,
-}
+pub use oratio_core::conversations::ConversationSettings;
 
-impl Default for ConversationSettings {
-    fn default() -> Self {
-        // API Gateway gives an integration 29 s: the agent gets 25 of them.
-        Self { idle: std::time::Duration::from_secs(30 * 60), agent_timeout: std::time::Duration::from_secs(25) }
+impl Deps {
+    /// The conversation turn service on these ports.
+    pub fn turns(&self) -> Turns {
+        Turns {
+            table: self.table.clone(),
+            runtime: self.runtime.clone(),
+            push: self.push.clone(),
+            settings: self.conversations,
+        }
     }
 }

@@ -255,6 +255,20 @@ impl From<oratio_core::conversations::ConversationError> for ApiError {
     }
 }
 
+impl From<oratio_core::turns::TurnError> for ApiError {
+    fn from(e: oratio_core::turns::TurnError) -> Self {
+        use oratio_core::turns::TurnError as E;
+        let message = e.to_string();
+        match e {
+            E::Conversation(e) => e.into(),
+            E::Agent(e) => e.into(),
+            E::AgentPaused => Self::new(StatusCode::CONFLICT, "agent_paused", message),
+            E::AgentNotReady(_) => Self::new(StatusCode::CONFLICT, "agent_not_ready", message),
+            E::Runtime(e) => e.into(),
+        }
+    }
+}
+
 impl From<oratio_core::runtime::RuntimeError> for ApiError {
     fn from(e: oratio_core::runtime::RuntimeError) -> Self {
         use oratio_core::runtime::RuntimeError as E;

@@ -37,7 +37,8 @@ async fn probe(check: &dyn HealthCheck) -> ComponentHealth {
     let outcome = tokio::time::timeout(PROBE_TIMEOUT, check.probe()).await;
     let (status, detail) = match outcome {
         Ok(Ok(())) => (Status::Ok, None),
-        Ok(Err(reason)) => (Status::Down, Some(reason)),
+        Ok(Err(reason)) if check.essential() => (Status::Down, Some(reason)),
+        Ok(Err(reason)) => (Status::Degraded, Some(reason)),
         Err(_) => (Status::Degraded, Some(format!("no answer within {PROBE_TIMEOUT:?}"))),
     };
     ComponentHealth { status, backend: check.backend(), detail, latency_ms: started.elapsed().as_millis() as u64 }

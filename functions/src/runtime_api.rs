@@ -12,11 +12,14 @@ use crate::error::{ApiError, ErrorBody};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use hmac::{Hmac, Mac};
 use oratio_core::ids::{AgentId, TenantId};
 use oratio_core::knowledge::{KnowledgeBase, KnowledgeScope, Passage};
-use oratio_core::llm::{Completion, Llm, Message, Prompt, Speaker};
+use oratio_core::llm::{Llm, LlmError, Message, Prompt, ToolSpec};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use sha2::Sha256;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -101,42 +104,75 @@ async fn retrieve(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CompleteRequest {
     system: String,
-    /// `{role: "user" | "assistant", text}`, ending with the user's turn.
+    /// `{role: "user" | "assistant", content: [{text} | {tool_use: {id, name, input}} |
+    /// {tool_result: {tool_use_id, content, is_error?}}]}` (or `{role, text}`), ending with
+    /// the user's turn or with tool results.
     #[schema(value_type = Vec<Object>)]
-    messages: Vec<serde_json::Value>,
+    messages: Vec<Message>,
+    /// Tools the model may call: `{name, description, input_schema}` (JSON Schema).
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    tools: Vec<ToolSpec>,
     #[serde(default)]
     max_tokens: Option<u32>,
+    /// Stream the model's text as Server-Sent Events (also with `Accept: text/event-stream`).
+    #[serde(default)]
+    stream: bool,
 }
 
-/// One completion of the platform's model (for the platform's agents, with their runtime token).
+fn llm_error(e: LlmError) -> ApiError {
+    match e {
+        LlmError::Invalid(message) => ApiError::bad_request("invalid_prompt", message),
+        e @ LlmError::Unavailable(_) => ApiError::unavailable(e),
+        LlmError::Refused(message) => ApiError::new(StatusCode::BAD_GATEWAY, "model_refused", message),
+        e => ApiError::internal(e),
+    }
+}
+
+/// One turn of the platform's model (for the platform's agents, with their runtime token):
+/// text, tool calls, or both. With `stream` (or `Accept: text/event-stream`) it answers
+/// Server-Sent Events: `token` (`{text}`, the model's text as it comes), then `completion`
+/// (the same JSON as without streaming) or `error` (the standard error body).
 #[utoipa::path(post, path = "/v1/runtime/complete", tag = "runtime", request_body = CompleteRequest,
-    responses((status = 200, description = "`{text, model, input_tokens, output_tokens}`", body = Object), (status = 401, body = ErrorBody), (status = 400, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "`{text, tool_calls: [{id, name, input}], stop_reason, model, fallback_used, input_tokens, output_tokens}`, or an event stream", body = Object),
+        (status = 400, body = ErrorBody, description = "`invalid_prompt`, `invalid_body`, `malformed_json`"),
+        (status = 401, body = ErrorBody, description = "`invalid_runtime_token`"),
+        (status = 502, body = ErrorBody, description = "`model_refused`"),
+        (status = 503, body = ErrorBody, description = "`temporarily_unavailable`: the model (and its fallback) are unavailable"),
+    ))]
 async fn complete(
     State(state): State<RuntimeState>,
     headers: HeaderMap,
     body: Result<Json<CompleteRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Completion>, ApiError> {
+) -> Result<Response, ApiError> {
     state.scope(&headers)?;
     let Json(request) = body?;
-    let messages = request
-        .messages
-        .iter()
-        .map(|m| {
-            let text = m["text"].as_str().unwrap_or_default().to_owned();
-            match m["role"].as_str() {
-                Some("assistant") => Message { speaker: Speaker::Assistant, text },
-                _ => Message { speaker: Speaker::User, text },
-            }
-        })
-        .collect();
-    let mut prompt = Prompt::new(request.system, messages);
+    let stream = request.stream || crate::conversations_api::wants_stream(&headers);
+    let mut prompt = Prompt::new(request.system, request.messages).with_tools(request.tools);
     prompt.max_tokens = request.max_tokens.unwrap_or(512).clamp(1, 4096);
-    match state.llm.complete(&prompt).await {
-        Ok(completion) => Ok(Json(completion)),
-        Err(oratio_core::llm::LlmError::Invalid(message)) => Err(ApiError::bad_request("invalid_prompt", message)),
-        Err(e @ oratio_core::llm::LlmError::Unavailable(_)) => Err(ApiError::unavailable(e)),
-        Err(e) => Err(ApiError::internal(e)),
+    prompt.validate().map_err(llm_error)?;
+    if !stream {
+        return Ok(Json(state.llm.complete(&prompt).await.map_err(llm_error)?).into_response());
     }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<SseEvent>();
+    let llm = state.llm.clone();
+    let request_id = crate::request::current_request_id();
+    tokio::spawn(crate::request::within_request(request_id, async move {
+        let token = |piece: &str| {
+            let _ = tx.send(SseEvent::default().event("token").data(json!({"text": piece}).to_string()));
+        };
+        let last = match llm.stream(&prompt, &token).await {
+            Ok(completion) => SseEvent::default().event("completion").data(json!(completion).to_string()),
+            Err(e) => SseEvent::default().event("error").data(json!(llm_error(e).into_body()).to_string()),
+        };
+        let _ = tx.send(last);
+    }));
+    let events = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
 }

@@ -565,3 +565,32 @@ pub fn clinic_documents() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("emergencies.pdf", "application/pdf", pdf(&["After hours, call 0800 555 0199 for dental emergencies."])),
     ]
 }
+
+/// The runtime API the platform's agents call (their knowledge, the platform's model),
+/// served on a loopback port, for worlds that run agents without a whole platform.
+pub struct RuntimeApi {
+    pub url: String,
+    pub state: oratio_functions::runtime_api::RuntimeState,
+    _server: AbortOnDrop,
+}
+
+pub async fn runtime_api(
+    knowledge: Arc<dyn oratio_core::knowledge::KnowledgeBase>,
+    llm: Arc<dyn oratio_core::llm::Llm>,
+) -> RuntimeApi {
+    let state = oratio_functions::runtime_api::RuntimeState { key: Arc::new(b"a test key".repeat(4)), knowledge, llm };
+    let (router, _) = oratio_functions::runtime_api::routes().split_for_parts();
+    let app = router.with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("bound address"));
+    let server = tokio::spawn(axum_serve(listener, app));
+    RuntimeApi { url, state, _server: AbortOnDrop(server) }
+}
+
+impl RuntimeApi {
+    /// The environment agents (and the code review) reach this API with.
+    pub fn agent_env(&self) -> oratio_local::runtime::AgentEnv {
+        let (state, url) = (self.state.clone(), self.url.clone());
+        Arc::new(move |agent: &oratio_core::runtime::AgentRef| state.agent_env(&url, agent))
+    }
+}

@@ -3,6 +3,7 @@
 //! embedded platform.
 
 pub mod contract;
+pub mod embeddings;
 pub mod fixtures;
 pub mod moto;
 pub mod platform;

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use oratio::{Config, Platform};
+use oratio::{Config, EmbeddingsConfig, ModelConfig, Platform};
 use tempfile::TempDir;
 
 pub struct TestPlatform {
@@ -14,10 +14,12 @@ pub struct TestPlatform {
 }
 
 impl TestPlatform {
+    /// The platform as a newcomer meets it: the local engine, with the bundled embedding
+    /// engine (shared by the tests of this process) when it is installed.
     pub async fn start() -> Self {
         crate::init_logs();
         let data_dir = tempfile::tempdir().expect("a temporary directory");
-        Self::start_in(data_dir, Config { workflow_time_scale: 0.05, ..Config::default() }).await
+        Self::start_in(data_dir, test_config()).await
     }
 
     pub async fn start_in(data_dir: TempDir, config: Config) -> Self {
@@ -44,6 +46,16 @@ impl TestPlatform {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http.get(format!("{}{path}", self.url)).send().await.expect("request")
     }
+}
+
+/// The configuration tests start platforms with: short workflow waits, the local engine,
+/// and the shared embedding engine when there is one.
+pub fn test_config() -> Config {
+    let embeddings = match crate::embeddings::engine_url() {
+        Some(url) => EmbeddingsConfig::Running { url },
+        None => EmbeddingsConfig::Off,
+    };
+    Config { workflow_time_scale: 0.05, llm: ModelConfig::Local, llm_fallback: None, embeddings, ..Config::default() }
 }
 
 pub const PASSWORD: &str = "Correct-Horse-Battery-9";

@@ -8,60 +8,72 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oratio_core::agents::{self, Agent, AgentStatus, DocumentRef, NewAgent};
 use oratio_core::blob::{BlobKey, BlobStore};
+use oratio_core::creation::{CreationTasks, DEFINITION, MACHINE};
 use oratio_core::creator::{CodeChecker, CodeReport};
 use oratio_core::identity::{Email, UserId};
 use oratio_core::ids::TenantId;
 use oratio_core::llm::{Completion, Llm, LlmError, Prompt};
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeStatus};
+use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, Invocation, RuntimeStatus};
 use oratio_core::table::Table;
 use oratio_core::tenancy::{Membership, Role};
-use oratio_core::creation::{CreationTasks, DEFINITION, MACHINE};
 use oratio_local::asl::{AslRunner, Outcome, StateMachine};
 use oratio_local::checker::PythonChecker;
+use oratio_local::engine::LocalEngine;
 use oratio_local::knowledge::LocalKnowledgeBase;
-use oratio_local::llm::LocalEngine;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, SqliteTable};
-use oratio_tests::fixtures::{SOP, clinic_documents as documents};
+use oratio_tests::embeddings::embeddings;
+use oratio_tests::fixtures::{RuntimeApi, SOP, clinic_documents as documents, runtime_api};
 use serde_json::json;
 
 struct World {
     table: Arc<dyn Table>,
     blobs: Arc<DirBlobStore>,
+    knowledge: Arc<LocalKnowledgeBase>,
     host: Arc<LocalAgentHost>,
     admin: Membership,
-    dir: tempfile::TempDir,
+    /// The runtime API the agents and their code review reach the local engine through.
+    api: RuntimeApi,
+    _dir: tempfile::TempDir,
 }
 
-fn world(python: &str) -> World {
+async fn world(python: &str) -> World {
     let dir = tempfile::tempdir().expect("tempdir");
     let table: Arc<dyn Table> = Arc::new(SqliteTable::open(dir.path().join("t.sqlite3")).expect("sqlite"));
     let blobs = Arc::new(DirBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1").expect("blobs"));
+    let knowledge =
+        Arc::new(LocalKnowledgeBase::new(dir.path().join("knowledge"), blobs.clone(), table.clone(), embeddings()));
+    let api = runtime_api(knowledge.clone(), Arc::new(LocalEngine::new(Some(embeddings())))).await;
     let limits = HostLimits { ready_within: std::time::Duration::from_secs(10), ..HostLimits::default() };
-    let host = Arc::new(LocalAgentHost::new(dir.path().join("runtimes"), python, table.clone(), limits).expect("host"));
+    let host = Arc::new(
+        LocalAgentHost::new(dir.path().join("runtimes"), python, table.clone(), limits)
+            .expect("host")
+            .with_env(api.agent_env()),
+    );
     let admin = Membership {
         tenant_id: TenantId::generate(),
         user_id: UserId::parse("u-1").expect("id"),
         email: Email::parse("ada@example.com").expect("email"),
         role: Role::Admin,
     };
-    World { table, blobs, host, admin, dir }
+    World { table, blobs, knowledge, host, admin, api, _dir: dir }
 }
 
 impl World {
+    /// The code review, reaching the model as the agent.
+    fn checker(&self) -> Arc<dyn CodeChecker> {
+        Arc::new(PythonChecker::new("python3").with_env(self.api.agent_env()))
+    }
+
     fn runner(&self, checker: Arc<dyn CodeChecker>) -> AslRunner {
-        self.runner_with(Arc::new(LocalEngine), checker)
+        self.runner_with(Arc::new(LocalEngine::new(Some(embeddings()))), checker)
     }
 
     fn runner_with(&self, llm: Arc<dyn Llm>, checker: Arc<dyn CodeChecker>) -> AslRunner {
         let tasks = CreationTasks {
             table: self.table.clone(),
             blobs: self.blobs.clone(),
-            knowledge: Arc::new(LocalKnowledgeBase::new(
-                self.dir.path().join("knowledge"),
-                self.blobs.clone(),
-                self.table.clone(),
-            )),
+            knowledge: self.knowledge.clone(),
             llm,
             checker,
             runtime: self.host.clone(),
@@ -104,10 +116,10 @@ impl World {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_sop_and_three_documents_become_a_running_agent() {
-    let w = world("python3");
+    let w = world("python3").await;
     let agent = w.agent(SOP, &documents()).await;
     assert_eq!(agent.status, AgentStatus::Creating);
-    let (outcome, agent) = w.run(&w.runner(Arc::new(PythonChecker::new("python3"))), &agent).await;
+    let (outcome, agent) = w.run(&w.runner(w.checker()), &agent).await;
     assert!(matches!(outcome, Outcome::Succeeded { .. }), "{outcome:?}");
     assert_eq!(agent.status, AgentStatus::Active, "{:?}", agent.failure_reason);
     let steps: Vec<(String, String)> = agent
@@ -126,10 +138,21 @@ async fn an_sop_and_three_documents_become_a_running_agent() {
     let version = agent.version.clone().expect("a deployed version");
     let reference = AgentRef { tenant: agent.tenant_id.clone(), agent: agent.agent_id.clone() };
     assert_eq!(w.host.status(&reference).await.expect("status"), RuntimeStatus::Ready { version: version.clone() });
-    let greeting = w.host.invoke(&reference, "s", json!({"message": ""})).await.expect("answer");
-    assert!(greeting["reply"].as_str().is_some_and(|r| r.contains("Front desk")), "{greeting}");
-    let pain = w.host.invoke(&reference, "s", json!({"message": "I have severe pain"})).await.expect("answer");
-    assert!(pain["handoff"]["requested"].as_bool().unwrap_or(false));
+    let say = |message: &str| Invocation {
+        message: message.into(),
+        history: vec![],
+        session_id: "s".into(),
+        customer: Default::default(),
+        details: Default::default(),
+        config: Default::default(),
+    };
+    let greeting = w.host.invoke(&reference, "s", &say(""), None).await.expect("answer");
+    assert!(greeting.reply.contains("Front desk"), "{greeting:?}");
+    let pain = say("My tooth has been throbbing all night, it's unbearable");
+    let pain = w.host.invoke(&reference, "s", &pain, None).await.expect("answer");
+    let handoff = pain.handoff.expect("a handoff");
+    assert_eq!(handoff.reason, "the caller reports severe pain, bleeding or swelling");
+    assert!(pain.tool_calls.iter().any(|t| t.name == "hand_off"), "{:?}", pain.tool_calls);
     let artifacts = w
         .blobs
         .list(&format!("tenants/{}/agents/{}/versions/{version}/", agent.tenant_id, agent.agent_id))
@@ -162,20 +185,20 @@ async fn failed_with(w: &World, runner: &AslRunner, agent: Agent) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreadable_document_fails_creation_naming_it() {
-    let w = world("python3");
+    let w = world("python3").await;
     let mut docs = documents();
     docs.push(("scan.pdf", "application/pdf", b"%PDF-1.7 not really".to_vec()));
     let agent = w.agent(SOP, &docs).await;
-    let reason = failed_with(&w, &w.runner(Arc::new(PythonChecker::new("python3"))), agent).await;
+    let reason = failed_with(&w, &w.runner(w.checker()), agent).await;
     assert!(reason.contains("scan.pdf"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sop_without_steps_fails_validation() {
-    let w = world("python3");
+async fn text_that_describes_no_procedure_fails_validation_saying_what_to_add() {
+    let w = world("python3").await;
     let agent = w.agent("We are a friendly clinic and we always try to help everyone who calls us.", &[]).await;
-    let reason = failed_with(&w, &w.runner(Arc::new(PythonChecker::new("python3"))), agent).await;
-    assert!(reason.contains("no steps"), "{reason}");
+    let reason = failed_with(&w, &w.runner(w.checker()), agent).await;
+    assert!(reason.contains("no procedure") && reason.contains("step by step"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,7 +206,7 @@ async fn code_that_fails_review_fails_creation_with_the_findings() {
     struct Rejecting;
     #[async_trait::async_trait]
     impl CodeChecker for Rejecting {
-        async fn check(&self, _: &AgentCode) -> Result<CodeReport, anyhow::Error> {
+        async fn check(&self, _: &AgentRef, _: &AgentCode) -> Result<CodeReport, anyhow::Error> {
             Ok(CodeReport {
                 compiles: false,
                 disallowed_imports: vec![],
@@ -193,7 +216,7 @@ async fn code_that_fails_review_fails_creation_with_the_findings() {
             })
         }
     }
-    let w = world("python3");
+    let w = world("python3").await;
     let agent = w.agent(SOP, &[]).await;
     let reason = failed_with(&w, &w.runner(Arc::new(Rejecting)), agent).await;
     assert!(reason.contains("did not pass its review") && reason.contains("does not compile"), "{reason}");
@@ -204,12 +227,12 @@ async fn a_broken_toolchain_is_retried_as_the_definition_says_then_fails() {
     struct Broken(AtomicUsize);
     #[async_trait::async_trait]
     impl CodeChecker for Broken {
-        async fn check(&self, _: &AgentCode) -> Result<CodeReport, anyhow::Error> {
+        async fn check(&self, _: &AgentRef, _: &AgentCode) -> Result<CodeReport, anyhow::Error> {
             self.0.fetch_add(1, Ordering::Relaxed);
             Err(anyhow::anyhow!("python3: command not found"))
         }
     }
-    let w = world("python3");
+    let w = world("python3").await;
     let checker = Arc::new(Broken(AtomicUsize::new(0)));
     let agent = w.agent(SOP, &[]).await;
     let reason = failed_with(&w, &w.runner(checker.clone()), agent).await;
@@ -219,9 +242,9 @@ async fn a_broken_toolchain_is_retried_as_the_definition_says_then_fails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runtime_that_never_becomes_ready_fails_creation() {
-    let w = world("/bin/false");
+    let w = world("/bin/false").await;
     let agent = w.agent(SOP, &[]).await;
-    let reason = failed_with(&w, &w.runner(Arc::new(PythonChecker::new("python3"))), agent).await;
+    let reason = failed_with(&w, &w.runner(w.checker()), agent).await;
     assert!(reason.contains("could not start"), "{reason}");
 }
 
@@ -240,42 +263,42 @@ impl Llm for Scripted {
     async fn complete(&self, _: &Prompt) -> Result<Completion, LlmError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         let text = (self.answer)()?;
-        Ok(Completion { text, model: "scripted".into(), input_tokens: None, output_tokens: None })
+        Ok(Completion::text(text, "scripted"))
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_is_down_is_retried_as_the_definition_says_then_fails() {
-    let w = world("python3");
+    let w = world("python3").await;
     let model = Arc::new(Scripted {
         answer: || Err(LlmError::Unavailable(anyhow::anyhow!("503 from the model"))),
         calls: AtomicUsize::new(0),
     });
     let agent = w.agent(SOP, &[]).await;
-    let reason = failed_with(&w, &w.runner_with(model.clone(), Arc::new(PythonChecker::new("python3"))), agent).await;
+    let reason = failed_with(&w, &w.runner_with(model.clone(), w.checker()), agent).await;
     assert_eq!(model.calls.load(Ordering::Relaxed), 4, "one call and the three retries the definition allows");
     assert!(reason.contains("temporary problem"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_answers_nonsense_fails_creation_saying_so() {
-    let w = world("python3");
+    let w = world("python3").await;
     let model =
         Arc::new(Scripted { answer: || Ok("Sure! Here is your plan: be nice.".into()), calls: AtomicUsize::new(0) });
     let agent = w.agent(SOP, &[]).await;
-    let reason = failed_with(&w, &w.runner_with(model.clone(), Arc::new(PythonChecker::new("python3"))), agent).await;
+    let reason = failed_with(&w, &w.runner_with(model.clone(), w.checker()), agent).await;
     assert_eq!(model.calls.load(Ordering::Relaxed), 2, "the bad answer is shown back to the model once");
     assert!(reason.contains("AgentCreator's model failed") && reason.contains("requirements"), "{reason}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_model_that_refuses_fails_creation_with_its_reason() {
-    let w = world("python3");
+    let w = world("python3").await;
     let model = Arc::new(Scripted {
         answer: || Err(LlmError::Refused("400: the content was blocked".into())),
         calls: AtomicUsize::new(0),
     });
     let agent = w.agent(SOP, &[]).await;
-    let reason = failed_with(&w, &w.runner_with(model, Arc::new(PythonChecker::new("python3"))), agent).await;
+    let reason = failed_with(&w, &w.runner_with(model, w.checker()), agent).await;
     assert!(reason.contains("refused") && reason.contains("blocked"), "{reason}");
 }

@@ -5,11 +5,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oratio_core::ids::{AgentId, TenantId};
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeError, RuntimeStatus};
+use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, Invocation, RuntimeError, RuntimeStatus};
 use oratio_core::table::Table;
 use oratio_local::SqliteTable;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
-use serde_json::json;
+
+fn say(message: &str) -> Invocation {
+    Invocation {
+        message: message.into(),
+        history: vec![],
+        session_id: "s".into(),
+        customer: Default::default(),
+        details: Default::default(),
+        config: Default::default(),
+    }
+}
+
+/// (message, version, pid) of an echo.
+async fn echo(
+    host: &LocalAgentHost,
+    agent: &AgentRef,
+    message: &str,
+) -> Result<(String, String, String), RuntimeError> {
+    let answer = host.invoke(agent, "s", &say(message), None).await?;
+    let reply = answer.reply.strip_prefix("echo: ").expect("an echo").to_owned();
+    let mut parts = reply.split('|').map(str::to_owned);
+    Ok((parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default()))
+}
 
 const ECHO: &str = r#"
 import os
@@ -22,7 +44,11 @@ def handle(request):
         os._exit(3)
     if request.get("message") == "fail":
         raise RuntimeError("boom")
-    return {"reply": "echo: " + request.get("message", ""), "version": VERSION, "pid": os.getpid()}
+    if request.get("message") == "stream":
+        for word in ("one ", "two ", "three"):
+            oratio_agent.say(word)
+        return {"reply": "one two three"}
+    return {"reply": "echo: %s|%s|%d" % (request.get("message", ""), VERSION, os.getpid())}
 
 oratio_agent.serve(handle)
 "#;
@@ -72,10 +98,49 @@ async fn a_deployed_agent_answers_ping_and_invocations() {
     let f = fixture();
     f.host.deploy(&f.agent, &code("v1", ECHO)).await.expect("deployed");
     assert_eq!(settled(&f.host, &f.agent).await, RuntimeStatus::Ready { version: "v1".into() });
-    let answer = f.host.invoke(&f.agent, "session-1", json!({"message": "hello"})).await.expect("answered");
-    assert_eq!((answer["reply"].as_str(), answer["version"].as_str()), (Some("echo: hello"), Some("v1")));
-    let failed = f.host.invoke(&f.agent, "session-1", json!({"message": "fail"})).await;
+    let (said, version, _) = echo(&f.host, &f.agent, "hello").await.expect("answered");
+    assert_eq!((said.as_str(), version.as_str()), ("hello", "v1"));
+    let failed = f.host.invoke(&f.agent, "session-1", &say("fail"), None).await;
     assert!(matches!(failed, Err(RuntimeError::AgentFailed(ref reason)) if reason == "the agent failed"), "{failed:?}");
+    // Streamed: the pieces the agent says arrive before its answer.
+    let pieces = std::sync::Mutex::new(Vec::new());
+    let sink = |piece: &str| pieces.lock().expect("lock").push(piece.to_owned());
+    let streamed = f.host.invoke(&f.agent, "session-1", &say("stream"), Some(&sink)).await.expect("streamed");
+    assert_eq!(pieces.into_inner().expect("lock"), ["one ", "two ", "three"]);
+    assert_eq!(streamed.reply, "one two three");
+    f.host.stop(&f.agent).await.expect("stopped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_refuses_invocations_that_do_not_come_from_the_platform() {
+    let f = fixture();
+    f.host.deploy(&f.agent, &code("v1", ECHO)).await.expect("deployed");
+    settled(&f.host, &f.agent).await;
+    // Any local process can find the agent's loopback port; without the platform's secret it gets nothing.
+    let ports = std::fs::read_to_string(
+        f.dir
+            .path()
+            .join("runtimes")
+            .join(f.agent.tenant.as_str())
+            .join(f.agent.agent.as_str())
+            .join("v1")
+            .join("agent.log"),
+    )
+    .expect("the agent's log");
+    let port: u16 = ports
+        .split("127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("the port the agent logged");
+    let answer = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/invocations"))
+        .json(&serde_json::json!({"message": "hello"}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), 401);
+    assert!(echo(&f.host, &f.agent, "hello").await.is_ok(), "the platform still reaches it");
     f.host.stop(&f.agent).await.expect("stopped");
 }
 
@@ -84,12 +149,12 @@ async fn a_crashed_agent_is_restarted() {
     let f = fixture();
     f.host.deploy(&f.agent, &code("v1", ECHO)).await.expect("deployed");
     settled(&f.host, &f.agent).await;
-    let before = f.host.invoke(&f.agent, "s", json!({"message": "x"})).await.expect("answered")["pid"].clone();
-    let _ = f.host.invoke(&f.agent, "s", json!({"message": "crash"})).await;
+    let before = echo(&f.host, &f.agent, "x").await.expect("answered").2;
+    let _ = f.host.invoke(&f.agent, "s", &say("crash"), None).await;
     let mut after = None;
     for _ in 0..500 {
-        if let Ok(answer) = f.host.invoke(&f.agent, "s", json!({"message": "x"})).await {
-            after = Some(answer["pid"].clone());
+        if let Ok((_, _, pid)) = echo(&f.host, &f.agent, "x").await {
+            after = Some(pid);
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -129,7 +194,7 @@ async fn stopped_agents_stay_stopped_and_running_ones_come_back_after_a_restart(
     settled(&f.host, &paused).await;
     f.host.stop(&paused).await.expect("stopped");
     assert_eq!(f.host.status(&paused).await.expect("status"), RuntimeStatus::Stopped);
-    assert!(matches!(f.host.invoke(&paused, "s", json!({})).await, Err(RuntimeError::NotRunning)));
+    assert!(matches!(f.host.invoke(&paused, "s", &say(""), None).await, Err(RuntimeError::NotRunning)));
 
     // The platform restarts: a new host over the same directory and table.
     f.host.stop_all();
@@ -142,8 +207,8 @@ async fn stopped_agents_stay_stopped_and_running_ones_come_back_after_a_restart(
     again.deploy(&f.agent, &code("v2", ECHO)).await.expect("redeployed");
     let mut version = None;
     for _ in 0..500 {
-        if let Ok(answer) = again.invoke(&f.agent, "s", json!({"message": "x"})).await
-            && answer["version"] == "v2"
+        if let Ok((_, serving, _)) = echo(&again, &f.agent, "x").await
+            && serving == "v2"
         {
             version = Some(());
             break;

@@ -16,13 +16,18 @@ use axum::{Json, Router};
 use oratio_aws::{AgentCoreRuntime, AgentCoreSettings};
 use oratio_core::creator::{CreatorInput, create};
 use oratio_core::ids::{AgentId, TenantId};
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeError, RuntimeStatus, SESSION_HEADER};
+use oratio_core::llm::TextSink;
+use oratio_core::runtime::{
+    AgentCode, AgentRef, AgentRuntime, Invocation, RuntimeError, RuntimeStatus, SESSION_HEADER,
+};
 use oratio_core::table::Table;
 use oratio_local::SqliteTable;
 use oratio_local::checker::PythonChecker;
-use oratio_local::llm::LocalEngine;
+use oratio_local::engine::LocalEngine;
+use oratio_local::knowledge::LocalKnowledgeBase;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
-use oratio_tests::fixtures::{AbortOnDrop, SOP};
+use oratio_tests::embeddings::embeddings;
+use oratio_tests::fixtures::{AbortOnDrop, RuntimeApi, SOP, runtime_api};
 use oratio_tests::moto;
 use serde_json::{Value, json};
 
@@ -154,6 +159,8 @@ async fn list_runtimes(State(fake): State<Shared>) -> Response {
     Json(json!({"agentRuntimes": ids.iter().map(|id| fake.described(id, "READY")).collect::<Vec<_>>()})).into_response()
 }
 
+/// AgentCore's data plane: the invocation goes to the agent as it came; with
+/// `Accept: text/event-stream` the agent's events come back as a stream.
 async fn invoke(State(fake): State<Shared>, Path(arn): Path<String>, headers: HeaderMap, body: String) -> Response {
     let session = headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     if session.len() < 33 {
@@ -164,9 +171,19 @@ async fn invoke(State(fake): State<Shared>, Path(arn): Path<String>, headers: He
     else {
         return error(StatusCode::NOT_FOUND, "ResourceNotFoundException", "no such runtime");
     };
-    let payload: Value = serde_json::from_str(&body).expect("a JSON payload");
-    match fake.host.invoke(&agent, &session, payload).await {
-        Ok(answer) => ([("content-type", "application/json")], answer.to_string()).into_response(),
+    let invocation: Invocation = serde_json::from_str(&body).expect("an invocation");
+    let streams = headers.get("accept").and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/event-stream"));
+    let tokens = Mutex::new(String::new());
+    let sink = |piece: &str| {
+        let event = json!({"text": piece});
+        tokens.lock().expect("lock").push_str(&format!("event: token\ndata: {event}\n\n"));
+    };
+    match fake.host.invoke(&agent, &session, &invocation, streams.then_some(&sink as &TextSink)).await {
+        Ok(answer) if streams => {
+            let body = format!("{}event: answer\ndata: {}\n\n", tokens.lock().expect("lock"), json!(answer));
+            ([("content-type", "text/event-stream")], body).into_response()
+        }
+        Ok(answer) => ([("content-type", "application/json")], json!(answer).to_string()).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, "RuntimeClientError", &e.to_string()),
     }
 }
@@ -175,6 +192,8 @@ struct World {
     runtime: AgentCoreRuntime,
     fake: Shared,
     table: Arc<dyn Table>,
+    /// The runtime API the agents' code review reaches the local engine through.
+    api: RuntimeApi,
     _keep: (tempfile::TempDir, AbortOnDrop),
 }
 
@@ -185,8 +204,13 @@ async fn world() -> World {
     let s3 = oratio_aws::s3_client(&config);
     let bucket = moto::unique_name("agents").to_lowercase();
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
+    let blobs =
+        Arc::new(oratio_local::DirBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1").expect("blobs"));
+    let knowledge = Arc::new(LocalKnowledgeBase::new(dir.path().join("knowledge"), blobs, table.clone(), embeddings()));
+    let api = runtime_api(knowledge, Arc::new(LocalEngine::new(Some(embeddings())))).await;
     let host = LocalAgentHost::new(dir.path().join("runtimes"), "python3", table.clone(), HostLimits::default())
-        .expect("host");
+        .expect("host")
+        .with_env(api.agent_env());
     let fake = Arc::new(Fake {
         s3: s3.clone(),
         host,
@@ -219,18 +243,31 @@ async fn world() -> World {
         table.clone(),
         settings,
     );
-    World { runtime, fake, table, _keep: (dir, AbortOnDrop(server)) }
+    World { runtime, fake, table, api, _keep: (dir, AbortOnDrop(server)) }
 }
 
-async fn agent_code(version: &str) -> AgentCode {
+async fn agent_code(w: &World, agent: &AgentRef, version: &str) -> AgentCode {
     let input = CreatorInput {
+        agent,
         agent_name: "Front desk",
         sop: SOP,
         handoff_conditions: &[],
         greeting: Some("Hi, Bright Smile Dental here!"),
         version,
     };
-    create(input, &LocalEngine, &PythonChecker::new("python3")).await.expect("created").code
+    let checker = PythonChecker::new("python3").with_env(w.api.agent_env());
+    create(input, &LocalEngine::new(Some(embeddings())), &checker).await.expect("created").code
+}
+
+fn say(message: &str) -> Invocation {
+    Invocation {
+        message: message.into(),
+        history: vec![],
+        session_id: "s".into(),
+        customer: Default::default(),
+        details: Default::default(),
+        config: Default::default(),
+    }
 }
 
 async fn until_ready(runtime: &AgentCoreRuntime, agent: &AgentRef) -> RuntimeStatus {
@@ -249,23 +286,32 @@ async fn code_is_zipped_to_s3_deployed_invoked_updated_and_deleted() {
     let w = world().await;
     let agent = AgentRef { tenant: TenantId::generate(), agent: AgentId::generate() };
     assert_eq!(w.runtime.status(&agent).await.expect("status"), RuntimeStatus::Stopped);
-    assert!(matches!(w.runtime.invoke(&agent, "s", json!({})).await, Err(RuntimeError::NotRunning)));
+    assert!(matches!(w.runtime.invoke(&agent, "s", &say(""), None).await, Err(RuntimeError::NotRunning)));
 
-    w.runtime.deploy(&agent, &agent_code("v1").await).await.expect("deployed");
+    w.runtime.deploy(&agent, &agent_code(&w, &agent, "v1").await).await.expect("deployed");
     assert_eq!(until_ready(&w.runtime, &agent).await, RuntimeStatus::Ready { version: "v1".into() });
-    let answer = w.runtime.invoke(&agent, "conversation-1", json!({"message": ""})).await.expect("answer");
-    assert_eq!(answer["reply"], "Hi, Bright Smile Dental here!");
+    let answer = w.runtime.invoke(&agent, "conversation-1", &say(""), None).await.expect("answer");
+    assert_eq!(answer.reply, "Hi, Bright Smile Dental here!");
+    // Streamed: the agent's tokens arrive through AgentCore's event stream, then the answer.
+    let tokens = Mutex::new(Vec::new());
+    let sink = |piece: &str| tokens.lock().expect("lock").push(piece.to_owned());
+    let person = say("Can I speak to a real person?");
+    let streamed = w.runtime.invoke(&agent, "conversation-1", &person, Some(&sink)).await.expect("a streamed answer");
+    let tokens = tokens.into_inner().expect("lock");
+    assert!(tokens.len() > 1, "{tokens:?}");
+    assert_eq!(tokens.concat(), streamed.reply);
+    assert!(streamed.handoff.is_some(), "{streamed:?}");
     let session = w.fake.sessions.lock().expect("lock")[0].clone();
     assert!(session.starts_with(agent.agent.as_str()) && session.ends_with("conversation-1"), "{session}");
 
     // A new version updates the same runtime.
-    w.runtime.deploy(&agent, &agent_code("v2").await).await.expect("redeployed");
+    w.runtime.deploy(&agent, &agent_code(&w, &agent, "v2").await).await.expect("redeployed");
     assert_eq!(until_ready(&w.runtime, &agent).await, RuntimeStatus::Ready { version: "v2".into() });
 
     // Stopping deletes the runtime; the agent is then not running.
     w.runtime.stop(&agent).await.expect("stopped");
     assert_eq!(w.runtime.status(&agent).await.expect("status"), RuntimeStatus::Stopped);
-    assert!(matches!(w.runtime.invoke(&agent, "s", json!({})).await, Err(RuntimeError::NotRunning)));
+    assert!(matches!(w.runtime.invoke(&agent, "s", &say(""), None).await, Err(RuntimeError::NotRunning)));
     assert_eq!(*w.fake.calls.lock().expect("lock"), ["create", "update", "delete"]);
     w.fake.host.stop_all();
 }
@@ -274,11 +320,11 @@ async fn code_is_zipped_to_s3_deployed_invoked_updated_and_deleted() {
 async fn a_runtime_created_but_never_recorded_is_found_by_name_and_updated() {
     let w = world().await;
     let agent = AgentRef { tenant: TenantId::generate(), agent: AgentId::generate() };
-    w.runtime.deploy(&agent, &agent_code("v1").await).await.expect("deployed");
+    w.runtime.deploy(&agent, &agent_code(&w, &agent, "v1").await).await.expect("deployed");
     // A crash between CreateAgentRuntime and the table write loses the record.
     let key = oratio_core::table::Key::new(format!("RUNTIME#{}#{}", agent.tenant, agent.agent), "AGENTCORE");
     w.table.delete(&key, None).await.expect("forgotten");
-    w.runtime.deploy(&agent, &agent_code("v2").await).await.expect("deployed again");
+    w.runtime.deploy(&agent, &agent_code(&w, &agent, "v2").await).await.expect("deployed again");
     assert_eq!(until_ready(&w.runtime, &agent).await, RuntimeStatus::Ready { version: "v2".into() });
     assert_eq!(*w.fake.calls.lock().expect("lock"), ["create", "update"]);
     w.fake.host.stop_all();

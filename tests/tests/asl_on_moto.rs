@@ -9,12 +9,12 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use oratio_core::agents::{self, AgentKind, AgentStatus, NewAgent};
+use oratio_core::creation::{CreationTasks, DEFINITION};
 use oratio_core::identity::{Email, UserId};
 use oratio_core::ids::TenantId;
 use oratio_core::table::Table;
 use oratio_core::tenancy::{Membership, Role};
 use oratio_core::workflow::TaskInvoker;
-use oratio_core::creation::{CreationTasks, DEFINITION};
 use oratio_local::checker::PythonChecker;
 use oratio_local::knowledge::LocalKnowledgeBase;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
@@ -46,16 +46,25 @@ async fn the_agent_creation_definition_runs_green_on_motos_engine() {
     let dir = tempfile::tempdir().expect("tempdir");
     let table: Arc<dyn Table> = Arc::new(SqliteTable::open(dir.path().join("t.sqlite3")).expect("sqlite"));
     let blobs = Arc::new(DirBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1").expect("blobs"));
+    let knowledge = Arc::new(LocalKnowledgeBase::new(
+        dir.path().join("knowledge"),
+        blobs.clone(),
+        table.clone(),
+        oratio_tests::embeddings::embeddings(),
+    ));
+    let llm: Arc<dyn oratio_core::llm::Llm> = Arc::new(oratio_local::engine::LocalEngine::default());
+    let api = oratio_tests::fixtures::runtime_api(knowledge.clone(), llm.clone()).await;
     let host = Arc::new(
         LocalAgentHost::new(dir.path().join("runtimes"), "python3", table.clone(), HostLimits::default())
-            .expect("host"),
+            .expect("host")
+            .with_env(api.agent_env()),
     );
     let tasks = Arc::new(CreationTasks {
         table: table.clone(),
         blobs: blobs.clone(),
-        knowledge: Arc::new(LocalKnowledgeBase::new(dir.path().join("knowledge"), blobs.clone(), table.clone())),
-        llm: Arc::new(oratio_local::llm::LocalEngine),
-        checker: Arc::new(PythonChecker::new("python3")),
+        knowledge,
+        llm,
+        checker: Arc::new(PythonChecker::new("python3").with_env(api.agent_env())),
         runtime: host.clone(),
         push: Arc::new(ConnectionRegistry::new()),
     });

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use oratio_core::agents::{self, AgentStatus, NewAgent, ProgressStep, StepStatus};
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeError, RuntimeStatus};
+use oratio_core::llm::TextSink;
+use oratio_core::runtime::{AgentAnswer, AgentCode, AgentRef, AgentRuntime, Invocation, RuntimeError, RuntimeStatus};
 use oratio_functions::deps::{ConversationSettings, Deps};
 use oratio_tests::fixtures::{local_auth, registered_admin};
 use oratio_tests::platform::{TestPlatform, next_event};
@@ -273,14 +274,18 @@ impl AgentRuntime for Scripted {
         Ok(RuntimeStatus::Ready { version: "v1".into() })
     }
 
-    async fn invoke(&self, _: &AgentRef, _: &str, payload: Value) -> Result<Value, RuntimeError> {
+    async fn invoke(
+        &self,
+        _: &AgentRef,
+        _: &str,
+        invocation: &Invocation,
+        _: Option<&TextSink<'_>>,
+    ) -> Result<AgentAnswer, RuntimeError> {
         self.invoked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(self.delay).await;
-        let history = payload["history"].as_array().map_or(0, Vec::len);
-        Ok(
-            json!({"reply": format!("{} after {history}", payload["message"].as_str().unwrap_or_default()), "sources": [], "handoff": null,
-                  "usage": {"input_tokens": 7, "output_tokens": 3}}),
-        )
+        let answer = json!({"reply": format!("{} after {}", invocation.message, invocation.history.len()),
+            "usage": {"input_tokens": 7, "output_tokens": 3}});
+        AgentAnswer::parse(answer.to_string().as_bytes())
     }
 
     async fn stop(&self, _: &AgentRef) -> Result<(), RuntimeError> {

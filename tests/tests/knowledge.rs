@@ -22,7 +22,12 @@ async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let blobs = Arc::new(DirBlobStore::open(dir.path().join("blobs"), "http://127.0.0.1").expect("blobs"));
     let table = Arc::new(SqliteTable::open(dir.path().join("t.sqlite3")).expect("sqlite"));
-    let kb = LocalKnowledgeBase::new(dir.path().join("knowledge"), blobs.clone(), table);
+    let kb = LocalKnowledgeBase::new(
+        dir.path().join("knowledge"),
+        blobs.clone(),
+        table,
+        oratio_tests::embeddings::embeddings(),
+    );
     let scope = KnowledgeScope { tenant: TenantId::generate(), agent: AgentId::generate() };
     Fixture { kb, blobs, scope, _dir: dir }
 }

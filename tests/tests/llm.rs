@@ -7,7 +7,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use oratio_core::llm::{Llm, LlmError, Message, Prompt};
-use oratio_local::llm::{LocalEngine, OpenAiCompatibleLlm};
+use oratio_local::engine::LocalEngine;
+use oratio_local::llm::OpenAiCompatibleLlm;
 use serde_json::{Value, json};
 
 /// What a fake provider saw, and what it answers next.
@@ -138,7 +139,7 @@ async fn openai_compatible_endpoints_get_chat_completions() {
 async fn the_local_engine_answers_from_the_knowledge_it_is_given_and_cites_it() {
     let system = "You are the front desk.\nKnowledge:\n[1] (faq.md, Opening hours) We are open Monday to Friday 8am to 6pm. On Saturdays we open at 9am.\n[2] (prices.csv, rows 2-4) service: Teeth whitening; price: 250\n";
     let ask = |q: &str| Prompt::new(system, vec![Message::user(q)]);
-    let engine = LocalEngine;
+    let engine = LocalEngine::default();
     let answer = engine.complete(&ask("What time do you open on Saturdays?")).await.expect("answer");
     assert_eq!(answer.text, "On Saturdays we open at 9am. (source: faq.md, Opening hours)");
     let again = engine.complete(&ask("What time do you open on Saturdays?")).await.expect("answer");
@@ -155,7 +156,8 @@ async fn every_adapter_refuses_a_prompt_without_a_user_turn_before_calling_anyon
     let (bedrock, provider) = bedrock().await;
     let openai = OpenAiCompatibleLlm::new("http://127.0.0.1:9/v1", "m", None);
     let bad = Prompt::new("system", vec![Message::assistant("hello")]);
-    let adapters: [&dyn Llm; 3] = [&bedrock, &openai, &LocalEngine];
+    let local = LocalEngine::default();
+    let adapters: [&dyn Llm; 3] = [&bedrock, &openai, &local];
     for llm in adapters {
         assert!(matches!(llm.complete(&bad).await, Err(LlmError::Invalid(_))), "{}", llm.model());
     }

@@ -107,8 +107,13 @@ async fn step_functions_task_event_is_dispatched_by_its_task_name() {
     let tasks = CreationTasks {
         table: table.clone(),
         blobs: blobs.clone(),
-        knowledge: Arc::new(oratio_local::knowledge::LocalKnowledgeBase::new(dir.path().join("k"), blobs, table)),
-        llm: Arc::new(oratio_local::llm::LocalEngine),
+        knowledge: Arc::new(oratio_local::knowledge::LocalKnowledgeBase::new(
+            dir.path().join("k"),
+            blobs,
+            table,
+            oratio_tests::embeddings::embeddings(),
+        )),
+        llm: Arc::new(oratio_local::engine::LocalEngine::default()),
         checker: Arc::new(oratio_local::checker::PythonChecker::new("python3")),
         runtime: Arc::new(host),
         push: Arc::new(ConnectionRegistry::new()),

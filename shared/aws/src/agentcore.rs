@@ -16,10 +16,13 @@ use aws_sdk_bedrockagentcorecontrol::types::{
 };
 use aws_smithy_types::Blob;
 use oratio_core::blob::BlobKey;
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, ORATIO_AGENT_PACKAGE, RuntimeError, RuntimeStatus};
+use oratio_core::llm::TextSink;
+use oratio_core::runtime::{
+    AgentAnswer, AgentCode, AgentRef, AgentRuntime, AnswerStream, Invocation, ORATIO_AGENT_PACKAGE, RuntimeError,
+    RuntimeStatus,
+};
 use oratio_core::table::{Item, Key, Table, TableError};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// Extra environment for an agent (the platform's URL and the agent's token).
 pub type AgentEnv = Arc<dyn Fn(&AgentRef) -> Vec<(String, String)> + Send + Sync>;
@@ -228,16 +231,23 @@ impl AgentRuntime for AgentCoreRuntime {
         })
     }
 
-    async fn invoke(&self, agent: &AgentRef, session: &str, payload: Value) -> Result<Value, RuntimeError> {
+    async fn invoke(
+        &self,
+        agent: &AgentRef,
+        session: &str,
+        invocation: &Invocation,
+        text: Option<&TextSink<'_>>,
+    ) -> Result<AgentAnswer, RuntimeError> {
         let deployment = self.deployment(agent).await?.ok_or(RuntimeError::NotRunning)?;
+        let payload = serde_json::to_vec(invocation).map_err(|e| RuntimeError::Invalid(e.to_string()))?;
         let sent = self
             .data
             .invoke_agent_runtime()
             .agent_runtime_arn(&deployment.runtime_arn)
             .runtime_session_id(runtime_session_id(agent, session))
             .content_type("application/json")
-            .accept("application/json")
-            .payload(Blob::new(payload.to_string()))
+            .accept(if text.is_some() { "text/event-stream" } else { "application/json" })
+            .payload(Blob::new(payload))
             .send()
             .await;
         let output = match sent {
@@ -256,8 +266,17 @@ impl AgentRuntime for AgentCoreRuntime {
                 });
             }
         };
-        let body = output.response.collect().await.map_err(|e| RuntimeError::Unavailable(e.into()))?.into_bytes();
-        serde_json::from_slice(&body).map_err(|e| RuntimeError::AgentFailed(format!("the answer is not JSON ({e})")))
+        let streamed = output.content_type.starts_with("text/event-stream");
+        let mut body = output.response;
+        if let (Some(text), true) = (text, streamed) {
+            let mut stream = AnswerStream::new(text);
+            while let Some(chunk) = body.next().await {
+                stream.feed(&chunk.map_err(|e| RuntimeError::Unavailable(e.into()))?);
+            }
+            return stream.finish();
+        }
+        let body = body.collect().await.map_err(|e| RuntimeError::Unavailable(e.into()))?.into_bytes();
+        AgentAnswer::parse(&body)
     }
 
     /// AgentCore has no pause: the runtime is deleted, and resuming deploys it again.

@@ -11,7 +11,7 @@ pub mod ses;
 pub mod sfn;
 
 pub use agentcore::{AgentCoreRuntime, AgentCoreSettings};
-pub use bedrock::BedrockLlm;
+pub use bedrock::{BedrockLlm, TitanEmbeddings};
 pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
 pub use knowledge::{BedrockKnowledgeBase, KnowledgeBaseSettings};

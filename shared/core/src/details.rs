@@ -26,12 +26,11 @@ impl DetailKind {
         let n = name.to_lowercase();
         let said: Vec<&str> = n.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
         // Short names match whole words ("id", not "provide"); longer ones anywhere.
-        let has = |words: &[&str]| {
-            words.iter().any(|w| if w.len() <= 4 { said.contains(w) } else { n.contains(w) })
-        };
+        let has = |words: &[&str]| words.iter().any(|w| if w.len() <= 4 { said.contains(w) } else { n.contains(w) });
         if has(&["email", "e-mail"]) {
             Self::Email
-        } else if has(&["phone", "mobile", "telephone", "cell", "contact number", "callback", "call back", "whatsapp"]) {
+        } else if has(&["phone", "mobile", "telephone", "cell", "contact number", "callback", "call back", "whatsapp"])
+        {
             Self::Phone
         } else if has(&["postcode", "post code", "postal code", "zip", "eircode"]) {
             Self::Postcode
@@ -46,12 +45,37 @@ impl DetailKind {
         } else if has(&["time", "hour", "slot"]) {
             Self::Time
         } else if has(&[
-            "number", "reference", "ref", "id", "code", "no", "registration", "reg", "serial", "ticket", "licence",
-            "license", "plate", "vin", "iban", "account", "policy", "claim", "invoice", "order", "tracking",
-            "membership", "booking", "reservation", "confirmation", "case",
+            "number",
+            "reference",
+            "ref",
+            "id",
+            "code",
+            "no",
+            "registration",
+            "reg",
+            "serial",
+            "ticket",
+            "licence",
+            "license",
+            "plate",
+            "vin",
+            "iban",
+            "account",
+            "policy",
+            "claim",
+            "invoice",
+            "order",
+            "tracking",
+            "membership",
+            "booking",
+            "reservation",
+            "confirmation",
+            "case",
         ]) {
             if n.contains("name") { Self::Text } else { Self::Reference }
-        } else if has(&["name", "surname", "who is calling", "caller's name"]) && !has(&["company", "business", "pet", "dog", "cat", "product", "item", "service", "street"]) {
+        } else if has(&["name", "surname", "who is calling", "caller's name"])
+            && !has(&["company", "business", "pet", "dog", "cat", "product", "item", "service", "street"])
+        {
             Self::PersonName
         } else {
             Self::Text

@@ -29,6 +29,11 @@ pub struct ComponentHealth {
 pub trait HealthCheck: Send + Sync {
     fn name(&self) -> &'static str;
     fn backend(&self) -> &'static str;
+    /// Whether the platform is down without it; a component that is not (the embedding
+    /// engine: the platform works on words without it) is only `degraded` when it fails.
+    fn essential(&self) -> bool {
+        true
+    }
     /// Succeeds when the component can serve; the error says why not (never a secret).
     async fn probe(&self) -> Result<(), String>;
 }

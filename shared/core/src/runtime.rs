@@ -236,7 +236,10 @@ impl From<AnswerWire> for AgentAnswer {
             reply: wire.reply,
             sources: wire.sources,
             handoff: wire.handoff.filter(|h| h.requested).map(|h| Handoff {
-                reason: h.reason.filter(|r| !r.trim().is_empty()).unwrap_or_else(|| "the agent asked for a person".into()),
+                reason: h
+                    .reason
+                    .filter(|r| !r.trim().is_empty())
+                    .unwrap_or_else(|| "the agent asked for a person".into()),
                 summary: h.summary.filter(|s| !s.trim().is_empty()),
             }),
             details,
@@ -272,9 +275,10 @@ impl<'a> AnswerStream<'a> {
         for event in self.events.feed(bytes) {
             match event.name.as_str() {
                 "token" => {
-                    if let Some(piece) = serde_json::from_str::<Value>(&event.data).ok().and_then(|v| {
-                        v["text"].as_str().map(str::to_owned)
-                    }) {
+                    if let Some(piece) = serde_json::from_str::<Value>(&event.data)
+                        .ok()
+                        .and_then(|v| v["text"].as_str().map(str::to_owned))
+                    {
                         (self.text)(&piece);
                     }
                 }
@@ -293,7 +297,8 @@ impl<'a> AnswerStream<'a> {
 
     /// The answer, once the body has ended.
     pub fn finish(self) -> Result<AgentAnswer, RuntimeError> {
-        self.answer.unwrap_or_else(|| Err(RuntimeError::AgentFailed("the agent's stream ended without an answer".into())))
+        self.answer
+            .unwrap_or_else(|| Err(RuntimeError::AgentFailed("the agent's stream ended without an answer".into())))
     }
 }
 

@@ -37,11 +37,11 @@ if report["compiles"]:
         report["findings"].append("agent.py must define handle(request) and call oratio_agent.serve(handle) under __main__")
     if report["has_entrypoint"] and not report["disallowed_imports"]:
         try:
-            run = subprocess.run([sys.executable, "smoke_test.py"], capture_output=True, text=True, timeout=60)
+            run = subprocess.run([sys.executable, "smoke_test.py"], capture_output=True, text=True, timeout=360)
             lines = [l for l in run.stdout.splitlines() if l.strip()]
             result = json.loads(lines[-1]) if lines else {"passed": False, "failures": [run.stderr.strip()[-300:]]}
         except subprocess.TimeoutExpired:
-            result = {"passed": False, "failures": ["the smoke conversation did not finish within 60 s"]}
+            result = {"passed": False, "failures": ["the smoke conversation did not finish within 6 minutes"]}
         except ValueError:
             result = {"passed": False, "failures": [run.stderr.strip()[-300:] or "the smoke conversation printed no report"]}
         report["smoke_passed"] = bool(result.get("passed"))

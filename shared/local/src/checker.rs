@@ -1,5 +1,6 @@
 //! `CodeChecker` with the machine's Python: compiles the code, checks its imports and
-//! entrypoint, and runs its smoke conversation, in a scratch directory, offline.
+//! entrypoint, and runs its smoke conversation, in a scratch directory, as the agent (its
+//! model calls and knowledge searches go to the platform's runtime API).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,24 +8,35 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use oratio_core::creator::{CodeChecker, CodeReport};
-use oratio_core::runtime::AgentCode;
+use oratio_core::runtime::{AgentCode, AgentRef};
+
+use crate::runtime::AgentEnv;
 
 const CHECKER: &str = include_str!("checker.py");
 
 pub struct PythonChecker {
     python: PathBuf,
     timeout: Duration,
+    /// Where the agent under review reaches the platform; without it the review runs offline.
+    env: Option<AgentEnv>,
 }
 
 impl PythonChecker {
     pub fn new(python: impl Into<PathBuf>) -> Self {
-        Self { python: python.into(), timeout: Duration::from_secs(120) }
+        Self { python: python.into(), timeout: Duration::from_secs(420), env: None }
+    }
+
+    /// Runs each smoke conversation with the agent's environment (the platform's URL and
+    /// the agent's runtime token).
+    pub fn with_env(mut self, env: AgentEnv) -> Self {
+        self.env = Some(env);
+        self
     }
 }
 
 #[async_trait]
 impl CodeChecker for PythonChecker {
-    async fn check(&self, code: &AgentCode) -> Result<CodeReport, anyhow::Error> {
+    async fn check(&self, agent: &AgentRef, code: &AgentCode) -> Result<CodeReport, anyhow::Error> {
         code.validate().map_err(|e| anyhow!("{e}"))?;
         let scratch = tempfile::tempdir().context("a scratch directory")?;
         let lib = scratch.path().join("lib");
@@ -40,14 +52,19 @@ impl CodeChecker for PythonChecker {
             std::fs::write(file, content)?;
         }
         std::fs::write(scratch.path().join("checker.py"), CHECKER)?;
-        let run = tokio::process::Command::new(&self.python)
+        let mut command = tokio::process::Command::new(&self.python);
+        command
             .arg(scratch.path().join("checker.py"))
             .current_dir(&work)
             .env("PYTHONPATH", format!("{}:{}", lib.display(), work.display()))
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env_remove("ORATIO_PLATFORM_URL")
-            .kill_on_drop(true)
-            .output();
+            .env_remove("ORATIO_RUNTIME_TOKEN")
+            .kill_on_drop(true);
+        if let Some(env) = &self.env {
+            command.envs(env(agent));
+        }
+        let run = command.output();
         let output = tokio::time::timeout(self.timeout, run)
             .await
             .map_err(|_| anyhow!("the code review did not finish within {:?}", self.timeout))?

@@ -1,10 +1,14 @@
 //! `KnowledgeBase` on one machine: text extracted from each document (plain text,
 //! Markdown, HTML, CSV, PDF), cut into overlapping passages that keep their place, and
-//! indexed per agent with tantivy (BM25 over English-stemmed title and text).
+//! indexed per agent twice: with tantivy (BM25 over English-stemmed title and text) and,
+//! when an embedding engine is there, as vectors. Retrieval is hybrid: the two rankings
+//! are fused (reciprocal rank fusion), so a question finds its passage by its words or by
+//! its meaning; without vectors it is BM25 alone.
 //!
-//! An agent's index lives in `<root>/<tenant>/<agent>/<job>/`; `current` names the live one,
-//! replaced atomically when an ingestion completes, so searches never see half an index.
-//! Job status is kept in the table (`KNOWLEDGE#<tenant>#<agent>` / `JOB#<job>`).
+//! An agent's index lives in `<root>/<tenant>/<agent>/<job>/` (tantivy's files, and
+//! `passages.json` with `vectors.bin` beside them); `current` names the live one, replaced
+//! atomically when an ingestion completes, so searches never see half an index. Job status
+//! is kept in the table (`KNOWLEDGE#<tenant>#<agent>` / `JOB#<job>`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context as _, anyhow};
 use async_trait::async_trait;
 use oratio_core::blob::{BlobStore, tenant_prefix};
+use oratio_core::embeddings::{Embeddings, TextKind, cosine, embed_all};
 use oratio_core::knowledge::{
     IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeError, KnowledgeScope, Passage, Section, SourceDocument,
     chunk,
@@ -25,14 +30,47 @@ use tantivy::{Index, IndexReader, TantivyDocument, doc};
 
 const PASSAGE_CHARS: usize = 900;
 const OVERLAP_CHARS: usize = 150;
-const CSV_ROWS_PER_SECTION: usize = 25;
 const TEXT_LINES_PER_SECTION: usize = 40;
+/// How deep each ranking goes before the two are fused.
+const CANDIDATES: usize = 50;
+/// Reciprocal rank fusion's constant (Cormack et al.): rank r scores 1 / (K + r).
+const FUSION_K: f32 = 60.0;
 
 pub struct LocalKnowledgeBase {
     root: PathBuf,
     blobs: Arc<dyn BlobStore>,
     table: Arc<dyn Table>,
-    readers: Mutex<HashMap<PathBuf, IndexReader>>,
+    embeddings: Arc<dyn Embeddings>,
+    indexes: Mutex<HashMap<PathBuf, Arc<Live>>>,
+}
+
+/// An index being searched: tantivy's reader, and the passages with their vectors.
+struct Live {
+    reader: IndexReader,
+    index: Index,
+    fields: Fields,
+    passages: Vec<Passage>,
+    vectors: Option<Vectors>,
+}
+
+/// Every passage's vector, in passage order, from one model.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct VectorsHeader {
+    model: String,
+    dimensions: usize,
+    count: usize,
+}
+
+struct Vectors {
+    model: String,
+    dimensions: usize,
+    data: Vec<f32>,
+}
+
+impl Vectors {
+    fn of(&self, passage: usize) -> &[f32] {
+        &self.data[passage * self.dimensions..(passage + 1) * self.dimensions]
+    }
 }
 
 struct Fields {
@@ -40,6 +78,7 @@ struct Fields {
     title: Field,
     location: Field,
     text: Field,
+    passage: Field,
 }
 
 fn schema() -> (Schema, Fields) {
@@ -56,6 +95,7 @@ fn schema() -> (Schema, Fields) {
         title: builder.add_text_field("title", stemmed.clone()),
         location: builder.add_text_field("location", STORED),
         text: builder.add_text_field("text", stemmed),
+        passage: builder.add_u64_field("passage", STORED),
     };
     (builder.build(), fields)
 }
@@ -69,8 +109,13 @@ fn job_key(scope: &KnowledgeScope, job: &IngestionJob) -> Key {
 }
 
 impl LocalKnowledgeBase {
-    pub fn new(root: impl Into<PathBuf>, blobs: Arc<dyn BlobStore>, table: Arc<dyn Table>) -> Self {
-        Self { root: root.into(), blobs, table, readers: Mutex::new(HashMap::new()) }
+    pub fn new(
+        root: impl Into<PathBuf>,
+        blobs: Arc<dyn BlobStore>,
+        table: Arc<dyn Table>,
+        embeddings: Arc<dyn Embeddings>,
+    ) -> Self {
+        Self { root: root.into(), blobs, table, embeddings, indexes: Mutex::new(HashMap::new()) }
     }
 
     fn scope_dir(&self, scope: &KnowledgeScope) -> PathBuf {
@@ -123,13 +168,25 @@ impl LocalKnowledgeBase {
                 }
             }
         }
+        let mut passages = Vec::new();
+        for (document, sections) in &extracted {
+            for piece in chunk(sections, PASSAGE_CHARS, OVERLAP_CHARS) {
+                passages.push(Passage {
+                    document_id: document.document_id.clone(),
+                    title: document.title.clone(),
+                    location: piece.location,
+                    text: piece.text,
+                    score: 0.0,
+                });
+            }
+        }
+        let vectors = self.vectors(&passages).await;
         let dir = self.scope_dir(scope);
         let job_dir = dir.join(&job.0);
-        let written = tokio::task::spawn_blocking(move || write_index(&dir, &job_dir, &extracted)).await;
+        let count = passages.len() as u32;
+        let written = tokio::task::spawn_blocking(move || write_index(&dir, &job_dir, &passages, vectors)).await;
         match written {
-            Ok(Ok(passages)) => {
-                IngestionStatus::Complete { documents: documents.len() as u32, passages: Some(passages) }
-            }
+            Ok(Ok(())) => IngestionStatus::Complete { documents: documents.len() as u32, passages: Some(count) },
             Ok(Err(e)) => {
                 tracing::error!(cause = %format!("{e:#}"), "building a knowledge index failed");
                 IngestionStatus::Failed { reason: "the knowledge index could not be built".into() }
@@ -138,48 +195,99 @@ impl LocalKnowledgeBase {
         }
     }
 
-    fn reader(&self, scope: &KnowledgeScope) -> Result<Option<(IndexReader, Fields, Index)>, KnowledgeError> {
+    /// The passages' vectors, when the embedding engine answers (else the index is BM25 only).
+    async fn vectors(&self, passages: &[Passage]) -> Option<Vectors> {
+        let texts: Vec<String> = passages.iter().map(|p| format!("{}: {}", p.title, p.text)).collect();
+        match embed_all(self.embeddings.as_ref(), &texts, TextKind::Passage).await {
+            Ok(vectors) if !vectors.is_empty() => {
+                let dimensions = vectors[0].len();
+                if vectors.iter().any(|v| v.len() != dimensions) {
+                    tracing::warn!("the embedding engine answered vectors of different sizes; indexing words only");
+                    return None;
+                }
+                Some(Vectors { model: self.embeddings.model().to_owned(), dimensions, data: vectors.concat() })
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::info!(cause = %e, "no passage vectors: the index searches by words only");
+                None
+            }
+        }
+    }
+
+    /// The live index of a scope, opened once and kept while it stays current.
+    fn live(&self, scope: &KnowledgeScope) -> Result<Option<Arc<Live>>, KnowledgeError> {
         let dir = self.scope_dir(scope);
         let current = match std::fs::read_to_string(dir.join("current")) {
             Ok(name) => dir.join(name.trim()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(backend(e)),
         };
+        if let Some(live) = self.indexes.lock().unwrap_or_else(|p| p.into_inner()).get(&current) {
+            return Ok(Some(live.clone()));
+        }
         let index = Index::open_in_dir(&current).map_err(backend)?;
         let (_, fields) = schema();
-        let mut readers = self.readers.lock().unwrap_or_else(|p| p.into_inner());
-        let reader = match readers.get(&current) {
-            Some(reader) => reader.clone(),
-            None => {
-                let reader = index.reader().map_err(backend)?;
-                readers.retain(|path, _| path.starts_with(&self.root) && path.exists());
-                readers.insert(current, reader.clone());
-                reader
-            }
+        let reader = index.reader().map_err(backend)?;
+        let passages: Vec<Passage> = match std::fs::read(current.join("passages.json")) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(backend)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(backend(e)),
         };
-        Ok(Some((reader, fields, index)))
+        let vectors = read_vectors(&current.join("vectors.bin")).map_err(backend)?;
+        let live = Arc::new(Live { reader, index, fields, passages, vectors });
+        let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        indexes.retain(|path, _| path.starts_with(&self.root) && path.exists());
+        indexes.insert(current, live.clone());
+        Ok(Some(live))
     }
 }
 
-fn write_index(dir: &Path, job_dir: &Path, documents: &[(SourceDocument, Vec<Section>)]) -> anyhow::Result<u32> {
+fn read_vectors(path: &Path) -> anyhow::Result<Option<Vectors>> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let newline = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| anyhow!("vectors.bin has no header"))?;
+    let header: VectorsHeader = serde_json::from_slice(&bytes[..newline])?;
+    let body = &bytes[newline + 1..];
+    if body.len() != header.count * header.dimensions * 4 {
+        return Err(anyhow!("vectors.bin is cut short"));
+    }
+    let data = body.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    Ok(Some(Vectors { model: header.model, dimensions: header.dimensions, data }))
+}
+
+fn write_vectors(path: &Path, vectors: &Vectors) -> anyhow::Result<()> {
+    let count = vectors.data.len() / vectors.dimensions.max(1);
+    let header = VectorsHeader { model: vectors.model.clone(), dimensions: vectors.dimensions, count };
+    let mut bytes = serde_json::to_vec(&header)?;
+    bytes.push(b'\n');
+    bytes.extend(vectors.data.iter().flat_map(|x| x.to_le_bytes()));
+    crate::files::write_private(path, &bytes)
+}
+
+fn write_index(dir: &Path, job_dir: &Path, passages: &[Passage], vectors: Option<Vectors>) -> anyhow::Result<()> {
     std::fs::create_dir_all(job_dir).context("creating the index directory")?;
     let (schema, f) = schema();
     let index = Index::create_in_dir(job_dir, schema).context("creating the index")?;
     let mut writer = index.writer_with_num_threads(1, 20_000_000).context("opening the index writer")?;
-    let mut passages = 0;
-    for (document, sections) in documents {
-        for passage in chunk(sections, PASSAGE_CHARS, OVERLAP_CHARS) {
-            writer.add_document(doc!(
-                f.document_id => document.document_id.clone(),
-                f.title => document.title.clone(),
-                f.location => passage.location,
-                f.text => passage.text,
-            ))?;
-            passages += 1;
-        }
+    for (number, passage) in passages.iter().enumerate() {
+        writer.add_document(doc!(
+            f.document_id => passage.document_id.clone(),
+            f.title => passage.title.clone(),
+            f.location => passage.location.clone(),
+            f.text => passage.text.clone(),
+            f.passage => number as u64,
+        ))?;
     }
     writer.commit().context("committing the index")?;
     writer.wait_merging_threads().context("finishing the index")?;
+    crate::files::write_private(&job_dir.join("passages.json"), &serde_json::to_vec(passages)?)?;
+    if let Some(vectors) = &vectors {
+        write_vectors(&job_dir.join("vectors.bin"), vectors)?;
+    }
     let name =
         job_dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("an index directory without a name"))?;
     crate::files::write_private(&dir.join("current"), name.as_bytes())?;
@@ -190,7 +298,7 @@ fn write_index(dir: &Path, job_dir: &Path, documents: &[(SourceDocument, Vec<Sec
             let _ = std::fs::remove_dir_all(path);
         }
     }
-    Ok(passages)
+    Ok(())
 }
 
 /// The sections of a document, by content type (or file extension when the type is generic).
@@ -318,31 +426,26 @@ fn decode_entities(text: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// Rows as `column: value` lines, in sections of rows; the location names the rows
+/// Each row as `column: value; …`, a section of its own, so an answer can cite the row
 /// (counting the header as row 1, as a spreadsheet does).
 fn csv_sections(bytes: &[u8]) -> Result<Vec<Section>, String> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let headers: Vec<String> =
         reader.headers().map_err(|e| format!("the CSV is malformed ({e})"))?.iter().map(str::to_owned).collect();
-    let mut rows = Vec::new();
-    for record in reader.records() {
+    let mut sections = Vec::new();
+    for (i, record) in reader.records().enumerate() {
         let record = record.map_err(|e| format!("the CSV is malformed ({e})"))?;
         let line: Vec<String> = headers
             .iter()
             .zip(record.iter())
             .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(h, v)| format!("{h}: {v}"))
+            .map(|(h, v)| format!("{}: {}", h.trim(), v.trim()))
             .collect();
-        rows.push(line.join("; "));
+        if !line.is_empty() {
+            sections.push(Section { location: format!("row {}", i + 2), text: line.join("; ") });
+        }
     }
-    Ok(rows
-        .chunks(CSV_ROWS_PER_SECTION)
-        .enumerate()
-        .map(|(i, block)| {
-            let first = i * CSV_ROWS_PER_SECTION + 2;
-            Section { location: format!("rows {first}-{}", first + block.len() - 1), text: block.join("\n") }
-        })
-        .collect())
+    Ok(sections)
 }
 
 #[async_trait]
@@ -382,35 +485,75 @@ impl KnowledgeBase for LocalKnowledgeBase {
         if query.trim().is_empty() || limit == 0 {
             return Ok(vec![]);
         }
-        let Some((reader, f, index)) = self.reader(scope)? else { return Ok(vec![]) };
-        let searcher = reader.searcher();
-        let mut parser = QueryParser::for_index(&index, vec![f.title, f.text]);
-        parser.set_field_boost(f.title, 1.5);
-        let (query, _) = parser.parse_query_lenient(query);
-        let top = searcher.search(&query, &TopDocs::with_limit(limit.min(50))).map_err(backend)?;
-        let mut passages = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            let document: TantivyDocument = searcher.doc(address).map_err(backend)?;
-            let text = |field: Field| document.get_first(field).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
-            passages.push(Passage {
-                document_id: text(f.document_id),
-                title: text(f.title),
-                location: text(f.location),
-                text: text(f.text),
-                score,
-            });
-        }
-        Ok(passages)
+        let Some(live) = self.live(scope)? else { return Ok(vec![]) };
+        let by_words = lexical(&live, query)?;
+        let by_meaning = match &live.vectors {
+            Some(vectors) if vectors.model == self.embeddings.model() => {
+                match self.embeddings.embed(&[query.to_owned()], TextKind::Query).await {
+                    Ok(mut q) => semantic(vectors, &q.remove(0)),
+                    Err(e) => {
+                        tracing::debug!(cause = %e, "searching by words only");
+                        Vec::new()
+                    }
+                }
+            }
+            _ => Vec::new(),
+        };
+        Ok(fuse(&live.passages, &by_words, &by_meaning, limit))
     }
 
     async fn remove(&self, scope: &KnowledgeScope) -> Result<(), KnowledgeError> {
         let dir = self.scope_dir(scope);
-        self.readers.lock().unwrap_or_else(|p| p.into_inner()).retain(|path, _| !path.starts_with(&dir));
+        self.indexes.lock().unwrap_or_else(|p| p.into_inner()).retain(|path, _| !path.starts_with(&dir));
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(backend(e)),
             _ => Ok(()),
         }
     }
+}
+
+/// Passage numbers by BM25, best first.
+fn lexical(live: &Live, query: &str) -> Result<Vec<usize>, KnowledgeError> {
+    let searcher = live.reader.searcher();
+    let f = &live.fields;
+    let mut parser = QueryParser::for_index(&live.index, vec![f.title, f.text]);
+    parser.set_field_boost(f.title, 1.5);
+    let (query, _) = parser.parse_query_lenient(query);
+    let top = searcher.search(&query, &TopDocs::with_limit(CANDIDATES)).map_err(backend)?;
+    let mut ranked = Vec::with_capacity(top.len());
+    for (_, address) in top {
+        let document: TantivyDocument = searcher.doc(address).map_err(backend)?;
+        if let Some(number) = document.get_first(f.passage).and_then(|v| v.as_u64()) {
+            ranked.push(number as usize);
+        }
+    }
+    Ok(ranked)
+}
+
+/// Passage numbers by closeness to the query's vector, best first.
+fn semantic(vectors: &Vectors, query: &[f32]) -> Vec<usize> {
+    let count = vectors.data.len() / vectors.dimensions.max(1);
+    let mut scored: Vec<(usize, f32)> = (0..count).map(|i| (i, cosine(vectors.of(i), query))).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.into_iter().take(CANDIDATES).map(|(i, _)| i).collect()
+}
+
+/// Reciprocal rank fusion of the rankings: the passages either ranks high, best first,
+/// scored by their fused score.
+fn fuse(passages: &[Passage], by_words: &[usize], by_meaning: &[usize], limit: usize) -> Vec<Passage> {
+    let mut scores: HashMap<usize, f32> = HashMap::new();
+    for ranking in [by_words, by_meaning] {
+        for (rank, &number) in ranking.iter().enumerate() {
+            *scores.entry(number).or_default() += 1.0 / (FUSION_K + rank as f32 + 1.0);
+        }
+    }
+    let mut fused: Vec<(usize, f32)> = scores.into_iter().filter(|(n, _)| *n < passages.len()).collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    fused
+        .into_iter()
+        .take(limit.min(CANDIDATES))
+        .map(|(number, score)| Passage { score: score * 100.0, ..passages[number].clone() })
+        .collect()
 }
 
 #[cfg(test)]
@@ -438,10 +581,28 @@ mod tests {
     }
 
     #[test]
-    fn csv_rows_become_labelled_lines() {
+    fn csv_rows_become_labelled_rows() {
         let sections = csv_sections(b"service,price\nCleaning,40\n\"Whitening, full\",250\n").unwrap();
-        assert_eq!(sections[0].location, "rows 2-3");
-        assert_eq!(sections[0].text, "service: Cleaning; price: 40\nservice: Whitening, full; price: 250");
+        assert_eq!(sections[0].location, "row 2");
+        assert_eq!(sections[0].text, "service: Cleaning; price: 40");
+        assert_eq!(sections[1].location, "row 3");
+        assert_eq!(sections[1].text, "service: Whitening, full; price: 250");
+    }
+
+    #[test]
+    fn fusion_ranks_what_both_rankings_like_first() {
+        let passage = |text: &str| Passage {
+            document_id: "d".into(),
+            title: "t".into(),
+            location: "l".into(),
+            text: text.into(),
+            score: 0.0,
+        };
+        let passages = vec![passage("a"), passage("b"), passage("c")];
+        let fused = fuse(&passages, &[0, 1], &[1, 2], 3);
+        let order: Vec<&str> = fused.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(order, ["b", "a", "c"]);
+        assert!(fused[0].score > fused[1].score);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 pub mod asl;
 pub mod blob;
 pub mod checker;
+pub mod embeddings;
+pub mod engine;
 pub mod files;
 pub mod identity;
 pub mod knowledge;

@@ -1,16 +1,16 @@
-//! `Llm` adapters of the embedded platform: any OpenAI-compatible chat endpoint (Ollama,
-//! llama.cpp, vLLM, OpenAI itself), and the deterministic local engine that is the default
-//! when no model is configured.
+//! `Llm` on any OpenAI-compatible chat endpoint (Ollama, llama.cpp, vLLM, OpenAI itself):
+//! `POST {base_url}/chat/completions` with `tools` (function calling) and `stream: true`
+//! (Server-Sent Events of deltas) when the caller streams.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use oratio_core::llm::{Completion, Llm, LlmError, Prompt, Speaker};
+use oratio_core::llm::{Completion, Content, Llm, LlmError, Prompt, Speaker, StopReason, TextSink, ToolCall};
+use oratio_core::sse::Decoder;
 use serde_json::{Value, json};
 
-/// An OpenAI-compatible `POST {base_url}/chat/completions` endpoint.
 pub struct OpenAiCompatibleLlm {
     http: reqwest::Client,
     base_url: String,
@@ -18,11 +18,177 @@ pub struct OpenAiCompatibleLlm {
     api_key: Option<String>,
 }
 
+/// How long a model call may take before it counts as unavailable.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl OpenAiCompatibleLlm {
     /// `base_url` up to the API version, e.g. `http://127.0.0.1:11434/v1`.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>, api_key: Option<String>) -> Self {
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("an HTTP client");
+        Self::with_timeout(base_url, model, api_key, DEFAULT_TIMEOUT)
+    }
+
+    pub fn with_timeout(
+        base_url: impl Into<String>,
+        model: impl Into<String>,
+        api_key: Option<String>,
+        timeout: Duration,
+    ) -> Self {
+        let http = reqwest::Client::builder().timeout(timeout).build().expect("an HTTP client");
         Self { http, base_url: base_url.into().trim_end_matches('/').to_owned(), model: model.into(), api_key }
+    }
+
+    fn body(&self, prompt: &Prompt, stream: bool) -> Value {
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages(prompt),
+            "max_tokens": prompt.max_tokens,
+            "temperature": prompt.temperature,
+            "stream": stream,
+        });
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if !prompt.tools.is_empty() {
+            body["tools"] = prompt
+                .tools
+                .iter()
+                .map(|t| {
+                    json!({"type": "function", "function": {
+                        "name": t.name, "description": t.description, "parameters": t.input_schema}})
+                })
+                .collect();
+        }
+        body
+    }
+
+    async fn send(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
+        let mut request = self.http.post(format!("{}/chat/completions", self.base_url)).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response =
+            request.send().await.map_err(|e| LlmError::Unavailable(anyhow!("calling {}: {e}", self.base_url)))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let message = answer["error"]["message"].as_str().unwrap_or("no message").to_owned();
+        Err(match status.as_u16() {
+            408 | 429 | 500..=599 => LlmError::Unavailable(anyhow!("{status}: {message}")),
+            _ => LlmError::Refused(format!("{status}: {message}")),
+        })
+    }
+}
+
+/// The prompt as OpenAI chat messages: tool calls on the assistant's message, each tool
+/// result a `tool` message.
+fn messages(prompt: &Prompt) -> Vec<Value> {
+    let mut out = vec![json!({"role": "system", "content": prompt.system})];
+    for message in &prompt.messages {
+        match message.speaker {
+            Speaker::Assistant => {
+                let text = message.text();
+                let calls: Vec<Value> = message
+                    .tool_calls()
+                    .map(|c| {
+                        json!({"id": c.id, "type": "function",
+                            "function": {"name": c.name, "arguments": c.input.to_string()}})
+                    })
+                    .collect();
+                let mut m =
+                    json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { text.into() }});
+                if !calls.is_empty() {
+                    m["tool_calls"] = calls.into();
+                }
+                out.push(m);
+            }
+            Speaker::User => {
+                for result in message.tool_results() {
+                    let content = match &result.content {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    out.push(json!({"role": "tool", "tool_call_id": result.tool_use_id, "content": content}));
+                }
+                let text = message.text();
+                if !text.is_empty() || !message.content.iter().any(|c| matches!(c, Content::ToolResult(_))) {
+                    out.push(json!({"role": "user", "content": text}));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A function call's arguments: the JSON object they should be, or the raw text (the
+/// agent answers the model that it is malformed).
+fn arguments(raw: &str) -> Value {
+    match serde_json::from_str::<Value>(raw) {
+        Ok(value @ Value::Object(_)) => value,
+        _ if raw.trim().is_empty() => json!({}),
+        _ => Value::String(raw.to_owned()),
+    }
+}
+
+fn stop_reason(finish: Option<&str>) -> StopReason {
+    match finish {
+        Some("tool_calls" | "function_call") => StopReason::ToolUse,
+        Some("length") => StopReason::MaxTokens,
+        Some("stop") | None => StopReason::EndTurn,
+        Some(_) => StopReason::Other,
+    }
+}
+
+fn tokens(usage: &Value, name: &str) -> Option<u32> {
+    usage[name].as_u64().map(|n| n as u32)
+}
+
+/// A streamed completion, put together from its deltas.
+#[derive(Default)]
+struct Deltas {
+    text: String,
+    /// Tool calls by their index: (id, name, arguments so far).
+    calls: BTreeMap<u64, (String, String, String)>,
+    finish: Option<String>,
+    usage: Value,
+    model: Option<String>,
+    error: Option<String>,
+}
+
+impl Deltas {
+    fn add(&mut self, chunk: &Value, text: &TextSink<'_>) {
+        if let Some(message) = chunk["error"]["message"].as_str() {
+            self.error = Some(message.to_owned());
+        }
+        if let Some(model) = chunk["model"].as_str() {
+            self.model = Some(model.to_owned());
+        }
+        if chunk["usage"].is_object() {
+            self.usage = chunk["usage"].clone();
+        }
+        let Some(choice) = chunk["choices"].get(0) else { return };
+        if let Some(finish) = choice["finish_reason"].as_str() {
+            self.finish = Some(finish.to_owned());
+        }
+        let delta = &choice["delta"];
+        if let Some(piece) = delta["content"].as_str().filter(|p| !p.is_empty()) {
+            self.text.push_str(piece);
+            text(piece);
+        }
+        for call in delta["tool_calls"].as_array().into_iter().flatten() {
+            let index = call["index"].as_u64().unwrap_or(self.calls.len() as u64);
+            let entry = self.calls.entry(index).or_default();
+            if let Some(id) = call["id"].as_str() {
+                entry.0 = id.to_owned();
+            }
+            if let Some(name) = call["function"]["name"].as_str() {
+                entry.1.push_str(name);
+            }
+            if let Some(args) = call["function"]["arguments"].as_str() {
+                entry.2.push_str(args);
+            }
+        }
     }
 }
 
@@ -34,128 +200,79 @@ impl Llm for OpenAiCompatibleLlm {
 
     async fn complete(&self, prompt: &Prompt) -> Result<Completion, LlmError> {
         prompt.validate()?;
-        let mut messages = vec![json!({"role": "system", "content": prompt.system})];
-        messages.extend(prompt.messages.iter().map(|m| {
-            let role = match m.speaker {
-                Speaker::User => "user",
-                Speaker::Assistant => "assistant",
-            };
-            json!({"role": role, "content": m.text})
-        }));
-        let body = json!({
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": prompt.max_tokens,
-            "temperature": prompt.temperature,
-            "stream": false,
-        });
-        let mut request = self.http.post(format!("{}/chat/completions", self.base_url)).json(&body);
-        if let Some(key) = &self.api_key {
-            request = request.bearer_auth(key);
+        let response = self.send(&self.body(prompt, false)).await?;
+        let answer: Value =
+            response.json().await.map_err(|e| LlmError::Backend(anyhow!("the endpoint's answer is not JSON: {e}")))?;
+        let message = &answer["choices"][0]["message"];
+        if !message.is_object() {
+            return Err(LlmError::Backend(anyhow!("the endpoint returned no message")));
         }
-        let response =
-            request.send().await.map_err(|e| LlmError::Unavailable(anyhow!("calling {}: {e}", self.base_url)))?;
-        let status = response.status();
-        let answer: Value = response.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            let message = answer["error"]["message"].as_str().unwrap_or("no message").to_owned();
-            return Err(match status.as_u16() {
-                408 | 429 | 500..=599 => LlmError::Unavailable(anyhow!("{status}: {message}")),
-                _ => LlmError::Refused(format!("{status}: {message}")),
-            });
-        }
-        let text = answer["choices"][0]["message"]["content"]
-            .as_str()
-            .ok_or_else(|| LlmError::Backend(anyhow!("the endpoint returned no message")))?
-            .to_owned();
-        let tokens = |name: &str| answer["usage"][name].as_u64().map(|n| n as u32);
+        let tool_calls = message["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| ToolCall {
+                id: c["id"].as_str().map_or_else(|| format!("call_{i}"), str::to_owned),
+                name: c["function"]["name"].as_str().unwrap_or_default().to_owned(),
+                input: arguments(c["function"]["arguments"].as_str().unwrap_or_default()),
+            })
+            .collect();
         Ok(Completion {
-            text,
+            text: message["content"].as_str().unwrap_or_default().to_owned(),
+            tool_calls,
+            stop_reason: stop_reason(answer["choices"][0]["finish_reason"].as_str()),
             model: answer["model"].as_str().unwrap_or(&self.model).to_owned(),
-            input_tokens: tokens("prompt_tokens"),
-            output_tokens: tokens("completion_tokens"),
+            input_tokens: tokens(&answer["usage"], "prompt_tokens"),
+            output_tokens: tokens(&answer["usage"], "completion_tokens"),
+            fallback_used: false,
         })
     }
-}
 
-/// The deterministic local engine. It needs no weights. AgentCreator's steps it answers by
-/// the creator's rules ([`oratio_core::creator::model::answer_by_rules`]); anything else
-/// from the passages the
-/// prompt carries after a line `Knowledge:` (one per line, `[n] (title, location) text`),
-/// choosing the sentences that share the most words with the user's last turn and citing
-/// their source. Without a matching passage it says it does not know. The same prompt
-/// always gets the same answer.
-#[derive(Debug, Default, Clone)]
-pub struct LocalEngine;
-
-pub const LOCAL_ENGINE_MODEL: &str = "oratio-local-engine";
-
-const STOPWORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "could", "do", "does", "for", "from", "how", "i", "if",
-    "in", "is", "it", "me", "my", "of", "on", "or", "our", "please", "the", "there", "this", "to", "us", "was", "we",
-    "what", "when", "where", "which", "who", "will", "with", "would", "you", "your",
-];
-
-fn words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .map(|w| w.to_lowercase())
-        .filter(|w| !w.is_empty() && !STOPWORDS.contains(&w.as_str()))
-        .map(|w| w.trim_end_matches('s').to_owned())
-        .collect()
-}
-
-/// A passage line of the prompt: (citation, text).
-fn passages(system: &str) -> Vec<(String, String)> {
-    system
-        .lines()
-        .skip_while(|l| l.trim() != "Knowledge:")
-        .skip(1)
-        .filter_map(|line| {
-            let line = line.trim();
-            let rest = line.strip_prefix('[')?.split_once(']')?.1.trim();
-            let (citation, text) = rest.strip_prefix('(')?.split_once(')')?;
-            Some((citation.trim().to_owned(), text.trim().to_owned()))
-        })
-        .collect()
-}
-
-#[async_trait]
-impl Llm for LocalEngine {
-    fn model(&self) -> &str {
-        LOCAL_ENGINE_MODEL
-    }
-
-    async fn complete(&self, prompt: &Prompt) -> Result<Completion, LlmError> {
+    async fn stream(&self, prompt: &Prompt, text: &TextSink<'_>) -> Result<Completion, LlmError> {
         prompt.validate()?;
-        let count = |s: &str| s.split_whitespace().count() as u32;
-        let input = count(&prompt.system) + prompt.messages.iter().map(|m| count(&m.text)).sum::<u32>();
-        if let Some(text) = oratio_core::creator::model::answer_by_rules(prompt) {
-            let output_tokens = Some(count(&text));
-            return Ok(Completion { text, model: LOCAL_ENGINE_MODEL.into(), input_tokens: Some(input), output_tokens });
-        }
-        let question = &prompt.messages.last().expect("validated").text;
-        let asked = words(question);
-        let mut best: Option<(usize, &str, String)> = None;
-        let candidates = passages(&prompt.system);
-        for (citation, text) in &candidates {
-            for sentence in text.split_inclusive(['.', '!', '?', '\n']).map(str::trim).filter(|s| !s.is_empty()) {
-                let overlap = words(sentence).intersection(&asked).count();
-                if overlap > 0 && best.as_ref().is_none_or(|(score, _, _)| overlap > *score) {
-                    best = Some((overlap, citation, sentence.to_owned()));
+        let mut response = self.send(&self.body(prompt, true)).await?;
+        let mut decoder = Decoder::default();
+        let mut deltas = Deltas::default();
+        let mut done = false;
+        while !done {
+            let chunk = response
+                .chunk()
+                .await
+                .map_err(|e| LlmError::Unavailable(anyhow!("reading the stream from {}: {e}", self.base_url)))?;
+            let Some(chunk) = chunk else { break };
+            for event in decoder.feed(&chunk) {
+                if event.data.trim() == "[DONE]" {
+                    done = true;
+                    break;
+                }
+                match serde_json::from_str::<Value>(&event.data) {
+                    Ok(value) => deltas.add(&value, text),
+                    Err(e) => return Err(LlmError::Backend(anyhow!("a stream chunk is not JSON: {e}"))),
                 }
             }
         }
-        let text = match best {
-            Some((_, citation, sentence)) => format!("{sentence} (source: {citation})"),
-            None => {
-                "I'm sorry, I don't know that. Would you like me to connect you with a member of our team?".to_owned()
-            }
-        };
+        if let Some(error) = deltas.error {
+            return Err(LlmError::Backend(anyhow!("the stream failed: {error}")));
+        }
+        let tool_calls = deltas
+            .calls
+            .into_values()
+            .enumerate()
+            .map(|(i, (id, name, args))| ToolCall {
+                id: if id.is_empty() { format!("call_{i}") } else { id },
+                name,
+                input: arguments(&args),
+            })
+            .collect();
         Ok(Completion {
-            output_tokens: Some(count(&text)),
-            text,
-            model: LOCAL_ENGINE_MODEL.into(),
-            input_tokens: Some(input),
+            text: deltas.text,
+            tool_calls,
+            stop_reason: stop_reason(deltas.finish.as_deref()),
+            model: deltas.model.unwrap_or_else(|| self.model.clone()),
+            input_tokens: tokens(&deltas.usage, "prompt_tokens"),
+            output_tokens: tokens(&deltas.usage, "completion_tokens"),
+            fallback_used: false,
         })
     }
 }

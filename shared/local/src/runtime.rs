@@ -16,7 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_trait::async_trait;
-use oratio_core::runtime::{AgentCode, AgentRef, AgentRuntime, RuntimeError, RuntimeStatus};
+use oratio_core::llm::TextSink;
+use oratio_core::runtime::{
+    AgentAnswer, AgentCode, AgentRef, AgentRuntime, AnswerStream, Invocation, RuntimeError, RuntimeStatus,
+};
 use oratio_core::table::{Index, Item, Key, Query, Table, Update};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -24,6 +27,9 @@ use tokio::sync::watch;
 
 /// AgentCore's header naming the runtime session.
 pub use oratio_core::runtime::SESSION_HEADER;
+/// The header carrying an agent's invocation secret: only the platform knows it, so no
+/// other local process can invoke an agent around keys, rate limits and transcripts.
+pub const INVOCATION_SECRET_HEADER: &str = "X-Oratio-Invocation-Secret";
 const DESIRED_RUNNING: &str = "RUNTIMES#RUNNING";
 /// Consecutive failed starts before an agent is declared failed.
 const MAX_FAILED_STARTS: u32 = 3;
@@ -63,6 +69,8 @@ struct Supervised {
 pub type AgentEnv = Arc<dyn Fn(&AgentRef) -> Vec<(String, String)> + Send + Sync>;
 
 pub struct LocalAgentHost {
+    /// Derives each agent's invocation secret.
+    secret: [u8; 32],
     env: Option<AgentEnv>,
     root: PathBuf,
     python: PathBuf,
@@ -104,13 +112,32 @@ impl LocalAgentHost {
         std::fs::write(lib.join("__init__.py"), oratio_core::runtime::ORATIO_AGENT_PACKAGE)
             .context("writing the oratio_agent package")?;
         let http = reqwest::Client::builder().timeout(limits.invoke_within).build().context("an HTTP client")?;
-        Ok(Self { env: None, root, python: python.into(), table, limits, http, agents: Mutex::new(HashMap::new()) })
+        let secret: [u8; 32] = rand::random();
+        Ok(Self {
+            secret,
+            env: None,
+            root,
+            python: python.into(),
+            table,
+            limits,
+            http,
+            agents: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Gives every agent process this extra environment.
     pub fn with_env(mut self, env: AgentEnv) -> Self {
         self.env = Some(env);
         self
+    }
+
+    /// The secret an agent's process accepts invocations with (new each platform start;
+    /// agents are restarted with it).
+    fn invocation_secret(&self, agent: &AgentRef) -> String {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        mac.update(format!("{}/{}", agent.tenant, agent.agent).as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     fn code_dir(&self, agent: &AgentRef, version: &str) -> PathBuf {
@@ -154,8 +181,10 @@ impl LocalAgentHost {
         if let Some(previous) = previous {
             let _ = previous.stop.send(true);
         }
+        let mut env = self.env.as_ref().map(|env| env(&agent)).unwrap_or_default();
+        env.push(("ORATIO_INVOCATION_SECRET".to_owned(), self.invocation_secret(&agent)));
         let run = Run {
-            env: self.env.as_ref().map(|env| env(&agent)).unwrap_or_default(),
+            env,
             dir: self.code_dir(&agent, &version),
             lib: self.root.join("_lib"),
             python: self.python.clone(),
@@ -359,23 +388,49 @@ impl AgentRuntime for LocalAgentHost {
             .map_or(RuntimeStatus::Stopped, |s| s.status.lock().unwrap_or_else(|p| p.into_inner()).0.clone()))
     }
 
-    async fn invoke(&self, agent: &AgentRef, session: &str, payload: Value) -> Result<Value, RuntimeError> {
+    async fn invoke(
+        &self,
+        agent: &AgentRef,
+        session: &str,
+        invocation: &Invocation,
+        text: Option<&TextSink<'_>>,
+    ) -> Result<AgentAnswer, RuntimeError> {
         let port = self.port(agent)?;
-        let response = self
+        let mut request = self
             .http
             .post(format!("http://127.0.0.1:{port}/invocations"))
             .header(SESSION_HEADER, session)
-            .json(&payload)
-            .send()
-            .await
-            .map_err(|e| if e.is_timeout() { RuntimeError::Timeout } else { RuntimeError::Unavailable(e.into()) })?;
-        let status = response.status();
-        let body: Value =
-            response.json().await.map_err(|e| RuntimeError::AgentFailed(format!("the answer is not JSON ({e})")))?;
-        if !status.is_success() {
-            return Err(RuntimeError::AgentFailed(body["error"].as_str().unwrap_or("no reason given").to_owned()));
+            .header(INVOCATION_SECRET_HEADER, self.invocation_secret(agent))
+            .json(invocation);
+        if text.is_some() {
+            request = request.header(reqwest::header::ACCEPT, "text/event-stream");
         }
-        Ok(body)
+        let unavailable = |e: reqwest::Error| {
+            if e.is_timeout() { RuntimeError::Timeout } else { RuntimeError::Unavailable(e.into()) }
+        };
+        let mut response = request.send().await.map_err(unavailable)?;
+        let status = response.status();
+        let streamed = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/event-stream"));
+        if let (Some(text), true) = (text, streamed && status.is_success()) {
+            let mut stream = AnswerStream::new(text);
+            while let Some(chunk) = response.chunk().await.map_err(unavailable)? {
+                stream.feed(&chunk);
+            }
+            return stream.finish();
+        }
+        let body = response.bytes().await.map_err(unavailable)?;
+        if !status.is_success() {
+            let reason = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| "no reason given".into());
+            return Err(RuntimeError::AgentFailed(reason));
+        }
+        AgentAnswer::parse(&body)
     }
 
     async fn stop(&self, agent: &AgentRef) -> Result<(), RuntimeError> {

@@ -130,7 +130,10 @@ mod tests {
                 collects: vec!["name".into(), "phone number".into()],
                 when: None,
             }],
-            handoff: vec![HandoffRule { reason: "the caller reports pain".into(), triggers: vec!["I have pain".into()] }],
+            handoff: vec![HandoffRule {
+                reason: "the caller reports pain".into(),
+                triggers: vec!["I have pain".into()],
+            }],
             guardrails: vec!["Never give a diagnosis".into()],
             refusal: "No.".into(),
             knowledge_policy: "Answer from the documents.".into(),

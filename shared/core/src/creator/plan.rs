@@ -53,11 +53,49 @@ pub struct Review {
 
 /// Who a condition is about, at its start ("the caller reports …").
 const SUBJECTS: &[&str] = &[
-    "the caller", "the customer", "the patient", "the client", "the guest", "the user", "the person", "the tenant",
-    "the member", "the owner", "the pet owner", "the driver", "the parent", "the student", "the buyer",
-    "the passenger", "the resident", "a caller", "a customer", "a patient", "a client", "a guest", "customers",
-    "callers", "patients", "clients", "guests", "customer", "caller", "patient", "client", "guest", "user", "they",
-    "he", "she", "someone", "somebody", "anyone", "the homeowner", "homeowner", "the traveller", "traveller",
+    "the caller",
+    "the customer",
+    "the patient",
+    "the client",
+    "the guest",
+    "the user",
+    "the person",
+    "the tenant",
+    "the member",
+    "the owner",
+    "the pet owner",
+    "the driver",
+    "the parent",
+    "the student",
+    "the buyer",
+    "the passenger",
+    "the resident",
+    "a caller",
+    "a customer",
+    "a patient",
+    "a client",
+    "a guest",
+    "customers",
+    "callers",
+    "patients",
+    "clients",
+    "guests",
+    "customer",
+    "caller",
+    "patient",
+    "client",
+    "guest",
+    "user",
+    "they",
+    "he",
+    "she",
+    "someone",
+    "somebody",
+    "anyone",
+    "the homeowner",
+    "homeowner",
+    "the traveller",
+    "traveller",
 ];
 
 /// The alternatives of a condition: "the caller reports severe pain, bleeding or swelling"
@@ -104,10 +142,50 @@ pub fn facets(condition: &str) -> Vec<String> {
 
 fn looks_like_verb(word: &str) -> bool {
     const VERBS: &[&str] = &[
-        "is", "are", "was", "has", "have", "had", "wants", "want", "asks", "ask", "needs", "need", "says", "say",
-        "mentions", "reports", "requests", "demands", "threatens", "sounds", "seems", "uses", "gets", "feels",
-        "cannot", "can't", "can", "does", "doesn't", "did", "refuses", "complains", "disputes", "describes",
-        "becomes", "gets", "keeps", "wishes", "would", "will", "lives", "lost", "loses", "mentioned",
+        "is",
+        "are",
+        "was",
+        "has",
+        "have",
+        "had",
+        "wants",
+        "want",
+        "asks",
+        "ask",
+        "needs",
+        "need",
+        "says",
+        "say",
+        "mentions",
+        "reports",
+        "requests",
+        "demands",
+        "threatens",
+        "sounds",
+        "seems",
+        "uses",
+        "gets",
+        "feels",
+        "cannot",
+        "can't",
+        "can",
+        "does",
+        "doesn't",
+        "did",
+        "refuses",
+        "complains",
+        "disputes",
+        "describes",
+        "becomes",
+        "gets",
+        "keeps",
+        "wishes",
+        "would",
+        "will",
+        "lives",
+        "lost",
+        "loses",
+        "mentioned",
     ];
     VERBS.contains(&word) || (word.ends_with('s') && word.len() > 4 && !word.ends_with("ss"))
 }
@@ -205,11 +283,35 @@ pub fn forbidden_action(guardrail: &str) -> String {
     loop {
         let lower = text.to_lowercase();
         let lead = [
-            "you must never ", "you should never ", "you must not ", "you should not ", "you may not ",
-            "you cannot ", "you can't ", "we never ", "we do not ", "we don't ", "agents must not ", "the agent must not ",
-            "never ever ", "never ", "do not ", "don't ", "dont ", "must not ", "should not ", "may not ",
-            "under no circumstances should you ", "under no circumstances ", "you are not allowed to ",
-            "not allowed to ", "it is not allowed to ", "avoid ", "refrain from ", "please ", "always ",
+            "you must never ",
+            "you should never ",
+            "you must not ",
+            "you should not ",
+            "you may not ",
+            "you cannot ",
+            "you can't ",
+            "we never ",
+            "we do not ",
+            "we don't ",
+            "agents must not ",
+            "the agent must not ",
+            "never ever ",
+            "never ",
+            "do not ",
+            "don't ",
+            "dont ",
+            "must not ",
+            "should not ",
+            "may not ",
+            "under no circumstances should you ",
+            "under no circumstances ",
+            "you are not allowed to ",
+            "not allowed to ",
+            "it is not allowed to ",
+            "avoid ",
+            "refrain from ",
+            "please ",
+            "always ",
         ]
         .iter()
         .find(|l| lower.starts_with(*l));
@@ -227,7 +329,9 @@ fn addressed(action: &str) -> String {
     action
         .split(' ')
         .map(|w| match w.to_lowercase().as_str() {
-            "customers" | "callers" | "patients" | "clients" | "guests" | "the customer" | "the caller" => "you".to_owned(),
+            "customers" | "callers" | "patients" | "clients" | "guests" | "the customer" | "the caller" => {
+                "you".to_owned()
+            }
             "customer's" | "caller's" | "patient's" | "client's" => "your".to_owned(),
             "their" => "your".to_owned(),
             "them" => "you".to_owned(),
@@ -244,15 +348,18 @@ pub fn forbidden_request(guardrail: &str) -> String {
         .split(' ')
         .enumerate()
         .map(|(i, w)| match (i, w) {
-            (_, "customers" | "callers" | "patients" | "clients" | "guests" | "anyone" | "people") if i == 1 => "me".to_owned(),
+            (_, "customers" | "callers" | "patients" | "clients" | "guests" | "anyone" | "people") if i == 1 => {
+                "me".to_owned()
+            }
             _ => w.to_owned(),
         })
         .collect::<Vec<_>>()
         .join(" ");
     let action = match action.split_once(' ') {
-        Some((verb @ ("give" | "offer" | "send" | "quote" | "promise" | "tell" | "show" | "provide" | "grant"), rest))
-            if !rest.starts_with("me ") =>
-        {
+        Some((
+            verb @ ("give" | "offer" | "send" | "quote" | "promise" | "tell" | "show" | "provide" | "grant"),
+            rest,
+        )) if !rest.starts_with("me ") => {
             format!("{verb} me {rest}")
         }
         _ => action,
@@ -351,7 +458,10 @@ pub fn review_completeness(requirements: &Requirements, mut plan: Plan) -> (Revi
         }
     }
     let collects_anything = plan.flow.iter().any(|s| !s.collects.is_empty());
-    let confirms = plan.flow.iter().any(|s| contains_any(&s.instruction, &["confirm", "repeat back", "read back", "read it back"]));
+    let confirms = plan
+        .flow
+        .iter()
+        .any(|s| contains_any(&s.instruction, &["confirm", "repeat back", "read back", "read it back"]));
     if collects_anything && !confirms {
         findings.push("collected details are never confirmed back".into());
         let step = PlanStep {
@@ -379,8 +489,11 @@ pub fn review_completeness(requirements: &Requirements, mut plan: Plan) -> (Revi
 }
 
 /// What a customer says to ask for a person.
-pub const PERSON_REQUESTS: &[&str] =
-    &["Can I speak to a real person, please?", "I'd rather talk to a human.", "Put me through to someone from your team."];
+pub const PERSON_REQUESTS: &[&str] = &[
+    "Can I speak to a real person, please?",
+    "I'd rather talk to a human.",
+    "Put me through to someone from your team.",
+];
 
 /// The reason recorded when a customer asks for a person.
 pub const ASKED_FOR_PERSON: &str = "the customer asked for a person";
@@ -404,7 +517,10 @@ pub fn review_safety(requirements: &Requirements, mut plan: Plan) -> (Review, Pl
     }
     let person = |r: &HandoffRule| {
         r.reason == ASKED_FOR_PERSON
-            || contains_any(&r.reason, &["speak to a person", "human", "real person", "asks for a person", "speak to someone"])
+            || contains_any(
+                &r.reason,
+                &["speak to a person", "human", "real person", "asks for a person", "speak to someone"],
+            )
     };
     if !plan.handoff.iter().any(person) {
         findings.push("a customer who asks for a person cannot get one".into());
@@ -453,19 +569,31 @@ Never give a medical diagnosis. Do not share other patients' information.
             facets("the caller reports severe pain, bleeding or swelling"),
             ["the caller reports severe pain", "the caller reports bleeding", "the caller reports swelling"]
         );
-        assert_eq!(facets("the customer is angry or wants compensation"), ["the customer is angry", "the customer wants compensation"]);
+        assert_eq!(
+            facets("the customer is angry or wants compensation"),
+            ["the customer is angry", "the customer wants compensation"]
+        );
         assert_eq!(first_person("the caller reports severe pain"), "I have severe pain");
         assert_eq!(first_person("the caller asks for a refund"), "I would like a refund");
         assert_eq!(first_person("the customer wants to close their account"), "I want to close my account");
         assert_eq!(first_person("the customer smells gas"), "I smell gas");
-        assert_eq!(first_person("Damaged item worth more than 200 EUR"), "I'm calling about damaged item worth more than 200 EUR");
+        assert_eq!(
+            first_person("Damaged item worth more than 200 EUR"),
+            "I'm calling about damaged item worth more than 200 EUR"
+        );
     }
 
     #[test]
     fn guardrails_become_requests_and_refusals_in_the_sops_terms() {
         assert_eq!(forbidden_request("Never give a medical diagnosis"), "Could you give me a medical diagnosis?");
-        assert_eq!(forbidden_request("Do not share other patients' information"), "Could you share other patients' information?");
-        assert!(refusal_for("Never tell customers our stock levels").starts_with("I'm sorry, but I can't tell you our stock levels"));
+        assert_eq!(
+            forbidden_request("Do not share other patients' information"),
+            "Could you share other patients' information?"
+        );
+        assert!(
+            refusal_for("Never tell customers our stock levels")
+                .starts_with("I'm sorry, but I can't tell you our stock levels")
+        );
     }
 
     #[test]

@@ -45,27 +45,86 @@ enum Section {
 fn section_of(heading: &str) -> Section {
     let h = heading.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| h.contains(w));
-    if has(&["never", "don't", "do not", "must not", "not allowed", "prohibit", "forbidden", "avoid", "restrict",
-        "guardrail", "off limits", "off-limits", "what not to", "limits", "boundaries", "not to do", "red line"])
-    {
+    if has(&[
+        "never",
+        "don't",
+        "do not",
+        "must not",
+        "not allowed",
+        "prohibit",
+        "forbidden",
+        "avoid",
+        "restrict",
+        "guardrail",
+        "off limits",
+        "off-limits",
+        "what not to",
+        "limits",
+        "boundaries",
+        "not to do",
+        "red line",
+    ]) {
         Section::Never
-    } else if has(&["escalat", "hand off", "handoff", "hand-off", "hand over", "handover", "transfer", "human",
-        "emergenc", "urgent", "when to involve", "red flag", "get help", "supervisor", "manager", "call a person",
-        "exception"])
-    {
+    } else if has(&[
+        "escalat",
+        "hand off",
+        "handoff",
+        "hand-off",
+        "hand over",
+        "handover",
+        "transfer",
+        "human",
+        "emergenc",
+        "urgent",
+        "when to involve",
+        "red flag",
+        "get help",
+        "supervisor",
+        "manager",
+        "call a person",
+        "exception",
+    ]) {
         Section::Escalation
-    } else if has(&["tone", "voice", "style", "manner", "how to speak", "how we speak", "communication",
-        "personality", "language"])
-    {
+    } else if has(&[
+        "tone",
+        "voice",
+        "style",
+        "manner",
+        "how to speak",
+        "how we speak",
+        "communication",
+        "personality",
+        "language",
+    ]) {
         Section::Tone
-    } else if has(&["collect", "information to gather", "information we need", "required information",
-        "details to", "what to ask", "data to", "information needed", "intake", "to capture", "to record",
-        "details we need", "what we need"])
-    {
+    } else if has(&[
+        "collect",
+        "information to gather",
+        "information we need",
+        "required information",
+        "details to",
+        "what to ask",
+        "data to",
+        "information needed",
+        "intake",
+        "to capture",
+        "to record",
+        "details we need",
+        "what we need",
+    ]) {
         Section::Data
-    } else if has(&["purpose", "about us", "overview", "introduction", "background", "who we are", "scope",
-        "goal", "context", "about this"])
-    {
+    } else if has(&[
+        "purpose",
+        "about us",
+        "overview",
+        "introduction",
+        "background",
+        "who we are",
+        "scope",
+        "goal",
+        "context",
+        "about this",
+    ]) {
         Section::Context
     } else {
         Section::Procedure
@@ -74,10 +133,34 @@ fn section_of(heading: &str) -> Section {
 
 /// Labels that introduce a section when written `Label: …` without emphasis.
 const PLAIN_LABELS: &[&str] = &[
-    "tone", "voice", "style", "escalation", "escalations", "escalate", "escalate if", "escalate when", "handoff",
-    "hand off", "transfer", "never", "do not", "don't", "forbidden", "rules", "guardrails", "collect",
-    "required information", "information to collect", "purpose", "goal", "note", "important", "always",
-    "procedure", "steps", "process",
+    "tone",
+    "voice",
+    "style",
+    "escalation",
+    "escalations",
+    "escalate",
+    "escalate if",
+    "escalate when",
+    "handoff",
+    "hand off",
+    "transfer",
+    "never",
+    "do not",
+    "don't",
+    "forbidden",
+    "rules",
+    "guardrails",
+    "collect",
+    "required information",
+    "information to collect",
+    "purpose",
+    "goal",
+    "note",
+    "important",
+    "always",
+    "procedure",
+    "steps",
+    "process",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,7 +175,11 @@ enum Line {
     Heading(String),
     /// `**Tone:** warm` — a label with text after it.
     Label(String, String),
-    Item { indent: usize, marker: Marker, text: String },
+    Item {
+        indent: usize,
+        marker: Marker,
+        text: String,
+    },
     Text(String),
 }
 
@@ -269,22 +356,89 @@ fn units(sop: &str) -> (Vec<Unit>, Option<String>) {
 }
 
 const FORBIDDEN_MARKERS: &[&str] = &[
-    "never ", "do not ", "don't ", "dont ", "must not ", "mustn't ", "should not ", "shouldn't ", "not allowed",
-    "under no circumstances", "not permitted", "refrain from", "is prohibited", "are prohibited", "forbidden",
-    "avoid ", "may not ", "cannot ", "can't ",
+    "never ",
+    "do not ",
+    "don't ",
+    "dont ",
+    "must not ",
+    "mustn't ",
+    "should not ",
+    "shouldn't ",
+    "not allowed",
+    "under no circumstances",
+    "not permitted",
+    "refrain from",
+    "is prohibited",
+    "are prohibited",
+    "forbidden",
+    "avoid ",
+    "may not ",
+    "cannot ",
+    "can't ",
 ];
 
 const HANDOFF_VERBS: &[&str] = &[
-    "escalate", "escalation", "transfer", "hand off", "hand over", "hand the", "handoff", "hand-off", "pass the call",
-    "pass them", "pass it", "put them through", "put the caller through", "connect them", "connect the",
-    "route them", "route the", "refer them", "refer the", "forward them", "forward the call", "alert ", "notify ",
-    "page the", "bring in", "involve ", "get a ", "get the on-call", "call in",
+    "escalate",
+    "escalation",
+    "transfer",
+    "hand off",
+    "hand over",
+    "hand the",
+    "handoff",
+    "hand-off",
+    "pass the call",
+    "pass them",
+    "pass it",
+    "put them through",
+    "put the caller through",
+    "connect them",
+    "connect the",
+    "route them",
+    "route the",
+    "refer them",
+    "refer the",
+    "forward them",
+    "forward the call",
+    "alert ",
+    "notify ",
+    "page the",
+    "bring in",
+    "involve ",
+    "get a ",
+    "get the on-call",
+    "call in",
 ];
 
 const STAFF: &[&str] = &[
-    "human", "person", "manager", "supervisor", "colleague", "staff", "team", "specialist", "live agent", "someone",
-    "nurse", "doctor", "vet", "pharmacist", "technician", "engineer", "advisor", "adviser", "on-call", "on call",
-    "owner", "dispatcher", "coordinator", "coordinator", "representative", "office", "department", "desk", "lead",
+    "human",
+    "person",
+    "manager",
+    "supervisor",
+    "colleague",
+    "staff",
+    "team",
+    "specialist",
+    "live agent",
+    "someone",
+    "nurse",
+    "doctor",
+    "vet",
+    "pharmacist",
+    "technician",
+    "engineer",
+    "advisor",
+    "adviser",
+    "on-call",
+    "on call",
+    "owner",
+    "dispatcher",
+    "coordinator",
+    "coordinator",
+    "representative",
+    "office",
+    "department",
+    "desk",
+    "lead",
 ];
 
 fn contains_any(text: &str, markers: &[&str]) -> bool {
@@ -303,24 +457,166 @@ fn is_forbidden(lower: &str) -> bool {
 
 /// Verbs an instruction starts with.
 const IMPERATIVES: &[&str] = &[
-    "greet", "welcome", "ask", "collect", "check", "confirm", "offer", "tell", "explain", "answer", "book",
-    "schedule", "take", "record", "note", "verify", "transfer", "escalate", "send", "provide", "give", "help",
-    "find", "look", "let", "thank", "apologise", "apologize", "direct", "refer", "inform", "remind", "suggest",
-    "recommend", "follow", "log", "create", "open", "close", "update", "cancel", "process", "issue", "arrange",
-    "make", "keep", "use", "say", "read", "repeat", "end", "call", "email", "forward", "hand", "put", "advise",
-    "reassure", "listen", "identify", "determine", "gather", "request", "capture", "obtain", "review", "quote",
-    "share", "mention", "describe", "walk", "guide", "route", "triage", "assess", "ensure", "introduce", "start",
-    "begin", "finish", "wrap", "close", "resolve", "acknowledge", "empathise", "empathize", "write", "add", "enter",
-    "search", "consult", "contact", "reply", "respond", "point", "encourage", "invite", "get", "pass", "connect",
-    "notify", "alert", "tag", "mark", "set", "fill", "complete", "submit", "approve", "decline", "refuse",
-    "only", "always", "be", "stay", "remain", "speak", "sound", "clarify", "probe", "summarise", "summarize",
-    "register", "sign", "reschedule", "move", "change", "calculate", "estimate", "dispatch", "prioritise",
-    "prioritize", "hold", "wait", "stop", "never", "do", "don't",
+    "greet",
+    "welcome",
+    "ask",
+    "collect",
+    "check",
+    "confirm",
+    "offer",
+    "tell",
+    "explain",
+    "answer",
+    "book",
+    "schedule",
+    "take",
+    "record",
+    "note",
+    "verify",
+    "transfer",
+    "escalate",
+    "send",
+    "provide",
+    "give",
+    "help",
+    "find",
+    "look",
+    "let",
+    "thank",
+    "apologise",
+    "apologize",
+    "direct",
+    "refer",
+    "inform",
+    "remind",
+    "suggest",
+    "recommend",
+    "follow",
+    "log",
+    "create",
+    "open",
+    "close",
+    "update",
+    "cancel",
+    "process",
+    "issue",
+    "arrange",
+    "make",
+    "keep",
+    "use",
+    "say",
+    "read",
+    "repeat",
+    "end",
+    "call",
+    "email",
+    "forward",
+    "hand",
+    "put",
+    "advise",
+    "reassure",
+    "listen",
+    "identify",
+    "determine",
+    "gather",
+    "request",
+    "capture",
+    "obtain",
+    "review",
+    "quote",
+    "share",
+    "mention",
+    "describe",
+    "walk",
+    "guide",
+    "route",
+    "triage",
+    "assess",
+    "ensure",
+    "introduce",
+    "start",
+    "begin",
+    "finish",
+    "wrap",
+    "close",
+    "resolve",
+    "acknowledge",
+    "empathise",
+    "empathize",
+    "write",
+    "add",
+    "enter",
+    "search",
+    "consult",
+    "contact",
+    "reply",
+    "respond",
+    "point",
+    "encourage",
+    "invite",
+    "get",
+    "pass",
+    "connect",
+    "notify",
+    "alert",
+    "tag",
+    "mark",
+    "set",
+    "fill",
+    "complete",
+    "submit",
+    "approve",
+    "decline",
+    "refuse",
+    "only",
+    "always",
+    "be",
+    "stay",
+    "remain",
+    "speak",
+    "sound",
+    "clarify",
+    "probe",
+    "summarise",
+    "summarize",
+    "register",
+    "sign",
+    "reschedule",
+    "move",
+    "change",
+    "calculate",
+    "estimate",
+    "dispatch",
+    "prioritise",
+    "prioritize",
+    "hold",
+    "wait",
+    "stop",
+    "never",
+    "do",
+    "don't",
 ];
 
 const LEADS: &[&str] = &[
-    "always", "then", "first", "firstly", "next", "finally", "lastly", "please", "also", "afterwards", "politely",
-    "kindly", "immediately", "second", "secondly", "third", "thirdly", "now", "and",
+    "always",
+    "then",
+    "first",
+    "firstly",
+    "next",
+    "finally",
+    "lastly",
+    "please",
+    "also",
+    "afterwards",
+    "politely",
+    "kindly",
+    "immediately",
+    "second",
+    "secondly",
+    "third",
+    "thirdly",
+    "now",
+    "and",
 ];
 
 /// Whether a sentence of prose tells the agent to do something.
@@ -335,8 +631,10 @@ fn is_instruction(sentence: &str) -> bool {
         return true;
     }
     // "If they …, ask for …" / "When a customer calls, greet them".
-    if matches!(said.first().map(String::as_str), Some("if" | "when" | "once" | "before" | "after" | "whenever" | "for"))
-        && let Some((_, main)) = lower.split_once(',')
+    if matches!(
+        said.first().map(String::as_str),
+        Some("if" | "when" | "once" | "before" | "after" | "whenever" | "for")
+    ) && let Some((_, main)) = lower.split_once(',')
     {
         let main = words(main);
         let mut j = 0;
@@ -348,14 +646,42 @@ fn is_instruction(sentence: &str) -> bool {
         }
     }
     let agent_subjects = [
-        "you should", "you must", "you need to", "you have to", "you will", "you can", "we always", "we ask",
-        "we collect", "we take", "we need", "we check", "we confirm", "we offer", "we never", "make sure", "ensure",
-        "be sure to", "remember to", "the agent should", "the agent must", "the assistant should", "staff should",
-        "agents should", "reception should", "our team should", "it is important to", "you'll", "we'll",
-        "we will", "we usually", "we then", "our agents", "the receptionist", "the agent will", "is required",
-        "are required", "needs to be", "must be", "should be",
+        "you should",
+        "you must",
+        "you need to",
+        "you have to",
+        "make sure",
+        "ensure",
+        "be sure to",
+        "remember to",
+        "the agent should",
+        "the agent must",
+        "the assistant should",
+        "staff should",
+        "agents should",
+        "reception should",
+        "our team should",
+        "it is important to",
+        "is required",
+        "are required",
+        "needs to be",
+        "must be",
+        "should be",
     ];
-    contains_any(&lower, &agent_subjects)
+    if contains_any(&lower, &agent_subjects) {
+        return true;
+    }
+    // "We always confirm …", "our agents ask …": a subject, perhaps an adverb, then a verb of the procedure.
+    let subjects =
+        ["we", "you", "agents", "staff", "reception", "receptionists", "the receptionist", "we'll", "you'll"];
+    said.windows(3).any(|w| {
+        subjects.contains(&w[0].as_str())
+            && (IMPERATIVES.contains(&w[1].as_str())
+                && !matches!(w[1].as_str(), "be" | "do" | "only" | "always" | "never")
+                || matches!(w[1].as_str(), "always" | "usually" | "then" | "will" | "can" | "never" | "first" | "also")
+                    && IMPERATIVES.contains(&w[2].as_str())
+                    && !matches!(w[2].as_str(), "be" | "do"))
+    })
 }
 
 fn is_tone(lower: &str) -> Option<String> {
@@ -367,9 +693,34 @@ fn is_tone(lower: &str) -> Option<String> {
     for lead in ["always be ", "be ", "stay ", "remain ", "sound ", "keep it ", "speak in a ", "speak "] {
         if let Some(rest) = lower.strip_prefix(lead) {
             const MANNER: &[&str] = &[
-                "friendly", "polite", "warm", "professional", "concise", "patient", "empathetic", "calm", "formal",
-                "informal", "cheerful", "kind", "courteous", "brief", "clear", "reassuring", "upbeat", "respectful",
-                "relaxed", "casual", "helpful", "positive", "gentle", "plain", "simple", "short", "tone", "manner",
+                "friendly",
+                "polite",
+                "warm",
+                "professional",
+                "concise",
+                "patient",
+                "empathetic",
+                "calm",
+                "formal",
+                "informal",
+                "cheerful",
+                "kind",
+                "courteous",
+                "brief",
+                "clear",
+                "reassuring",
+                "upbeat",
+                "respectful",
+                "relaxed",
+                "casual",
+                "helpful",
+                "positive",
+                "gentle",
+                "plain",
+                "simple",
+                "short",
+                "tone",
+                "manner",
             ];
             if contains_any(rest, MANNER) {
                 return Some(rest.trim().trim_end_matches('.').to_owned());
@@ -430,7 +781,9 @@ fn condition_of(sentence: &str) -> String {
                 .unwrap_or(rest.len());
             let object = rest[..cut].trim();
             let object = object.strip_prefix("calls about ").or_else(|| object.strip_prefix("any ")).unwrap_or(object);
-            if !object.is_empty() && !["them", "it", "the call", "calls", "the customer", "the caller"].contains(&object) {
+            if !object.is_empty()
+                && !["them", "it", "the call", "calls", "the customer", "the caller"].contains(&object)
+            {
                 return object.to_owned();
             }
         }
@@ -465,10 +818,38 @@ fn strip_parentheses(text: &str) -> String {
 fn clean_datum(item: &str) -> String {
     let mut item = item.trim().trim_end_matches(['.', ':', '!']).trim().to_lowercase();
     for tail in [
-        " if ", " when ", " before ", " after ", " so that ", " so ", " which ", " that ", " to confirm", " on the ",
-        " on their ", " associated with", " linked to", " used ", " they ", " in case", " for the booking",
-        " for the appointment", " for the order", " for our records", " for reference", " from them", " from the",
-        " as well", " first", " too", " please", " e.g", " such as", " for ", " to the ", " at the ",
+        " if ",
+        " when ",
+        " before ",
+        " after ",
+        " so that ",
+        " so ",
+        " which ",
+        " that ",
+        " to confirm",
+        " on the ",
+        " on their ",
+        " associated with",
+        " linked to",
+        " used ",
+        " they ",
+        " in case",
+        " for the booking",
+        " for the appointment",
+        " for the order",
+        " for our records",
+        " for reference",
+        " from them",
+        " from the",
+        " as well",
+        " first",
+        " too",
+        " please",
+        " e.g",
+        " such as",
+        " for ",
+        " to the ",
+        " at the ",
     ] {
         if let Some(at) = item.find(tail) {
             item.truncate(at);
@@ -478,10 +859,34 @@ fn clean_datum(item: &str) -> String {
     while changed {
         changed = false;
         for lead in [
-            "their ", "the ", "a ", "an ", "any ", "your ", "his or her ", "his ", "her ", "customer's ", "caller's ",
-            "patient's ", "client's ", "guest's ", "owner's ", "customers' ", "callers' ", "member's ", "user's ",
-            "tenant's ", "the customer's ", "the caller's ", "the patient's ", "the client's ", "also ", "then ",
-            "following ", "details of ",
+            "their ",
+            "the ",
+            "a ",
+            "an ",
+            "any ",
+            "your ",
+            "his or her ",
+            "his ",
+            "her ",
+            "customer's ",
+            "caller's ",
+            "patient's ",
+            "client's ",
+            "guest's ",
+            "owner's ",
+            "customers' ",
+            "callers' ",
+            "member's ",
+            "user's ",
+            "tenant's ",
+            "the customer's ",
+            "the caller's ",
+            "the patient's ",
+            "the client's ",
+            "also ",
+            "then ",
+            "following ",
+            "details of ",
         ] {
             if let Some(rest) = item.strip_prefix(lead) {
                 item = rest.to_owned();
@@ -493,11 +898,39 @@ fn clean_datum(item: &str) -> String {
 }
 
 const COLLECT_MARKERS: &[&str] = &[
-    "collect ", "ask for ", "ask them for ", "ask the caller for ", "ask the customer for ", "ask the patient for ",
-    "ask the client for ", "ask the guest for ", "ask for their ", "take down ", "take their ", "record ",
-    "get their ", "note down ", "note their ", "write down ", "request ", "obtain ", "gather ", "capture ",
-    "verify their ", "verify the ", "we need their ", "we need the ", "asking for ", "collecting ", "get the ",
-    "check their ", "confirm their ", "take the ", "ask their ", "ask what their ", "ask for the ",
+    "collect ",
+    "ask for ",
+    "ask them for ",
+    "ask the caller for ",
+    "ask the customer for ",
+    "ask the patient for ",
+    "ask the client for ",
+    "ask the guest for ",
+    "ask for their ",
+    "take down ",
+    "take their ",
+    "record ",
+    "get their ",
+    "note down ",
+    "note their ",
+    "write down ",
+    "request ",
+    "obtain ",
+    "gather ",
+    "capture ",
+    "verify their ",
+    "verify the ",
+    "we need their ",
+    "we need the ",
+    "asking for ",
+    "collecting ",
+    "get the ",
+    "check their ",
+    "confirm their ",
+    "take the ",
+    "ask their ",
+    "ask what their ",
+    "ask for the ",
 ];
 
 /// Details a unit asks the agent to collect.
@@ -539,9 +972,36 @@ fn data_of(text: &str, children: &[String]) -> Vec<String> {
 /// Words a collect-verb is followed by that are not a detail ("record the call").
 fn is_noise_datum(item: &str) -> bool {
     let generic = [
-        "call", "the call", "it", "them", "this", "that", "everything", "feedback", "help", "notes", "note", "reason",
-        "details", "information", "info", "following", "all", "anything", "something", "payment", "card payment",
-        "questions", "question", "problem", "issue", "request", "requests", "complaint", "consent", "permission",
+        "call",
+        "the call",
+        "it",
+        "them",
+        "this",
+        "that",
+        "everything",
+        "feedback",
+        "help",
+        "notes",
+        "note",
+        "reason",
+        "details",
+        "information",
+        "info",
+        "following",
+        "all",
+        "anything",
+        "something",
+        "payment",
+        "card payment",
+        "questions",
+        "question",
+        "problem",
+        "issue",
+        "request",
+        "requests",
+        "complaint",
+        "consent",
+        "permission",
     ];
     generic.contains(&item) || item.starts_with("whether") || item.starts_with("how ") || item.starts_with("if ")
 }
@@ -558,8 +1018,21 @@ fn intents_of(text: &str) -> Vec<String> {
     let lower = text.to_lowercase();
     let mut out = Vec::new();
     for marker in [
-        "want to ", "wants to ", "would like to ", "wish to ", "wishes to ", "wanting to ", "looking to ",
-        "needs to ", "need to ", "asks to ", "asking to ", "requests to ", "trying to ", "calling to ", "calls to ",
+        "want to ",
+        "wants to ",
+        "would like to ",
+        "wish to ",
+        "wishes to ",
+        "wanting to ",
+        "looking to ",
+        "needs to ",
+        "need to ",
+        "asks to ",
+        "asking to ",
+        "requests to ",
+        "trying to ",
+        "calling to ",
+        "calls to ",
     ] {
         if let Some(at) = lower.find(marker) {
             let rest = &lower[at + marker.len()..];
@@ -638,8 +1111,7 @@ pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requi
     for condition in extra_handoff_conditions.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
         push_unique(&mut r.handoff_conditions, condition.trim_end_matches('.').to_owned());
     }
-    if r.steps.is_empty() && r.handoff_conditions.is_empty() && r.required_data.is_empty() && r.forbidden.is_empty()
-    {
+    if r.steps.is_empty() && r.handoff_conditions.is_empty() && r.required_data.is_empty() && r.forbidden.is_empty() {
         return Err(InvalidSop(
             "the SOP describes no procedure: say what the agent should do, step by step (for example \"Greet the \
              customer. Ask for their order number. Escalate to a person if they want a refund.\")"

@@ -1,0 +1,218 @@
+//! Choosing what answers a question from the passages a search found: the sentence (or
+//! the row of a table) a person would read out, with its numbers, prices, times, links and
+//! codes exactly as written, and where it comes from.
+
+use oratio_core::language::sentences;
+
+use super::lexicon::Terms;
+
+/// A sentence or row that might answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub text: String,
+    pub document: String,
+    pub place: String,
+    /// The rank of its passage in the search (0 is best).
+    pub rank: usize,
+}
+
+/// A passage as `search_knowledge` returned it to the model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub document: String,
+    pub place: String,
+    pub text: String,
+}
+
+/// A row of a table: `column: value; column: value`.
+fn is_row(text: &str) -> bool {
+    text.contains(": ") && text.contains("; ") && !text.contains(". ")
+}
+
+/// The sentences and rows of the passages, in order.
+pub fn candidates(found: &[Found]) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for (rank, passage) in found.iter().enumerate() {
+        for line in passage.text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let pieces = if is_row(line) { vec![line.to_owned()] } else { sentences(line) };
+            for piece in pieces {
+                let piece = piece.trim_start_matches(['-', '*', '•', '#', ' ']).trim().to_owned();
+                if piece.chars().filter(|c| c.is_alphanumeric()).count() >= 3
+                    && !out.iter().any(|c: &Candidate| c.text == piece)
+                {
+                    out.push(Candidate {
+                        text: piece,
+                        document: passage.document.clone(),
+                        place: passage.place.clone(),
+                        rank,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What kind of fact a question asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wants {
+    Money,
+    Time,
+    Contact,
+    Link,
+    Duration,
+    Place,
+    Anything,
+}
+
+fn wants(question: &str) -> Wants {
+    let q = question.to_lowercase();
+    let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
+    if has(&["how much", "price", "cost", "fee", "charge", "rate", "expensive", "cheap", "pay for"]) {
+        Wants::Money
+    } else if has(&["how long", "how many days", "how many weeks", "how soon", "how quickly", "within"]) {
+        Wants::Duration
+    } else if has(&["what time", "when do", "when are", "when is", "opening", "open ", "close", "hours", "until when"])
+    {
+        Wants::Time
+    } else if has(&["phone", "number do i call", "call ", "ring", "email", "contact", "reach"]) {
+        Wants::Contact
+    } else if has(&["link", "website", "url", "web page", "online", "portal", "download"]) {
+        Wants::Link
+    } else if has(&["where", "address", "located", "location", "directions"]) {
+        Wants::Place
+    } else {
+        Wants::Anything
+    }
+}
+
+fn has_kind(text: &str, kind: Wants) -> bool {
+    let t = text.to_lowercase();
+    let digit = t.chars().any(|c| c.is_ascii_digit());
+    let has = |words: &[&str]| words.iter().any(|w| t.contains(w));
+    match kind {
+        Wants::Money => {
+            has(&["€", "$", "£", "eur", "usd", "gbp", "dollar", "pound", "euro", "free", "price", "cost"])
+                || (digit && t.contains(": "))
+        }
+        Wants::Time => has(&[
+            "am",
+            "pm",
+            ":00",
+            ":30",
+            "noon",
+            "midnight",
+            "monday",
+            "tuesday",
+            "wednesday",
+            "thursday",
+            "friday",
+            "saturday",
+            "sunday",
+            "weekday",
+            "weekend",
+            "daily",
+            "24/7",
+            "closed",
+            "open",
+        ]),
+        Wants::Contact => has(&["@", "call", "phone", "tel", "email", "whatsapp"]) && digit || t.contains('@'),
+        Wants::Link => has(&["http", "www.", ".com", ".org", ".nl", ".co", "/"]),
+        Wants::Duration => digit && has(&["day", "week", "month", "hour", "minute", "year"]),
+        Wants::Place => {
+            digit && has(&["street", "road", "avenue", "floor", "building", "lane", "square", "st.", "rd"])
+                || has(&["located", "next to", "opposite", "entrance"])
+        }
+        Wants::Anything => false,
+    }
+}
+
+/// How well each candidate answers, from the words alone: the weight of the question's
+/// terms it shares (rarer terms weigh more), plus a bonus for holding the kind of fact asked.
+pub fn lexical_scores(question: &str, candidates: &[Candidate]) -> Vec<f32> {
+    let asked = Terms::of(question);
+    let keys: Vec<String> = asked.keys();
+    let terms: Vec<Terms> = candidates.iter().map(|c| Terms::of(&format!("{} {}", c.place, c.text))).collect();
+    let n = candidates.len() as f32;
+    let weight = |key: &str| {
+        let df = terms.iter().filter(|t| t.has_key(key)).count() as f32;
+        (1.0 + n / (1.0 + df)).ln()
+    };
+    let total: f32 = keys.iter().map(|k| weight(k)).sum::<f32>().max(f32::EPSILON);
+    let kind = wants(question);
+    candidates
+        .iter()
+        .zip(&terms)
+        .map(|(candidate, t)| {
+            let shared: f32 = keys.iter().filter(|k| t.has_key(k)).map(|k| weight(k)).sum();
+            let fits = kind != Wants::Anything && has_kind(&candidate.text, kind);
+            shared / total + if fits && shared > 0.0 { 0.25 } else { 0.0 } - candidate.rank as f32 * 0.02
+        })
+        .collect()
+}
+
+/// The best candidate by the combined scores, and its score; a short lead-in ("For
+/// emergencies:") takes the sentence after it along.
+pub fn best<'a>(candidates: &'a [Candidate], scores: &[f32]) -> Option<(String, &'a Candidate, f32)> {
+    let (index, score) = scores.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+    let chosen = &candidates[index];
+    let mut text = chosen.text.clone();
+    let next = candidates.get(index + 1).filter(|n| n.document == chosen.document && n.place == chosen.place);
+    if let Some(next) = next
+        && (text.ends_with(':') || text.chars().count() < 30)
+    {
+        text = format!("{text} {}", next.text);
+    }
+    Some((text, chosen, score))
+}
+
+/// The answer as it is said: the fact and its source.
+pub fn cite(text: &str, candidate: &Candidate) -> String {
+    let text = text.trim();
+    let place = if candidate.place.is_empty() || candidate.place == "introduction" {
+        String::new()
+    } else {
+        format!(", {}", candidate.place)
+    };
+    format!("{text} (source: {}{place})", candidate.document)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(document: &str, place: &str, text: &str) -> Found {
+        Found { document: document.into(), place: place.into(), text: text.into() }
+    }
+
+    #[test]
+    fn the_sentence_that_answers_keeps_its_figures_whole() {
+        let passages = [
+            found(
+                "prices.md",
+                "Plans",
+                "Our Basic plan costs 4.95 EUR a month. The Pro plan costs 12.50 EUR. Both renew monthly.",
+            ),
+            found("faq.md", "Login", "Reset your password at https://id.example.com/reset. It takes a minute."),
+        ];
+        let candidates = candidates(&passages);
+        let scores = lexical_scores("How much is the basic plan?", &candidates);
+        let (text, candidate, _) = best(&candidates, &scores).unwrap();
+        assert_eq!(text, "Our Basic plan costs 4.95 EUR a month.");
+        assert_eq!(cite(&text, candidate), "Our Basic plan costs 4.95 EUR a month. (source: prices.md, Plans)");
+        let scores = lexical_scores("where do I reset my password", &candidates);
+        assert_eq!(best(&candidates, &scores).unwrap().0, "Reset your password at https://id.example.com/reset.");
+    }
+
+    #[test]
+    fn a_table_row_is_one_answer() {
+        let passages = [
+            found("prices.csv", "row 2", "service: Check-up; price: 45 EUR"),
+            found("prices.csv", "row 3", "service: Whitening; price: 250 EUR"),
+        ];
+        let candidates = candidates(&passages);
+        let scores = lexical_scores("what does whitening cost", &candidates);
+        let (text, candidate, _) = best(&candidates, &scores).unwrap();
+        assert_eq!((text.as_str(), candidate.place.as_str()), ("service: Whitening; price: 250 EUR", "row 3"));
+    }
+}
