@@ -88,7 +88,7 @@ async fn an_sop_and_three_documents_become_an_active_agent_followed_live() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_sop_without_steps_ends_failed_with_a_reason() {
+async fn text_that_describes_no_procedure_ends_failed_saying_what_to_add() {
     let p = TestPlatform::start().await;
     let ada = p.sign_up("ada@example.com", "Bright Smile").await;
     let config = json!({"name": "Front desk", "kind": "text", "sop": "We are a friendly clinic and we always try to help everyone who calls."});
@@ -96,7 +96,10 @@ async fn an_sop_without_steps_ends_failed_with_a_reason() {
     assert_eq!(status, 202);
     let view = settled(&p, &ada.access_token, created["agent_id"].as_str().expect("id")).await;
     assert_eq!(view["status"], "failed");
-    assert!(view["failure_reason"].as_str().is_some_and(|r| r.contains("no steps")), "{view}");
+    assert!(
+        view["failure_reason"].as_str().is_some_and(|r| r.contains("no procedure") && r.contains("for example")),
+        "{view}"
+    );
 }
 
 #[tokio::test]

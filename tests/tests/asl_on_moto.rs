@@ -124,7 +124,7 @@ async fn the_agent_creation_definition_runs_green_on_motos_engine() {
             "good",
             "Front desk\n1. Greet the caller.\n2. Collect their full name and phone number.\n3. Confirm the details.\nEscalate to a human if the caller reports severe pain.\n",
         ),
-        ("no steps", "We are a friendly clinic and we always try to help everyone who calls."),
+        ("no procedure", "We are a friendly clinic and we always try to help everyone who calls."),
     ] {
         let new = NewAgent {
             name: "Front desk".into(),
@@ -165,9 +165,9 @@ async fn the_agent_creation_definition_runs_green_on_motos_engine() {
     }
     let (status, good) = &outcomes["good"];
     assert_eq!((status.as_str(), good.status), ("SUCCEEDED", AgentStatus::Active), "{:?}", good.failure_reason);
-    let (status, bad) = &outcomes["no steps"];
+    let (status, bad) = &outcomes["no procedure"];
     assert_eq!((status.as_str(), bad.status), ("FAILED", AgentStatus::Failed));
     let reason = bad.failure_reason.clone().expect("a reason");
-    assert!(reason.contains("no steps") && !reason.contains("errorType"), "{reason}");
+    assert!(reason.contains("no procedure") && !reason.contains("errorType"), "{reason}");
     host.stop_all();
 }

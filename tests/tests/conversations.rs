@@ -52,12 +52,18 @@ async fn a_five_turn_conversation_remembers_cites_its_documents_and_streams() {
         .message(&key, &agent, json!({"message": "Hello, I would like to book an appointment.", "customer": customer}))
         .await;
     assert_eq!(status, 200, "{first}");
-    assert_eq!(first["reply"], "Could you tell me your full name?");
+    let asks = |reply: &Value, what: &str| {
+        let text = reply["reply"].as_str().unwrap_or_default().to_owned();
+        assert!(text.ends_with(&format!("Could you tell me your {what}?")), "asks for {what}: {reply}");
+    };
+    asks(&first, "full name");
     assert_eq!((first["turn"].as_u64(), first["status"].as_str()), (Some(2), Some("active")));
     let session = first["session_id"].clone();
     let say = |message: &str| p.message(&key, &agent, json!({"message": message, "session_id": session}));
-    assert_eq!(say("Ada Lovelace").await.1["reply"], "Could you tell me your phone number?");
-    assert_eq!(say("020 7946 0000").await.1["reply"], "Could you tell me your preferred date?");
+    let (_, named) = say("Ada Lovelace").await;
+    asks(&named, "phone number");
+    assert!(named["reply"].as_str().is_some_and(|r| r.contains("Ada Lovelace")), "read back: {named}");
+    asks(&say("020 7946 0000").await.1, "preferred date");
     // A question only a document answers, in the middle of the procedure.
     let (_, hours) = say("What time do you open on Saturdays?").await;
     assert!(hours["reply"].as_str().is_some_and(|r| r.contains("9am")), "{hours}");

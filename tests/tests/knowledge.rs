@@ -81,7 +81,7 @@ async fn documents_of_every_format_answer_with_their_source_and_place() {
 
     let cases = [
         ("When are you open on Saturday?", "faq.md", "Opening hours", "Saturdays from 9am"),
-        ("How much does teeth whitening cost?", "prices.csv", "rows 2-4", "Teeth whitening; price: 250"),
+        ("How much does teeth whitening cost?", "prices.csv", "row 4", "Teeth whitening; price: 250"),
         ("what is the cancellation fee", "policy.html", "Cancellation policy", "24 hours"),
         ("emergency phone number after hours", "emergencies.pdf", "page 2", "0800 555 0199"),
         ("Which languages does Dr Patel speak?", "notes.txt", "lines 1-1", "Gujarati"),

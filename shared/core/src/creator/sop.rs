@@ -1108,15 +1108,16 @@ pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requi
             Section::Procedure => procedure_unit(unit, &lower, &mut r, &mut context),
         }
     }
-    for condition in extra_handoff_conditions.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
-        push_unique(&mut r.handoff_conditions, condition.trim_end_matches('.').to_owned());
-    }
+    // The SOP itself must say what to do; the tenant's own conditions join it after.
     if r.steps.is_empty() && r.handoff_conditions.is_empty() && r.required_data.is_empty() && r.forbidden.is_empty() {
         return Err(InvalidSop(
             "the SOP describes no procedure: say what the agent should do, step by step (for example \"Greet the \
              customer. Ask for their order number. Escalate to a person if they want a refund.\")"
                 .into(),
         ));
+    }
+    for condition in extra_handoff_conditions.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
+        push_unique(&mut r.handoff_conditions, condition.trim_end_matches('.').to_owned());
     }
     if r.steps.is_empty() {
         r.steps.push("Greet the customer and ask how you can help.".into());
