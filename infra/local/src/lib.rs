@@ -5,6 +5,7 @@
 pub mod blobs;
 pub mod dashboard;
 pub mod data_dir;
+pub mod eval;
 pub mod local_api;
 pub mod websocket;
 

@@ -7,10 +7,19 @@ use oratio::{Config, DEFAULT_PORT};
 
 const USAGE: &str = "\
 usage: oratio up [--port <port>] [--data-dir <dir>]
+       oratio eval [--url <url>] [--corpus <dir>] [--only <slug,slug>]
 
-Runs the whole Oratio platform on 127.0.0.1.
+oratio up    runs the whole Oratio platform on 127.0.0.1.
   --port       port to listen on (env ORATIO_PORT, default 8600; 0 picks a free one)
   --data-dir   where everything is kept (env ORATIO_DATA_DIR, default ./.oratio)
+
+oratio eval  runs the evaluation corpus through the public API and prints, per SOP and in
+             total: agents created, fact and citation accuracy, read-back, handoff recall,
+             false-handoff rate, guardrail violations. It exits 1 when a figure falls short.
+  --url        a running embedded platform (default: start one in a temporary directory,
+               with the model ORATIO_LLM_URL names, else the local engine)
+  --corpus     a corpus directory (default: the corpus built into this binary)
+  --only       the SOPs to run, by directory name
 ";
 
 fn parse(args: &[String]) -> anyhow::Result<Config> {
@@ -50,6 +59,7 @@ async fn run() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("up") => {}
+        Some("eval") => return evaluate(&args[1..]).await,
         Some("--version" | "-V") => {
             println!("oratio {}", env!("CARGO_PKG_VERSION"));
             return Ok(());
@@ -74,6 +84,50 @@ async fn run() -> anyhow::Result<()> {
         stop.stop();
     });
     platform.wait().await
+}
+
+async fn evaluate(args: &[String]) -> anyhow::Result<()> {
+    let (mut url, mut corpus, mut only) = (None, None, None);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let mut value = || rest.next().cloned().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--url" => url = Some(value()?),
+            "--corpus" => corpus = Some(PathBuf::from(value()?)),
+            "--only" => only = Some(value()?),
+            other => bail!("unknown argument {other}\n\n{USAGE}"),
+        }
+    }
+    let mut entries = match corpus {
+        Some(dir) => oratio::eval::load(&dir)?,
+        None => oratio::eval::bundled()?,
+    };
+    if let Some(only) = only {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        entries.retain(|e| wanted.contains(&e.slug.as_str()));
+    }
+    // Without a platform to talk to, one of its own in a temporary directory.
+    let (platform, _dir) = match url {
+        Some(_) => (None, None),
+        None => {
+            let dir = tempfile::tempdir().context("a temporary directory")?;
+            let config = Config { port: 0, data_dir: dir.path().to_path_buf(), ..Config::default() };
+            (Some(oratio::start(config).await?), Some(dir))
+        }
+    };
+    let url = url.unwrap_or_else(|| platform.as_ref().map(|p| p.url()).unwrap_or_default());
+    // The bundled embedding engine may still be starting.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let report = oratio::eval::run(&url, &entries, &mut std::io::stdout()).await?;
+    println!("{}", oratio::eval::summary(&report));
+    if let Some(platform) = platform {
+        platform.stop().await?;
+    }
+    let shortfalls = report.total.shortfalls();
+    if !shortfalls.is_empty() {
+        bail!("the corpus falls short: {}", shortfalls.join("; "));
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

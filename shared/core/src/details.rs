@@ -32,10 +32,10 @@ impl DetailKind {
         } else if has(&["phone", "mobile", "telephone", "cell", "contact number", "callback", "call back", "whatsapp"])
         {
             Self::Phone
-        } else if has(&["postcode", "post code", "postal code", "zip", "eircode"]) {
-            Self::Postcode
         } else if has(&["address", "street", "location of the property", "property location"]) {
             Self::Address
+        } else if has(&["postcode", "post code", "postal code", "zip", "eircode"]) {
+            Self::Postcode
         } else if has(&["number of", "how many", "party size", "group size", "guests", "headcount", "people"]) {
             Self::Count
         } else if has(&["amount", "budget", "sum", "price", "cost", "value of"]) {

@@ -113,7 +113,7 @@ pub fn facets(condition: &str) -> Vec<String> {
     let parts: Vec<String> = condition
         .split(" or ")
         .flat_map(|p| p.split(", "))
-        .map(|p| p.trim().trim_start_matches("and ").trim().to_owned())
+        .map(|p| p.trim().trim_start_matches("and ").trim_start_matches("if ").trim().to_owned())
         .filter(|p| !p.is_empty())
         .collect();
     let Some(first) = parts.first() else { return vec![condition.to_owned()] };

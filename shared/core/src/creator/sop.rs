@@ -741,7 +741,31 @@ fn is_tone(lower: &str) -> Option<String> {
 /// The condition of a handoff sentence ("Escalate to a human if the caller reports severe
 /// pain" → "the caller reports severe pain").
 fn condition_of(sentence: &str) -> String {
-    let text = sentence.trim().trim_end_matches(['.', '!', ';']).trim();
+    let mut text = sentence.trim().trim_end_matches(['.', '!', ';']).trim();
+    // "X – pass the call to the engineer": the condition is before the dash.
+    for separator in [" – ", " — ", " - ", ": ", "; "] {
+        if let Some((before, after)) = text.split_once(separator)
+            && (is_handoff(&after.to_lowercase()) || is_instruction(after))
+            && !before.trim().is_empty()
+            && !is_handoff(&before.to_lowercase())
+        {
+            text = before.trim();
+        }
+    }
+    let lower_full = text.to_lowercase();
+    for tail in [
+        " counts as urgent",
+        " counts as an emergency",
+        " is urgent",
+        " is an emergency",
+        " is a priority",
+        " are urgent",
+        " counts as a priority",
+    ] {
+        if lower_full.ends_with(tail) {
+            text = &text[..text.len() - tail.len()];
+        }
+    }
     let lower = text.to_lowercase();
     let subordinators = [" if ", " when ", " whenever ", " in case ", " should the ", " in the event that ", " where "];
     for opener in ["if ", "when ", "whenever ", "in case ", "should "] {
@@ -750,7 +774,7 @@ fn condition_of(sentence: &str) -> String {
             let end = rest
                 .match_indices(',')
                 .map(|(at, _)| at)
-                .find(|&at| is_handoff(&rest[at..]) || is_instruction(rest[at + 1..].trim()))
+                .find(|&at| is_instruction(rest[at + 1..].trim()))
                 .unwrap_or(rest.len());
             return text[opener.len()..opener.len() + end].trim().to_owned();
         }
@@ -1076,6 +1100,26 @@ pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requi
         let lower = unit.text.to_lowercase();
         for intent in intents_of(&unit.text) {
             push_unique(&mut r.intents, intent);
+        }
+        // "Same if they want their money back." after a handoff sentence is another condition.
+        let handoffs = r.handoff_conditions.len();
+        if handoffs > 0
+            && let Some(rest) = [
+                "same if ",
+                "the same if ",
+                "same goes if ",
+                "same when ",
+                "also if ",
+                "likewise if ",
+                "or if ",
+                "and if ",
+                "same for ",
+            ]
+            .iter()
+            .find_map(|lead| lower.strip_prefix(lead).map(|_| &unit.text[lead.len()..]))
+        {
+            push_unique(&mut r.handoff_conditions, rest.trim().trim_end_matches(['.', '!']).to_owned());
+            continue;
         }
         match unit.section {
             Section::Escalation if !(is_forbidden(&lower) && !is_handoff(&lower)) => {

@@ -521,8 +521,17 @@ pub fn find_address(text: &str) -> Option<String> {
             if STREET_WORDS.contains(&tokens[j].lower.trim_end_matches('.'))
                 || STREET_WORDS.iter().any(|s| s.len() > 4 && tokens[j].lower.ends_with(s))
             {
-                // Take a town after a comma, if one follows right away.
-                return Some(text[t.start..tokens[j].end].to_owned());
+                // The town and postcode that follow, if any: capitalised words and codes.
+                let mut end = j;
+                while end + 1 < tokens.len() && end < j + 4 {
+                    let next = tokens[end + 1].text;
+                    let capital = next.chars().next().is_some_and(|c| c.is_uppercase() || c.is_ascii_digit());
+                    if !capital || NAME_STOPS.contains(&tokens[end + 1].lower.as_str()) {
+                        break;
+                    }
+                    end += 1;
+                }
+                return Some(text[t.start..tokens[end].end].to_owned());
             }
         }
     }
@@ -825,7 +834,11 @@ mod tests {
         assert_eq!(find_date("on 14/05/2025").as_deref(), Some("14/05/2025"));
         assert_eq!(find_amount("it cost me €49.95 last week").as_deref(), Some("€49.95"));
         assert_eq!(find_phone("costs 4.95 EUR"), None);
-        assert_eq!(find_address("I live at 12 Elm Street, Leeds").as_deref(), Some("12 Elm Street"));
+        assert_eq!(find_address("I live at 12 Elm Street, Leeds").as_deref(), Some("12 Elm Street, Leeds"));
+        assert_eq!(
+            find_address("27 Ridge Road, Saltash PL12 4RT, you can call me").as_deref(),
+            Some("27 Ridge Road, Saltash PL12 4RT")
+        );
     }
 
     #[test]

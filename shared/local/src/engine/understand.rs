@@ -107,7 +107,8 @@ fn negated(message: &str, key: &str) -> bool {
 pub enum Coverage {
     /// A situation (a handoff condition): every key, its modifiers too ("severe pain").
     Whole,
-    /// A request (a forbidden action): most of its concepts, and some of its other words.
+    /// A request (a forbidden action): its concepts (most of them, when there are many),
+    /// and some of its other words.
     Gist,
 }
 
@@ -129,12 +130,15 @@ pub fn lexically(message: &str, facet: &str, coverage: Coverage) -> bool {
             let covered = count(&stems);
             covered > 0 && covered * 2 >= stems.len()
         }
+        // Two concepts are both needed ("medical advice" is not any advice); of more, most.
         Coverage::Gist => {
             let covered = count(&concepts);
-            covered > 0 && covered * 2 >= concepts.len() && count(&stems) * 2 + 1 >= stems.len()
+            let needed = if concepts.len() <= 2 { concepts.len() } else { concepts.len().div_ceil(2) };
+            covered >= needed && count(&stems) * 2 + 1 >= stems.len()
         }
     };
-    enough && !keys.iter().any(|k| said.has_key(k) && negated(message, k))
+    // "no pain" does not match "severe pain"; it does match "no heating".
+    enough && !keys.iter().any(|k| said.has_key(k) && negated(message, k) && !negated(facet, k))
 }
 
 /// The texts a handoff rule is known by.
