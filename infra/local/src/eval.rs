@@ -37,8 +37,22 @@ pub struct Fact {
     pub ask: String,
     /// Every one of these must be in the reply, as written.
     pub expect: Vec<String>,
-    /// The document that answers.
-    pub source: String,
+    /// The document that answers (or the documents that each do).
+    #[serde(deserialize_with = "one_or_many")]
+    pub source: Vec<String>,
+}
+
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(one) => vec![one],
+        OneOrMany::Many(many) => many,
+    })
 }
 
 /// A turn in which the customer gives details, which the reply must read back.
@@ -434,8 +448,9 @@ async fn evaluate(client: &Client, entry: &Entry, failures: &mut Vec<String>) ->
         let reply = conversation().say(&fact.ask).await?;
         let text = reply["reply"].as_str().unwrap_or_default();
         let right = contains_all(text, &fact.expect);
-        let cited =
-            reply["sources"][0]["title"] == fact.source.as_str() || text.contains(&format!("(source: {}", fact.source));
+        let cited = fact.source.iter().any(|source| {
+            reply["sources"][0]["title"] == source.as_str() || text.contains(&format!("(source: {source}"))
+        });
         figures.facts.add(right);
         figures.citations.add(cited);
         figures.false_handoffs.add(!reply["handoff"].is_null());

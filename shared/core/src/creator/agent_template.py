@@ -108,7 +108,7 @@ def system_prompt(config, collected):
     lines += ["", "## Details to collect"]
     if DETAILS:
         for detail in DETAILS:
-            when = " (when the customer wants to %s)" % detail["when"] if detail.get("when") else ""
+            when = " (when the customer wants %s)" % detail["when"] if detail.get("when") else ""
             lines.append("- %s: %s%s" % (detail["key"], detail["name"], when))
         lines.append(
             "When the customer gives any of these, call save_details with every one they gave, then "
@@ -176,7 +176,7 @@ class _Turn:
         query = str(arguments.get("query", "")).strip()
         if not query:
             raise ValueError("query is required")
-        passages = oratio_agent.retrieve(query[:500], limit=4)
+        passages = oratio_agent.retrieve(query[:500], limit=6)
         for passage in passages:
             if all(
                 (p.get("document_id"), p.get("location"), p.get("text")) != (passage.get("document_id"), passage.get("location"), passage.get("text"))

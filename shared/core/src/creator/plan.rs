@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sop::{Requirements, items};
+use super::sop::{Requirements, collection_topic, items};
 use crate::language::{lower_first, upper_first, words};
 
 /// One step of the conversation the agent leads.
@@ -14,8 +14,8 @@ pub struct PlanStep {
     pub instruction: String,
     /// The data this step collects.
     pub collects: Vec<String>,
-    /// What the customer wants when this step applies ("book an appointment"), if the
-    /// SOP says.
+    /// What the customer wants when this step applies ("to book an appointment", "a
+    /// table"), if the SOP says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
 }
@@ -52,50 +52,13 @@ pub struct Review {
 }
 
 /// Who a condition is about, at its start ("the caller reports …").
+#[rustfmt::skip]
 const SUBJECTS: &[&str] = &[
-    "the caller",
-    "the customer",
-    "the patient",
-    "the client",
-    "the guest",
-    "the user",
-    "the person",
-    "the tenant",
-    "the member",
-    "the owner",
-    "the pet owner",
-    "the driver",
-    "the parent",
-    "the student",
-    "the buyer",
-    "the passenger",
-    "the resident",
-    "a caller",
-    "a customer",
-    "a patient",
-    "a client",
-    "a guest",
-    "customers",
-    "callers",
-    "patients",
-    "clients",
-    "guests",
-    "customer",
-    "caller",
-    "patient",
-    "client",
-    "guest",
-    "user",
-    "they",
-    "he",
-    "she",
-    "someone",
-    "somebody",
-    "anyone",
-    "the homeowner",
-    "homeowner",
-    "the traveller",
-    "traveller",
+    "the caller", "the customer", "the patient", "the client", "the guest", "the user", "the person", "the tenant",
+    "the member", "the owner", "the pet owner", "the driver", "the parent", "the student", "the buyer",
+    "the passenger", "the resident", "a caller", "a customer", "a patient", "a client", "a guest", "customers",
+    "callers", "patients", "clients", "guests", "customer", "caller", "patient", "client", "guest", "user", "they",
+    "he", "she", "someone", "somebody", "anyone", "the homeowner", "homeowner", "the traveller", "traveller",
 ];
 
 /// The alternatives of a condition: "the caller reports severe pain, bleeding or swelling"
@@ -141,51 +104,12 @@ pub fn facets(condition: &str) -> Vec<String> {
 }
 
 fn looks_like_verb(word: &str) -> bool {
+    #[rustfmt::skip]
     const VERBS: &[&str] = &[
-        "is",
-        "are",
-        "was",
-        "has",
-        "have",
-        "had",
-        "wants",
-        "want",
-        "asks",
-        "ask",
-        "needs",
-        "need",
-        "says",
-        "say",
-        "mentions",
-        "reports",
-        "requests",
-        "demands",
-        "threatens",
-        "sounds",
-        "seems",
-        "uses",
-        "gets",
-        "feels",
-        "cannot",
-        "can't",
-        "can",
-        "does",
-        "doesn't",
-        "did",
-        "refuses",
-        "complains",
-        "disputes",
-        "describes",
-        "becomes",
-        "gets",
-        "keeps",
-        "wishes",
-        "would",
-        "will",
-        "lives",
-        "lost",
-        "loses",
-        "mentioned",
+        "is", "are", "was", "has", "have", "had", "wants", "want", "asks", "ask", "needs", "need", "says", "say",
+        "mentions", "reports", "requests", "demands", "threatens", "sounds", "seems", "uses", "gets", "feels",
+        "cannot", "can't", "can", "does", "doesn't", "did", "refuses", "complains", "disputes", "describes",
+        "becomes", "gets", "keeps", "wishes", "would", "will", "lives", "lost", "loses", "mentioned",
     ];
     VERBS.contains(&word) || (word.ends_with('s') && word.len() > 4 && !word.ends_with("ss"))
 }
@@ -393,12 +317,6 @@ fn contains_any(text: &str, words: &[&str]) -> bool {
     words.iter().any(|w| lower.contains(w))
 }
 
-/// The intent a step applies to ("If they want to book an appointment, …").
-fn step_intent(instruction: &str, requirements: &Requirements) -> Option<String> {
-    let lower = instruction.to_lowercase();
-    requirements.intents.iter().find(|intent| lower.contains(intent.as_str())).cloned()
-}
-
 pub fn draft_plan(requirements: &Requirements, agent_name: &str, greeting: Option<&str>) -> Plan {
     let mut claimed: Vec<String> = Vec::new();
     let flow = requirements
@@ -417,7 +335,7 @@ pub fn draft_plan(requirements: &Requirements, agent_name: &str, greeting: Optio
             PlanStep {
                 id: format!("step-{}", i + 1),
                 instruction: instruction.clone(),
-                when: if collects.is_empty() { None } else { step_intent(instruction, requirements) },
+                when: if collects.is_empty() { None } else { collection_topic(instruction) },
                 collects,
             }
         })
@@ -489,14 +407,14 @@ pub fn review_completeness(requirements: &Requirements, mut plan: Plan) -> (Revi
 }
 
 /// What a customer says to ask for a person.
+#[rustfmt::skip]
 pub const PERSON_REQUESTS: &[&str] = &[
-    "Can I speak to a real person, please?",
-    "I'd rather talk to a human.",
+    "Can I speak to a real person, please?", "I'd rather talk to a human.",
     "Put me through to someone from your team.",
 ];
 
 /// The reason recorded when a customer asks for a person.
-pub const ASKED_FOR_PERSON: &str = "the customer asked for a person";
+pub const ASKED_FOR_PERSON: &str = "the customer asks to speak to a person";
 
 /// Review cycle 2: is the plan safe?
 pub fn review_safety(requirements: &Requirements, mut plan: Plan) -> (Review, Plan) {
@@ -601,7 +519,7 @@ Never give a medical diagnosis. Do not share other patients' information.
         let r = parse_sop(SOP, &[]).unwrap();
         let plan = draft_plan(&r, "Front desk", None);
         assert_eq!(plan.flow[1].collects, ["full name", "phone number", "preferred date"]);
-        assert_eq!(plan.flow[1].when.as_deref(), Some("book an appointment"));
+        assert_eq!(plan.flow[1].when.as_deref(), Some("to book an appointment"));
         assert_eq!(plan.handoff[0].triggers, ["I have severe pain", "I have bleeding", "I have swelling"]);
         let (first, plan) = review_completeness(&r, plan);
         assert_eq!(first.cycle, 1);

@@ -42,125 +42,40 @@ enum Section {
     Context,
 }
 
+/// The words a heading or label names its section by, in the order they are tried.
+#[rustfmt::skip]
+const SECTION_WORDS: &[(Section, &[&str])] = &[
+    (Section::Never, &["never", "don't", "do not", "must not", "not allowed", "prohibit", "forbidden", "avoid",
+        "restrict", "guardrail", "off limits", "off-limits", "what not to", "limits", "boundaries", "not to do",
+        "red line"]),
+    (Section::Escalation, &["escalat", "hand off", "handoff", "hand-off", "hand over", "handover", "transfer",
+        "human", "emergenc", "urgent", "when to involve", "red flag", "get help", "supervisor", "manager",
+        "call a person", "exception", "pass to", "pass on", "refer to", "send to", "hand to", "put through",
+        "to a person", "to the team", "alert"]),
+    (Section::Tone, &["tone", "voice", "style", "manner", "how to speak", "how we speak", "communication",
+        "personality", "language"]),
+    (Section::Data, &["collect", "information to gather", "information we need", "required information",
+        "details to", "what to ask", "data to", "information needed", "intake", "to capture", "to record",
+        "details we need", "what we need"]),
+    (Section::Context, &["purpose", "about us", "overview", "introduction", "background", "who we are", "scope",
+        "goal", "context", "about this"]),
+];
+
 fn section_of(heading: &str) -> Section {
     let h = heading.to_lowercase();
-    let has = |words: &[&str]| words.iter().any(|w| h.contains(w));
-    if has(&[
-        "never",
-        "don't",
-        "do not",
-        "must not",
-        "not allowed",
-        "prohibit",
-        "forbidden",
-        "avoid",
-        "restrict",
-        "guardrail",
-        "off limits",
-        "off-limits",
-        "what not to",
-        "limits",
-        "boundaries",
-        "not to do",
-        "red line",
-    ]) {
-        Section::Never
-    } else if has(&[
-        "escalat",
-        "hand off",
-        "handoff",
-        "hand-off",
-        "hand over",
-        "handover",
-        "transfer",
-        "human",
-        "emergenc",
-        "urgent",
-        "when to involve",
-        "red flag",
-        "get help",
-        "supervisor",
-        "manager",
-        "call a person",
-        "exception",
-    ]) {
-        Section::Escalation
-    } else if has(&[
-        "tone",
-        "voice",
-        "style",
-        "manner",
-        "how to speak",
-        "how we speak",
-        "communication",
-        "personality",
-        "language",
-    ]) {
-        Section::Tone
-    } else if has(&[
-        "collect",
-        "information to gather",
-        "information we need",
-        "required information",
-        "details to",
-        "what to ask",
-        "data to",
-        "information needed",
-        "intake",
-        "to capture",
-        "to record",
-        "details we need",
-        "what we need",
-    ]) {
-        Section::Data
-    } else if has(&[
-        "purpose",
-        "about us",
-        "overview",
-        "introduction",
-        "background",
-        "who we are",
-        "scope",
-        "goal",
-        "context",
-        "about this",
-    ]) {
-        Section::Context
-    } else {
-        Section::Procedure
-    }
+    SECTION_WORDS
+        .iter()
+        .find(|(_, words)| words.iter().any(|w| h.contains(w)))
+        .map_or(Section::Procedure, |(section, _)| *section)
 }
 
 /// Labels that introduce a section when written `Label: …` without emphasis.
+#[rustfmt::skip]
 const PLAIN_LABELS: &[&str] = &[
-    "tone",
-    "voice",
-    "style",
-    "escalation",
-    "escalations",
-    "escalate",
-    "escalate if",
-    "escalate when",
-    "handoff",
-    "hand off",
-    "transfer",
-    "never",
-    "do not",
-    "don't",
-    "forbidden",
-    "rules",
-    "guardrails",
-    "collect",
-    "required information",
-    "information to collect",
-    "purpose",
-    "goal",
-    "note",
-    "important",
-    "always",
-    "procedure",
-    "steps",
-    "process",
+    "tone", "voice", "style", "escalation", "escalations", "escalate", "escalate if", "escalate when", "handoff",
+    "hand off", "transfer", "never", "do not", "don't", "forbidden", "rules", "guardrails", "collect",
+    "required information", "information to collect", "purpose", "goal", "note", "important", "always", "procedure",
+    "steps", "process",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -287,6 +202,19 @@ fn classify(raw: &str) -> Line {
     Line::Text(strip_emphasis(line).to_owned())
 }
 
+/// The independent clauses of a sentence: "Check allergens in the menu; never say a dish
+/// is safe" is a step and a rule.
+fn clauses(sentence: &str) -> Vec<String> {
+    let parts: Vec<&str> = sentence.split("; ").map(str::trim).filter(|p| !p.is_empty()).collect();
+    let independent = parts.len() > 1
+        && parts.iter().all(|p| p.split_whitespace().count() >= 3)
+        && parts
+            .iter()
+            .skip(1)
+            .all(|p| is_instruction(p) || is_forbidden(&p.to_lowercase()) || is_handoff(&p.to_lowercase()));
+    if independent { parts.iter().map(|p| (*p).to_owned()).collect() } else { vec![sentence.to_owned()] }
+}
+
 /// A unit of instruction: a list item (with its sub-items) or a sentence of prose.
 #[derive(Debug, Clone)]
 struct Unit {
@@ -332,7 +260,9 @@ fn units(sop: &str) -> (Vec<Unit>, Option<String>) {
                 match child_of {
                     Some((at, _, _)) => out[at].children.push(text),
                     None => {
-                        out.push(Unit { section, text, children: vec![], listed: true });
+                        for clause in clauses(&text) {
+                            out.push(Unit { section, text: clause, children: vec![], listed: true });
+                        }
                         parent = Some((out.len() - 1, indent, marker));
                     }
                 }
@@ -347,7 +277,9 @@ fn units(sop: &str) -> (Vec<Unit>, Option<String>) {
                     }
                 }
                 for sentence in sentences(&text) {
-                    out.push(Unit { section, text: sentence, children: vec![], listed: false });
+                    for clause in clauses(&sentence) {
+                        out.push(Unit { section, text: clause, children: vec![], listed: false });
+                    }
                 }
             }
         }
@@ -355,90 +287,28 @@ fn units(sop: &str) -> (Vec<Unit>, Option<String>) {
     (out, title)
 }
 
+#[rustfmt::skip]
 const FORBIDDEN_MARKERS: &[&str] = &[
-    "never ",
-    "do not ",
-    "don't ",
-    "dont ",
-    "must not ",
-    "mustn't ",
-    "should not ",
-    "shouldn't ",
-    "not allowed",
-    "under no circumstances",
-    "not permitted",
-    "refrain from",
-    "is prohibited",
-    "are prohibited",
-    "forbidden",
-    "avoid ",
-    "may not ",
-    "cannot ",
-    "can't ",
+    "never ", "do not ", "don't ", "dont ", "must not ", "mustn't ", "should not ", "shouldn't ", "not allowed",
+    "under no circumstances", "not permitted", "refrain from", "is prohibited", "are prohibited", "forbidden",
+    "avoid ", "may not ", "cannot ", "can't ",
 ];
 
+#[rustfmt::skip]
 const HANDOFF_VERBS: &[&str] = &[
-    "escalate",
-    "escalation",
-    "transfer",
-    "hand off",
-    "hand over",
-    "hand the",
-    "handoff",
-    "hand-off",
-    "pass the call",
-    "pass them",
-    "pass it",
-    "put them through",
-    "put the caller through",
-    "connect them",
-    "connect the",
-    "route them",
-    "route the",
-    "refer them",
-    "refer the",
-    "forward them",
-    "forward the call",
-    "alert ",
-    "notify ",
-    "page the",
-    "bring in",
-    "involve ",
-    "get a ",
-    "get the on-call",
-    "call in",
+    "escalate", "escalation", "transfer", "hand off", "hand over", "hand the", "handoff", "hand-off",
+    "pass the call", "pass them", "pass it", "put them through", "put the caller through", "connect them",
+    "connect the", "route them", "route the", "refer them", "refer the", "forward them", "forward the call",
+    "alert ", "notify ", "page the", "bring in", "involve ", "get a ", "get the on-call", "call in", "go to ",
+    "goes to ", "send to", "send straight to", "send them to", "sent to", "pass to", "passed to", "refer to",
+    "put through to", "hand to",
 ];
 
+#[rustfmt::skip]
 const STAFF: &[&str] = &[
-    "human",
-    "person",
-    "manager",
-    "supervisor",
-    "colleague",
-    "staff",
-    "team",
-    "specialist",
-    "live agent",
-    "someone",
-    "nurse",
-    "doctor",
-    "vet",
-    "pharmacist",
-    "technician",
-    "engineer",
-    "advisor",
-    "adviser",
-    "on-call",
-    "on call",
-    "owner",
-    "dispatcher",
-    "coordinator",
-    "coordinator",
-    "representative",
-    "office",
-    "department",
-    "desk",
-    "lead",
+    "human", "person", "manager", "supervisor", "colleague", "staff", "team", "specialist", "live agent", "someone",
+    "nurse", "doctor", "vet", "pharmacist", "technician", "engineer", "advisor", "adviser", "on-call", "on call",
+    "owner", "dispatcher", "coordinator", "coordinator", "representative", "office", "department", "desk", "lead",
 ];
 
 fn contains_any(text: &str, markers: &[&str]) -> bool {
@@ -456,167 +326,36 @@ fn is_forbidden(lower: &str) -> bool {
 }
 
 /// Verbs an instruction starts with.
+#[rustfmt::skip]
 const IMPERATIVES: &[&str] = &[
-    "greet",
-    "welcome",
-    "ask",
-    "collect",
-    "check",
-    "confirm",
-    "offer",
-    "tell",
-    "explain",
-    "answer",
-    "book",
-    "schedule",
-    "take",
-    "record",
-    "note",
-    "verify",
-    "transfer",
-    "escalate",
-    "send",
-    "provide",
-    "give",
-    "help",
-    "find",
-    "look",
-    "let",
-    "thank",
-    "apologise",
-    "apologize",
-    "direct",
-    "refer",
-    "inform",
-    "remind",
-    "suggest",
-    "recommend",
-    "follow",
-    "log",
-    "create",
-    "open",
-    "close",
-    "update",
-    "cancel",
-    "process",
-    "issue",
-    "arrange",
-    "make",
-    "keep",
-    "use",
-    "say",
-    "read",
-    "repeat",
-    "end",
-    "call",
-    "email",
-    "forward",
-    "hand",
-    "put",
-    "advise",
-    "reassure",
-    "listen",
-    "identify",
-    "determine",
-    "gather",
-    "request",
-    "capture",
-    "obtain",
-    "review",
-    "quote",
-    "share",
-    "mention",
-    "describe",
-    "walk",
-    "guide",
-    "route",
-    "triage",
-    "assess",
-    "ensure",
-    "introduce",
-    "start",
-    "begin",
-    "finish",
-    "wrap",
-    "close",
-    "resolve",
-    "acknowledge",
-    "empathise",
-    "empathize",
-    "write",
-    "add",
-    "enter",
-    "search",
-    "consult",
-    "contact",
-    "reply",
-    "respond",
-    "point",
-    "encourage",
-    "invite",
-    "get",
-    "pass",
-    "connect",
-    "notify",
-    "alert",
-    "tag",
-    "mark",
-    "set",
-    "fill",
-    "complete",
-    "submit",
-    "approve",
-    "decline",
-    "refuse",
-    "only",
-    "always",
-    "be",
-    "stay",
-    "remain",
-    "speak",
-    "sound",
-    "clarify",
-    "probe",
-    "summarise",
-    "summarize",
-    "register",
-    "sign",
-    "reschedule",
-    "move",
-    "change",
-    "calculate",
-    "estimate",
-    "dispatch",
-    "prioritise",
-    "prioritize",
-    "hold",
-    "wait",
-    "stop",
-    "never",
-    "do",
-    "don't",
+    "greet", "welcome", "ask", "collect", "check", "confirm", "offer", "tell", "explain", "answer", "book",
+    "schedule", "take", "record", "note", "verify", "transfer", "escalate", "send", "provide", "give", "help",
+    "find", "look", "let", "thank", "apologise", "apologize", "direct", "refer", "inform", "remind", "suggest",
+    "recommend", "follow", "log", "create", "open", "close", "update", "cancel", "process", "issue", "arrange",
+    "make", "keep", "use", "say", "read", "repeat", "end", "call", "email", "forward", "hand", "put", "advise",
+    "reassure", "listen", "identify", "determine", "gather", "request", "capture", "obtain", "review", "quote",
+    "share", "mention", "describe", "walk", "guide", "route", "triage", "assess", "ensure", "introduce", "start",
+    "begin", "finish", "wrap", "close", "resolve", "acknowledge", "empathise", "empathize", "write", "add", "enter",
+    "search", "consult", "contact", "reply", "respond", "point", "encourage", "invite", "get", "pass", "connect",
+    "notify", "alert", "tag", "mark", "set", "fill", "complete", "submit", "approve", "decline", "refuse", "only",
+    "always", "be", "stay", "remain", "speak", "sound", "clarify", "probe", "summarise", "summarize", "register",
+    "sign", "reschedule", "move", "change", "calculate", "estimate", "dispatch", "prioritise", "prioritize", "hold",
+    "wait", "stop", "never", "do", "don't",
 ];
 
+#[rustfmt::skip]
 const LEADS: &[&str] = &[
-    "always",
-    "then",
-    "first",
-    "firstly",
-    "next",
-    "finally",
-    "lastly",
-    "please",
-    "also",
-    "afterwards",
-    "politely",
-    "kindly",
-    "immediately",
-    "second",
-    "secondly",
-    "third",
-    "thirdly",
-    "now",
-    "and",
+    "always", "then", "first", "firstly", "next", "finally", "lastly", "please", "also", "afterwards", "politely",
+    "kindly", "immediately", "second", "secondly", "third", "thirdly", "now", "and",
+];
+
+/// Phrases by which prose tells the agent (or staff) to do something.
+#[rustfmt::skip]
+const AGENT_SUBJECTS: &[&str] = &[
+    "you should", "you must", "you need to", "you have to", "make sure", "ensure", "be sure to", "remember to",
+    "the agent should", "the agent must", "the assistant should", "staff should", "agents should",
+    "reception should", "our team should", "it is important to", "is required", "are required", "needs to be",
+    "must be", "should be",
 ];
 
 /// Whether a sentence of prose tells the agent to do something.
@@ -645,30 +384,7 @@ fn is_instruction(sentence: &str) -> bool {
             return true;
         }
     }
-    let agent_subjects = [
-        "you should",
-        "you must",
-        "you need to",
-        "you have to",
-        "make sure",
-        "ensure",
-        "be sure to",
-        "remember to",
-        "the agent should",
-        "the agent must",
-        "the assistant should",
-        "staff should",
-        "agents should",
-        "reception should",
-        "our team should",
-        "it is important to",
-        "is required",
-        "are required",
-        "needs to be",
-        "must be",
-        "should be",
-    ];
-    if contains_any(&lower, &agent_subjects) {
+    if contains_any(&lower, AGENT_SUBJECTS) {
         return true;
     }
     // "We always confirm …", "our agents ask …": a subject, perhaps an adverb, then a verb of the procedure.
@@ -692,35 +408,11 @@ fn is_tone(lower: &str) -> Option<String> {
     }
     for lead in ["always be ", "be ", "stay ", "remain ", "sound ", "keep it ", "speak in a ", "speak "] {
         if let Some(rest) = lower.strip_prefix(lead) {
+            #[rustfmt::skip]
             const MANNER: &[&str] = &[
-                "friendly",
-                "polite",
-                "warm",
-                "professional",
-                "concise",
-                "patient",
-                "empathetic",
-                "calm",
-                "formal",
-                "informal",
-                "cheerful",
-                "kind",
-                "courteous",
-                "brief",
-                "clear",
-                "reassuring",
-                "upbeat",
-                "respectful",
-                "relaxed",
-                "casual",
-                "helpful",
-                "positive",
-                "gentle",
-                "plain",
-                "simple",
-                "short",
-                "tone",
-                "manner",
+                "friendly", "polite", "warm", "professional", "concise", "patient", "empathetic", "calm", "formal",
+                "informal", "cheerful", "kind", "courteous", "brief", "clear", "reassuring", "upbeat", "respectful",
+                "relaxed", "casual", "helpful", "positive", "gentle", "plain", "simple", "short", "tone", "manner",
             ];
             if contains_any(rest, MANNER) {
                 return Some(rest.trim().trim_end_matches('.').to_owned());
@@ -738,30 +430,30 @@ fn is_tone(lower: &str) -> Option<String> {
     None
 }
 
+/// How a condition says it is urgent, which is not part of the condition.
+#[rustfmt::skip]
+const URGENCY_TAILS: &[&str] = &[
+    " counts as urgent", " counts as an emergency", " is urgent", " is an emergency", " is a priority",
+    " are urgent", " counts as a priority",
+];
+
 /// The condition of a handoff sentence ("Escalate to a human if the caller reports severe
 /// pain" → "the caller reports severe pain").
 fn condition_of(sentence: &str) -> String {
     let mut text = sentence.trim().trim_end_matches(['.', '!', ';']).trim();
     // "X – pass the call to the engineer": the condition is before the dash.
     for separator in [" – ", " — ", " - ", ": ", "; "] {
-        if let Some((before, after)) = text.split_once(separator)
-            && (is_handoff(&after.to_lowercase()) || is_instruction(after))
-            && !before.trim().is_empty()
-            && !is_handoff(&before.to_lowercase())
-        {
+        let Some((before, after)) = text.split_once(separator) else { continue };
+        let (acts_before, acts_after) = (is_handoff(&before.to_lowercase()), is_handoff(&after.to_lowercase()));
+        if (acts_after || is_instruction(after)) && !before.trim().is_empty() && !acts_before {
             text = before.trim();
+        } else if acts_before && !acts_after && !after.trim().is_empty() {
+            // "Emergencies (send straight to the manager): no water, …": after the label.
+            text = after.trim();
         }
     }
     let lower_full = text.to_lowercase();
-    for tail in [
-        " counts as urgent",
-        " counts as an emergency",
-        " is urgent",
-        " is an emergency",
-        " is a priority",
-        " are urgent",
-        " counts as a priority",
-    ] {
+    for tail in URGENCY_TAILS {
         if lower_full.ends_with(tail) {
             text = &text[..text.len() - tail.len()];
         }
@@ -839,42 +531,28 @@ fn strip_parentheses(text: &str) -> String {
     out
 }
 
+/// Where a detail's name ends ("phone number we can reach them on" → "phone number").
+#[rustfmt::skip]
+const DATUM_TAILS: &[&str] = &[
+    " if ", " when ", " before ", " after ", " so that ", " so ", " which ", " that ", " to confirm", " on the ",
+    " on their ", " associated with", " linked to", " used ", " they ", " in case", " for the booking",
+    " for the appointment", " for the order", " for our records", " for reference", " from them", " from the",
+    " as well", " first", " too", " please", " e.g", " such as", " for ", " to the ", " at the ", " we ", " you ",
+    " i ", " by ",
+];
+
+/// Words before a detail's name that are not part of it.
+#[rustfmt::skip]
+const DATUM_LEADS: &[&str] = &[
+    "their ", "the ", "a ", "an ", "any ", "your ", "his or her ", "his ", "her ", "customer's ", "caller's ",
+    "patient's ", "client's ", "guest's ", "owner's ", "customers' ", "callers' ", "member's ", "user's ",
+    "tenant's ", "the customer's ", "the caller's ", "the patient's ", "the client's ", "also ", "then ",
+    "following ", "details of ",
+];
+
 fn clean_datum(item: &str) -> String {
     let mut item = item.trim().trim_end_matches(['.', ':', '!']).trim().to_lowercase();
-    for tail in [
-        " if ",
-        " when ",
-        " before ",
-        " after ",
-        " so that ",
-        " so ",
-        " which ",
-        " that ",
-        " to confirm",
-        " on the ",
-        " on their ",
-        " associated with",
-        " linked to",
-        " used ",
-        " they ",
-        " in case",
-        " for the booking",
-        " for the appointment",
-        " for the order",
-        " for our records",
-        " for reference",
-        " from them",
-        " from the",
-        " as well",
-        " first",
-        " too",
-        " please",
-        " e.g",
-        " such as",
-        " for ",
-        " to the ",
-        " at the ",
-    ] {
+    for tail in DATUM_TAILS {
         if let Some(at) = item.find(tail) {
             item.truncate(at);
         }
@@ -882,36 +560,7 @@ fn clean_datum(item: &str) -> String {
     let mut changed = true;
     while changed {
         changed = false;
-        for lead in [
-            "their ",
-            "the ",
-            "a ",
-            "an ",
-            "any ",
-            "your ",
-            "his or her ",
-            "his ",
-            "her ",
-            "customer's ",
-            "caller's ",
-            "patient's ",
-            "client's ",
-            "guest's ",
-            "owner's ",
-            "customers' ",
-            "callers' ",
-            "member's ",
-            "user's ",
-            "tenant's ",
-            "the customer's ",
-            "the caller's ",
-            "the patient's ",
-            "the client's ",
-            "also ",
-            "then ",
-            "following ",
-            "details of ",
-        ] {
+        for lead in DATUM_LEADS {
             if let Some(rest) = item.strip_prefix(lead) {
                 item = rest.to_owned();
                 changed = true;
@@ -921,41 +570,44 @@ fn clean_datum(item: &str) -> String {
     item.trim().to_owned()
 }
 
+#[rustfmt::skip]
 const COLLECT_MARKERS: &[&str] = &[
-    "collect ",
-    "ask for ",
-    "ask them for ",
-    "ask the caller for ",
-    "ask the customer for ",
-    "ask the patient for ",
-    "ask the client for ",
-    "ask the guest for ",
-    "ask for their ",
-    "take down ",
-    "take their ",
-    "record ",
-    "get their ",
-    "note down ",
-    "note their ",
-    "write down ",
-    "request ",
-    "obtain ",
-    "gather ",
-    "capture ",
-    "verify their ",
-    "verify the ",
-    "we need their ",
-    "we need the ",
-    "asking for ",
-    "collecting ",
-    "get the ",
-    "check their ",
-    "confirm their ",
-    "take the ",
-    "ask their ",
-    "ask what their ",
-    "ask for the ",
+    "collect ", "ask for ", "ask them for ", "ask the caller for ", "ask the customer for ", "ask the patient for ",
+    "ask the client for ", "ask the guest for ", "ask for their ", "take down ", "take their ", "record ",
+    "get their ", "note down ", "note their ", "write down ", "request ", "obtain ", "gather ", "capture ",
+    "verify their ", "verify the ", "we need their ", "we need the ", "asking for ", "collecting ", "get the ",
+    "check their ", "confirm their ", "take the ", "ask their ", "ask what their ", "ask for the ", "ask ",
 ];
+
+/// What a step that collects details is for, as the customer would want it: "If they want
+/// to book an appointment, collect …" → "to book an appointment"; "For a table take the
+/// name …" → "a table"; `None` when the step collects unconditionally.
+pub fn collection_topic(instruction: &str) -> Option<String> {
+    let lower = instruction.to_lowercase();
+    for marker in WISH_MARKERS {
+        if let Some(at) = lower.find(marker) {
+            let rest = &lower[at + marker.len()..];
+            let wish = rest.split([',', ';', '.', ':']).next().unwrap_or(rest).trim();
+            if !wish.is_empty() {
+                return Some(format!("to {wish}"));
+            }
+        }
+    }
+    let at = COLLECT_MARKERS
+        .iter()
+        .filter_map(|m| lower.find(m).filter(|&at| at == 0 || !lower[..at].ends_with(|c: char| c.is_alphanumeric())))
+        .min()?;
+    let mut head = lower[..at].trim().trim_end_matches([',', ':', '-', '–']).trim();
+    for lead in ["for ", "if ", "when ", "to ", "on "] {
+        head = head.strip_prefix(lead).unwrap_or(head).trim();
+    }
+    let head = head.trim_end_matches([',', ':']).trim();
+    if head.split_whitespace().count() < 1 || head.split_whitespace().count() > 10 {
+        return None;
+    }
+    let verb = head.split_whitespace().next().is_some_and(|w| IMPERATIVES.contains(&w));
+    Some(if verb { format!("to {head}") } else { head.to_owned() })
+}
 
 /// Details a unit asks the agent to collect.
 fn data_of(text: &str, children: &[String]) -> Vec<String> {
@@ -994,40 +646,18 @@ fn data_of(text: &str, children: &[String]) -> Vec<String> {
 }
 
 /// Words a collect-verb is followed by that are not a detail ("record the call").
+#[rustfmt::skip]
+const NOT_DETAILS: &[&str] = &[
+    "call", "the call", "it", "them", "this", "that", "everything", "feedback", "help", "notes", "note", "reason",
+    "details", "information", "info", "following", "all", "anything", "something", "payment", "card payment",
+    "questions", "question", "problem", "issue", "request", "requests", "complaint", "consent", "permission",
+];
+
+/// Words a collect-verb is followed by that are not a detail ("record the call").
 fn is_noise_datum(item: &str) -> bool {
-    let generic = [
-        "call",
-        "the call",
-        "it",
-        "them",
-        "this",
-        "that",
-        "everything",
-        "feedback",
-        "help",
-        "notes",
-        "note",
-        "reason",
-        "details",
-        "information",
-        "info",
-        "following",
-        "all",
-        "anything",
-        "something",
-        "payment",
-        "card payment",
-        "questions",
-        "question",
-        "problem",
-        "issue",
-        "request",
-        "requests",
-        "complaint",
-        "consent",
-        "permission",
-    ];
-    generic.contains(&item) || item.starts_with("whether") || item.starts_with("how ") || item.starts_with("if ")
+    let asks = ["what", "which", "why", "where", "who", "since", "how", "whether", "if"];
+    NOT_DETAILS.contains(&item)
+        || item.split_whitespace().next().is_some_and(|w| asks.contains(&w.trim_end_matches("'s")))
 }
 
 fn push_unique(list: &mut Vec<String>, item: String) {
@@ -1037,27 +667,18 @@ fn push_unique(list: &mut Vec<String>, item: String) {
     }
 }
 
+/// How an SOP says what a customer wants.
+#[rustfmt::skip]
+const WISH_MARKERS: &[&str] = &[
+    "want to ", "wants to ", "would like to ", "wish to ", "wishes to ", "wanting to ", "looking to ", "needs to ",
+    "need to ", "asks to ", "asking to ", "requests to ", "trying to ", "calling to ", "calls to ",
+];
+
 /// What a customer comes for, when a sentence says ("if they want to book an appointment").
 fn intents_of(text: &str) -> Vec<String> {
     let lower = text.to_lowercase();
     let mut out = Vec::new();
-    for marker in [
-        "want to ",
-        "wants to ",
-        "would like to ",
-        "wish to ",
-        "wishes to ",
-        "wanting to ",
-        "looking to ",
-        "needs to ",
-        "need to ",
-        "asks to ",
-        "asking to ",
-        "requests to ",
-        "trying to ",
-        "calling to ",
-        "calls to ",
-    ] {
+    for marker in WISH_MARKERS {
         if let Some(at) = lower.find(marker) {
             let rest = &lower[at + marker.len()..];
             let intent = rest.split([',', ';', '.', ':']).next().unwrap_or(rest).trim();
@@ -1076,6 +697,13 @@ fn as_rule(text: &str) -> String {
     let text = text.trim().trim_end_matches(['.', ';']).trim();
     if is_forbidden(&text.to_lowercase()) { text.to_owned() } else { format!("Never {}", lower_first(text)) }
 }
+
+/// How a sentence adds a condition to the handoff before it ("Same if …").
+#[rustfmt::skip]
+const ALSO_MARKERS: &[&str] = &[
+    "same if ", "the same if ", "same goes if ", "same when ", "also if ", "likewise if ", "or if ", "and if ",
+    "same for ",
+];
 
 /// Reads an SOP (and the tenant's explicit handoff conditions) into requirements.
 pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requirements, InvalidSop> {
@@ -1104,19 +732,8 @@ pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requi
         // "Same if they want their money back." after a handoff sentence is another condition.
         let handoffs = r.handoff_conditions.len();
         if handoffs > 0
-            && let Some(rest) = [
-                "same if ",
-                "the same if ",
-                "same goes if ",
-                "same when ",
-                "also if ",
-                "likewise if ",
-                "or if ",
-                "and if ",
-                "same for ",
-            ]
-            .iter()
-            .find_map(|lead| lower.strip_prefix(lead).map(|_| &unit.text[lead.len()..]))
+            && let Some(rest) =
+                ALSO_MARKERS.iter().find_map(|lead| lower.strip_prefix(lead).map(|_| &unit.text[lead.len()..]))
         {
             push_unique(&mut r.handoff_conditions, rest.trim().trim_end_matches(['.', '!']).to_owned());
             continue;

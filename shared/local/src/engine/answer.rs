@@ -37,7 +37,10 @@ pub fn candidates(found: &[Found]) -> Vec<Candidate> {
             let pieces = if is_row(line) { vec![line.to_owned()] } else { sentences(line) };
             for piece in pieces {
                 let piece = piece.trim_start_matches(['-', '*', '•', '#', ' ']).trim().to_owned();
+                // A heading repeated as the passage's first line answers nothing.
+                let heading = piece.eq_ignore_ascii_case(passage.place.trim());
                 if piece.chars().filter(|c| c.is_alphanumeric()).count() >= 3
+                    && !heading
                     && !out.iter().any(|c: &Candidate| c.text == piece)
                 {
                     out.push(Candidate {
@@ -146,7 +149,12 @@ pub fn lexical_scores(question: &str, candidates: &[Candidate]) -> Vec<f32> {
         .map(|(candidate, t)| {
             let shared: f32 = keys.iter().filter(|k| t.has_key(k)).map(|k| weight(k)).sum();
             let fits = kind != Wants::Anything && has_kind(&candidate.text, kind);
-            shared / total + if fits && shared > 0.0 { 0.25 } else { 0.0 } - candidate.rank as f32 * 0.02
+            let bonus = match (fits, shared > 0.0) {
+                (true, true) => 0.25,
+                (true, false) => 0.1,
+                _ => 0.0,
+            };
+            shared / total + bonus - candidate.rank as f32 * 0.02
         })
         .collect()
 }
@@ -156,13 +164,16 @@ pub fn lexical_scores(question: &str, candidates: &[Candidate]) -> Vec<f32> {
 pub fn best<'a>(candidates: &'a [Candidate], scores: &[f32]) -> Option<(String, &'a Candidate, f32)> {
     let (index, score) = scores.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
     let chosen = &candidates[index];
-    let mut text = chosen.text.clone();
     let next = candidates.get(index + 1).filter(|n| n.document == chosen.document && n.place == chosen.place);
-    if let Some(next) = next
-        && (text.ends_with(':') || text.chars().count() < 30)
-    {
-        text = format!("{text} {}", next.text);
-    }
+    let text = match next {
+        // A FAQ's question is answered by what follows it.
+        Some(next) if chosen.text.ends_with('?') => next.text.clone(),
+        // A lead-in ("For emergencies:") takes its sentence along.
+        Some(next) if chosen.text.ends_with(':') || chosen.text.chars().count() < 30 => {
+            format!("{} {}", chosen.text, next.text)
+        }
+        _ => chosen.text.clone(),
+    };
     Some((text, chosen, score))
 }
 

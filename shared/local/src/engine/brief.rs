@@ -68,7 +68,7 @@ impl Brief {
                 }
             } else if section.starts_with("details to collect") {
                 if let Some((key, rest)) = item.and_then(|i| i.split_once(": ")) {
-                    let (name, when) = match rest.split_once(" (when the customer wants to ") {
+                    let (name, when) = match rest.split_once(" (when the customer wants ") {
                         Some((name, when)) => (name, Some(when.trim_end_matches(')').to_owned())),
                         None => (rest, None),
                     };
@@ -156,7 +156,7 @@ If asked for any of these, refuse in those terms. Fallback refusal: I'm sorry, I
         assert_eq!(brief.name, "Front desk");
         assert_eq!(brief.purpose, "Bright Smile Dental");
         assert_eq!(brief.procedure, ["Greet the caller.", "Collect their name."]);
-        assert_eq!(brief.details[0].when.as_deref(), Some("book an appointment"));
+        assert_eq!(brief.details[0].when.as_deref(), Some("to book an appointment"));
         assert_eq!(brief.details[1].kind, DetailKind::Phone);
         assert_eq!(brief.collected["full_name"], "Ada Lovelace");
         assert_eq!(brief.handoff[0].examples, ["I have severe pain", "I'm in agony"]);

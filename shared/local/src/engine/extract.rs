@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use oratio_core::details::DetailKind;
-use oratio_core::language::{is_question, words};
+use oratio_core::language::{is_question, stem, words};
 
 use super::brief::Detail;
 
@@ -83,52 +83,15 @@ fn labelled(message: &str, name: &str) -> Option<String> {
     None
 }
 
+#[rustfmt::skip]
 const WEEKDAYS: &[&str] = &[
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "mon",
-    "tue",
-    "tues",
-    "wed",
-    "thu",
-    "thur",
-    "thurs",
-    "fri",
-    "sat",
-    "sun",
-    "weekday",
-    "weekend",
+    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "mon", "tue", "tues", "wed", "thu",
+    "thur", "thurs", "fri", "sat", "sun", "weekday", "weekend",
 ];
+#[rustfmt::skip]
 const MONTHS: &[&str] = &[
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "jan",
-    "feb",
-    "mar",
-    "apr",
-    "jun",
-    "jul",
-    "aug",
-    "sep",
-    "sept",
-    "oct",
-    "nov",
-    "dec",
+    "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
+    "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
 ];
 const RELATIVE_DAYS: &[&str] = &["today", "tomorrow", "tonight", "yesterday"];
 
@@ -362,8 +325,27 @@ pub fn find_postcode(text: &str) -> Option<String> {
 /// An order, booking or account number: a token with digits (letters, dashes and slashes
 /// allowed), preferring one right after "number", "reference", "#"…
 pub fn find_reference(text: &str, name: &str) -> Option<String> {
+    find_reference_cued(text, name, false)
+}
+
+/// Short forms customers use for the words of a detail's name.
+fn short_forms(word: &str) -> &'static [&'static str] {
+    match word {
+        "registration" => &["reg", "plate", "registration"],
+        "reference" => &["ref", "reference"],
+        "number" => &["no", "nr", "num", "#", "number"],
+        "identification" | "identity" => &["id"],
+        "membership" => &["member", "membership"],
+        _ => &[],
+    }
+}
+
+/// A reference; with `strict`, only one right after a word of the detail's own name
+/// ("policy AMI-7731902", "reg KX19 TRD"), for details of a kind others share.
+fn find_reference_cued(text: &str, name: &str, strict: bool) -> Option<String> {
     let tokens = tokens(text);
-    let name_words: Vec<String> = words(name);
+    let name_words: Vec<String> =
+        words(name).into_iter().filter(|w| !matches!(w.as_str(), "the" | "of" | "a")).collect();
     let codelike = |t: &Token| {
         let w = t.text.trim_start_matches('#');
         let digits = w.chars().filter(char::is_ascii_digit).count();
@@ -378,19 +360,41 @@ pub fn find_reference(text: &str, name: &str) -> Option<String> {
             && !(w.contains('.') && w.chars().all(|c| c.is_ascii_digit() || c == '.'))
             && (digits >= 3 || w.chars().any(|c| c.is_ascii_alphabetic()))
     };
-    let cue = |t: &Token| {
-        matches!(t.lower.as_str(), "number" | "no" | "nr" | "ref" | "reference" | "id" | "code" | "is" | "#" | "num")
-            || name_words.contains(&t.lower)
+    // "KX19 TRD": a code and a short upper-case part after it are one value.
+    let value = |i: usize| {
+        let t = &tokens[i];
+        let end = match tokens.get(i + 1) {
+            Some(n)
+                if (2..=4).contains(&n.text.len())
+                    && n.text.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+                    && n.text.chars().any(|c| c.is_ascii_uppercase())
+                    && text[t.end..n.start].trim().is_empty() =>
+            {
+                n.end
+            }
+            _ => t.end,
+        };
+        text[t.start..end].trim_start_matches('#').to_owned()
+    };
+    let own = |w: &str| name_words.iter().any(|n| n == w || short_forms(n).contains(&w));
+    let generic = |w: &str| {
+        matches!(w, "number" | "no" | "nr" | "ref" | "reference" | "id" | "code" | "is" | "#" | "num" | "are")
     };
     for (i, t) in tokens.iter().enumerate() {
-        if codelike(t) && i > 0 && cue(&tokens[i - 1]) {
-            return Some(t.text.trim_start_matches('#').to_owned());
+        if !codelike(t) || i == 0 {
+            continue;
+        }
+        // The cue is the word before, or two before ("policy number AMI-…", "reg is KX19").
+        let cued_by_own =
+            own(&tokens[i - 1].lower) || (i > 1 && own(&tokens[i - 2].lower) && generic(&tokens[i - 1].lower));
+        if cued_by_own || (!strict && generic(&tokens[i - 1].lower)) {
+            return Some(value(i));
         }
     }
-    tokens
-        .iter()
-        .find(|t| codelike(t) && find_phone(t.text).is_none())
-        .map(|t| t.text.trim_start_matches('#').to_owned())
+    if strict {
+        return None;
+    }
+    tokens.iter().position(|t| codelike(t) && find_phone(t.text).is_none()).map(value)
 }
 
 const NUMBER_WORDS: &[&str] = &[
@@ -398,9 +402,10 @@ const NUMBER_WORDS: &[&str] = &[
     "twenty",
 ];
 
-/// How many (people, guests, items).
-pub fn find_count(text: &str, anywhere: bool) -> Option<String> {
+/// How many (people, guests, items); `noun` is what the detail counts ("bedrooms").
+pub fn find_count(text: &str, noun: &str, anywhere: bool) -> Option<String> {
     let tokens = tokens(text);
+    let counts_noun = |w: &str| !noun.is_empty() && (w == noun || stem(w) == stem(noun));
     let number = |w: &str| (w.len() <= 3 && w.chars().all(|c| c.is_ascii_digit())) || NUMBER_WORDS.contains(&w);
     for (i, t) in tokens.iter().enumerate() {
         if !number(&t.lower) {
@@ -427,7 +432,8 @@ pub fn find_count(text: &str, anywhere: bool) -> Option<String> {
                     | "items"
                     | "units"
             )
-        ) || matches!(before, Some("of" | "for" | "party"));
+        ) || matches!(before, Some("of" | "for" | "party"))
+            || next.is_some_and(counts_noun);
         if counted || anywhere {
             let end = if matches!(next, Some("people" | "guests" | "persons" | "adults" | "children" | "kids" | "pax"))
             {
@@ -470,43 +476,11 @@ pub fn find_amount(text: &str) -> Option<String> {
     None
 }
 
+#[rustfmt::skip]
 const STREET_WORDS: &[&str] = &[
-    "street",
-    "st",
-    "road",
-    "rd",
-    "avenue",
-    "ave",
-    "lane",
-    "ln",
-    "close",
-    "drive",
-    "dr",
-    "way",
-    "place",
-    "pl",
-    "court",
-    "ct",
-    "crescent",
-    "gardens",
-    "square",
-    "sq",
-    "boulevard",
-    "blvd",
-    "terrace",
-    "hill",
-    "row",
-    "mews",
-    "parade",
-    "grove",
-    "park",
-    "straat",
-    "weg",
-    "laan",
-    "gracht",
-    "plein",
-    "strasse",
-    "straße",
+    "street", "st", "road", "rd", "avenue", "ave", "lane", "ln", "close", "drive", "dr", "way", "place", "pl",
+    "court", "ct", "crescent", "gardens", "square", "sq", "boulevard", "blvd", "terrace", "hill", "row", "mews",
+    "parade", "grove", "park", "straat", "weg", "laan", "gracht", "plein", "strasse", "straße",
 ];
 
 /// A street address: a house number and the street.
@@ -539,78 +513,14 @@ pub fn find_address(text: &str) -> Option<String> {
 }
 
 /// Words that follow "I'm" and are not a name.
+#[rustfmt::skip]
 const NOT_NAMES: &[&str] = &[
-    "calling",
-    "looking",
-    "not",
-    "in",
-    "a",
-    "an",
-    "the",
-    "trying",
-    "having",
-    "so",
-    "very",
-    "really",
-    "just",
-    "still",
-    "here",
-    "interested",
-    "wondering",
-    "afraid",
-    "sorry",
-    "fine",
-    "good",
-    "ok",
-    "okay",
-    "new",
-    "booked",
-    "going",
-    "getting",
-    "hoping",
-    "phoning",
-    "ringing",
-    "writing",
-    "after",
-    "on",
-    "at",
-    "from",
-    "with",
-    "unable",
-    "able",
-    "worried",
-    "concerned",
-    "happy",
-    "unhappy",
-    "bleeding",
-    "sick",
-    "ill",
-    "moving",
-    "selling",
-    "buying",
-    "also",
-    "about",
-    "available",
-    "free",
-    "busy",
-    "stuck",
-    "locked",
-    "unsure",
-    "sure",
-    "confused",
-    "planning",
-    "based",
-    "a patient",
-    "your",
-    "their",
-    "his",
-    "her",
-    "my",
-    "coming",
-    "travelling",
-    "traveling",
-    "staying",
-    "away",
+    "calling", "looking", "not", "in", "a", "an", "the", "trying", "having", "so", "very", "really", "just", "still",
+    "here", "interested", "wondering", "afraid", "sorry", "fine", "good", "ok", "okay", "new", "booked", "going",
+    "getting", "hoping", "phoning", "ringing", "writing", "after", "on", "at", "from", "with", "unable", "able",
+    "worried", "concerned", "happy", "unhappy", "bleeding", "sick", "ill", "moving", "selling", "buying", "also",
+    "about", "available", "free", "busy", "stuck", "locked", "unsure", "sure", "confused", "planning", "based",
+    "a patient", "your", "their", "his", "her", "my", "coming", "travelling", "traveling", "staying", "away",
 ];
 
 /// Words that end a name ("my name is ada and …").
@@ -630,6 +540,13 @@ pub fn find_person_name(text: &str, asked: bool) -> Option<String> {
         ("name is ", false),
         ("my name's ", false),
         ("call me ", false),
+        ("surname ", false),
+        ("surname is ", false),
+        ("last name ", false),
+        ("last name is ", false),
+        ("first name ", false),
+        ("family name ", false),
+        ("name: ", false),
         ("this is ", true),
         ("i'm ", true),
         ("i am ", true),
@@ -700,12 +617,80 @@ fn find_kind(text: &str, detail: &Detail, asked: bool) -> Option<String> {
         DetailKind::Date => find_date(text),
         DetailKind::Time => find_time(text),
         DetailKind::Reference => find_reference(text, &detail.name),
-        DetailKind::Count => find_count(text, asked),
+        DetailKind::Count => find_count(text, detail.name.split_whitespace().last().unwrap_or_default(), asked),
         DetailKind::Amount => find_amount(text),
         DetailKind::Address => find_address(text),
         DetailKind::PersonName => find_person_name(text, asked),
-        DetailKind::Text => None,
+        DetailKind::Text => find_called(text, &detail.name),
     }
+}
+
+/// Every value of a kind in the text, in order ("from LS6 3HN to S10 2TP").
+fn all_of_kind(text: &str, detail: &Detail) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(value) = find_kind(rest, detail, false) {
+        let Some(at) = rest.find(&value) else { break };
+        out.push(value.clone());
+        rest = &rest[at + value.len()..];
+    }
+    out
+}
+
+/// A name given with "called" or "named" ("he's called Biscuit"), for a detail that is a
+/// name but not a person's (a pet's, a company's).
+fn find_called(text: &str, name: &str) -> Option<String> {
+    if !name.to_lowercase().contains("name") {
+        return None;
+    }
+    let lower = text.to_lowercase();
+    for marker in ["called ", "named ", "his name is ", "her name is ", "its name is ", "their name is ", "goes by "] {
+        if let Some(at) = lower.find(marker) {
+            let value: Vec<&str> = text[at + marker.len()..]
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-' && c != '\''))
+                .take_while(|w| w.chars().next().is_some_and(char::is_uppercase))
+                .take(3)
+                .collect();
+            if !value.is_empty() {
+                return Some(value.join(" "));
+            }
+        }
+    }
+    None
+}
+
+/// Particles inside names ("Lotte de Vries").
+const NAME_PARTICLES: &[&str] =
+    &["de", "van", "der", "den", "von", "da", "di", "le", "la", "del", "du", "bin", "al", "el", "mac", "o"];
+
+/// A person's name standing alone at the start of a reply ("Yes - Marco Bellini, 4
+/// people…"): two to four capitalised words, as a list of details begins.
+fn leading_name(text: &str) -> Option<String> {
+    let lower = text.to_lowercase();
+    let mut start = 0;
+    for lead in ["yes", "yeah", "sure", "ok", "okay", "hi", "hello", "hey", "of course", "it's", "it is"] {
+        if lower.starts_with(lead) && lower[lead.len()..].starts_with([' ', ',', '-', '–', '!', '.']) {
+            start = lead.len();
+            break;
+        }
+    }
+    let rest = text[start..].trim_start_matches([' ', ',', '-', '–', '!', '.']);
+    let segment = rest.split([',', ';', '.', '(']).next()?.trim();
+    let said: Vec<&str> = segment.split_whitespace().collect();
+    let capitalised = |w: &&str| {
+        w.chars().next().is_some_and(char::is_uppercase)
+            && w.chars().all(|c| c.is_alphabetic() || c == '-' || c == '\'')
+    };
+    let names = said.iter().filter(|w| capitalised(w)).count();
+    let fits = (2..=5).contains(&said.len())
+        && names >= 2
+        && said.iter().all(|w| capitalised(w) || NAME_PARTICLES.contains(&w.to_lowercase().as_str()))
+        && !said.iter().any(|w| {
+            let w = w.to_lowercase();
+            WEEKDAYS.contains(&w.as_str()) || MONTHS.contains(&w.as_str()) || w == "i"
+        });
+    fits.then(|| segment.to_owned())
 }
 
 /// A short answer to the question the agent asked, as the value itself ("It's 020 7946
@@ -739,6 +724,11 @@ fn bare_answer(message: &str) -> Option<String> {
             "well, ",
             "hi, ",
             "hello, ",
+            "i'm with ",
+            "we're with ",
+            "i am with ",
+            "we are with ",
+            "with ",
         ]
         .iter()
         .find(|l| lower.starts_with(*l));
@@ -766,16 +756,41 @@ pub fn extract(details: &[Detail], message: &str, asked: Option<&Detail>) -> BTr
             continue;
         }
         let is_asked = asked.is_some_and(|a| a.key == detail.key);
-        // A kind shared by several details (check-in and check-out dates) is only taken
-        // when it was asked for or labelled.
-        let shared = details.iter().filter(|d| d.kind == detail.kind && !found.contains_key(&d.key)).count() > 1;
-        if shared && !is_asked {
-            continue;
-        }
-        let taken: Vec<&String> = found.values().collect();
-        if let Some(value) = find_kind(message, detail, is_asked).filter(|v| !taken.contains(&v)) {
+        let taken: Vec<String> = found.values().cloned().collect();
+        // A kind several details share (pickup and delivery postcodes, check-in and
+        // check-out dates) is taken when asked for, when cued by the detail's own name,
+        // or in order when the message gives one value for each.
+        let sharing: Vec<&Detail> =
+            details.iter().filter(|d| d.kind == detail.kind && !found.contains_key(&d.key)).collect();
+        let value = if sharing.len() > 1 && !is_asked {
+            let cued = if detail.kind == DetailKind::Reference {
+                find_reference_cued(message, &detail.name, true)
+            } else {
+                None
+            };
+            cued.or_else(|| {
+                let values: Vec<String> =
+                    all_of_kind(message, detail).into_iter().filter(|v| !taken.contains(v)).collect();
+                let position = sharing.iter().position(|d| d.key == detail.key)?;
+                (values.len() == sharing.len()).then(|| values[position].clone())
+            })
+        } else {
+            find_kind(message, detail, is_asked)
+        };
+        if let Some(value) = value.filter(|v| !taken.contains(v)) {
             found.insert(detail.key.clone(), value);
         }
+    }
+    let missing = |kind: DetailKind, found: &BTreeMap<String, String>| {
+        details.iter().find(|d| d.kind == kind && !found.contains_key(&d.key)).cloned()
+    };
+    // A name alone at the start, when a person's name is still wanted and other details
+    // come with it (or the name was asked for).
+    if let Some(person) = missing(DetailKind::PersonName, &found)
+        && (!found.is_empty() || asked.is_some_and(|a| a.key == person.key))
+        && let Some(name) = leading_name(message)
+    {
+        found.insert(person.key, name);
     }
     if let Some(asked) = asked
         && !found.contains_key(&asked.key)
@@ -783,6 +798,28 @@ pub fn extract(details: &[Detail], message: &str, asked: Option<&Detail>) -> BTr
         && let Some(value) = bare_answer(message)
     {
         found.insert(asked.key.clone(), value);
+    }
+    // What is left of a list of details, for the one free-text detail still wanted
+    // ("…, 06 1234 5678, it's a Gazelle").
+    let free: Vec<&Detail> =
+        details.iter().filter(|d| d.kind == DetailKind::Text && !found.contains_key(&d.key)).collect();
+    if found.len() >= 2 && free.len() == 1 {
+        let values: Vec<String> = found.values().map(|v| v.to_lowercase()).collect();
+        let leftover = message
+            .split([',', ';', '.'])
+            .flat_map(|part| part.split(" and "))
+            .map(str::trim)
+            .filter(|part| {
+                let lower = part.to_lowercase();
+                !part.is_empty()
+                    && part.split_whitespace().count() <= 6
+                    && !values.iter().any(|v| lower.contains(v.as_str()) || v.contains(&lower))
+                    && !["yes", "sure", "hi", "hello", "ok", "okay", "thanks", "please"].contains(&lower.as_str())
+            })
+            .last();
+        if let Some(value) = leftover.and_then(bare_answer) {
+            found.insert(free[0].key.clone(), value);
+        }
     }
     found
 }
@@ -826,8 +863,13 @@ mod tests {
         assert_eq!(find_reference("it's order 99812, placed monday", "order number").as_deref(), Some("99812"));
         assert_eq!(find_email("mail me at ada.l@example.co.uk.").as_deref(), Some("ada.l@example.co.uk"));
         assert_eq!(find_postcode("we're at ls6 2ab in leeds").as_deref(), Some("LS6 2AB"));
-        assert_eq!(find_count("a table for 4 on friday", false).as_deref(), Some("4"));
-        assert_eq!(find_count("there will be six people", false).as_deref(), Some("six people"));
+        assert_eq!(find_count("a table for 4 on friday", "guests", false).as_deref(), Some("4"));
+        assert_eq!(find_count("there will be six people", "guests", false).as_deref(), Some("six people"));
+        assert_eq!(find_count("it's a 2 bedroom flat", "bedrooms", false).as_deref(), Some("2"));
+        assert_eq!(
+            find_reference("Policy AMI-7731902, reg is KX19 TRD", "vehicle registration").as_deref(),
+            Some("KX19 TRD")
+        );
         assert_eq!(find_time("could we do 3pm?").as_deref(), Some("3pm"));
         assert_eq!(find_time("around 10:30 am please").as_deref(), Some("10:30 am"));
         assert_eq!(find_date("next Tuesday if possible").as_deref(), Some("next Tuesday"));

@@ -22,7 +22,8 @@ use super::answer::{self, Found};
 use super::brief::{Brief, Detail};
 use super::extract::extract;
 use super::lexicon::Terms;
-use super::understand::{self, Coverage, Match};
+use super::understand::{self, Coverage};
+use oratio_core::details::DetailKind;
 
 /// What the agent asked in its last message, which the customer's reply answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +42,9 @@ const CONFIRM: &str = "Is that correct?";
 const ANYTHING_ELSE: &str = "Is there anything else I can help you with?";
 
 fn ask_for(detail: &Detail) -> String {
-    format!("Could you tell me your {}?", detail.name)
+    // "your phone number", "your pet's name", but "the make of the bike".
+    let personal = detail.kind != DetailKind::Text || detail.name.contains("name") || detail.name.contains("'s");
+    format!("Could you tell me {} {}?", if personal { "your" } else { "the" }, detail.name)
 }
 
 fn pending(brief: &Brief, last_agent: Option<&str>) -> Pending {
@@ -56,11 +59,7 @@ fn pending(brief: &Brief, last_agent: Option<&str>) -> Pending {
     if said.ends_with(CONFIRM) {
         return Pending::Confirm;
     }
-    brief
-        .details
-        .iter()
-        .find(|d| said.ends_with(&ask_for(d)) || said.ends_with(&format!("your {}?", d.name)))
-        .map_or(Pending::None, |d| Pending::Asked(d.clone()))
+    brief.details.iter().find(|d| said.ends_with(&ask_for(d))).map_or(Pending::None, |d| Pending::Asked(d.clone()))
 }
 
 /// The first words of a reply that mean yes, or no.
@@ -132,66 +131,17 @@ fn small_talk(text: &str) -> Option<SmallTalk> {
     if said.is_empty() || is_question(text) && !lower.contains("how are you") {
         return None;
     }
+    #[rustfmt::skip]
     const GREETING: &[&str] = &[
-        "hi",
-        "hello",
-        "hey",
-        "hiya",
-        "howdy",
-        "greetings",
-        "good",
-        "morning",
-        "afternoon",
-        "evening",
-        "there",
-        "yo",
-        "hallo",
-        "how",
-        "are",
-        "you",
-        "doing",
-        "today",
+        "hi", "hello", "hey", "hiya", "howdy", "greetings", "good", "morning", "afternoon", "evening", "there", "yo",
+        "hallo", "how", "are", "you", "doing", "today",
     ];
+    #[rustfmt::skip]
     const THANKS: &[&str] = &[
-        "thanks",
-        "thank",
-        "you",
-        "cheers",
-        "ta",
-        "great",
-        "perfect",
-        "brilliant",
-        "lovely",
-        "ok",
-        "okay",
-        "that's",
-        "that",
-        "is",
-        "all",
-        "helpful",
-        "very",
-        "much",
-        "awesome",
-        "super",
-        "so",
-        "a",
-        "lot",
-        "many",
-        "again",
-        "for",
-        "the",
-        "help",
-        "your",
-        "appreciated",
-        "appreciate",
-        "it",
-        "wonderful",
-        "excellent",
-        "nice",
-        "good",
-        "fine",
-        "kind",
-        "really",
+        "thanks", "thank", "you", "cheers", "ta", "great", "perfect", "brilliant", "lovely", "ok", "okay", "that's",
+        "that", "is", "all", "helpful", "very", "much", "awesome", "super", "so", "a", "lot", "many", "again", "for",
+        "the", "help", "your", "appreciated", "appreciate", "it", "wonderful", "excellent", "nice", "good", "fine",
+        "kind", "really",
     ];
     let goodbye = [
         "bye",
@@ -205,12 +155,11 @@ fn small_talk(text: &str) -> Option<SmallTalk> {
         "have a good day",
         "take care",
         "that'll be all",
-        "all good now",
-        "i'm done",
-        "we're done",
         "farewell",
+        "that's everything",
+        "that is everything",
     ];
-    if goodbye.iter().any(|g| lower.contains(g)) && said.len() <= 14 {
+    if goodbye.iter().any(|g| lower.contains(g)) && said.len() <= 8 {
         return Some(SmallTalk::Goodbye);
     }
     if said.iter().all(|w| GREETING.contains(&w.as_str()))
@@ -307,47 +256,40 @@ fn handoff_by_words(brief: &Brief, message: &str) -> Option<usize> {
     understand::lexical_rule(message, &rules, &requests, Coverage::Whole)
 }
 
-/// Which handoff rule the customer's message matches, by words or by meaning.
-async fn handoff_match(engine: &LocalEngine, brief: &Brief, message: &str) -> Match {
-    if let Some(i) = handoff_by_words(brief, message) {
-        return Match::Rule(i);
-    }
-    let (rules, requests) = understand::handoff_rules(brief);
-    let mut sets = rules.clone();
-    sets.push(understand::ordinary_anchors(brief));
-    match engine.similarities(message, &sets).await {
-        Some(sims) => {
-            let (rule_sims, ordinary) = sims.split_at(rules.len());
-            understand::by_meaning(message, rule_sims, &requests, ordinary[0])
-        }
-        None => Match::None,
-    }
-}
-
 /// Which guardrail the customer's message asks to break, by its words.
 fn guardrail_by_words(brief: &Brief, message: &str) -> Option<usize> {
     let rails = understand::guardrails(brief);
     understand::lexical_rule(message, &rails, &vec![true; rails.len()], Coverage::Gist)
 }
 
-/// Which guardrail the customer's message asks to break, by words or by meaning.
-async fn guardrail_match(engine: &LocalEngine, brief: &Brief, message: &str) -> Option<usize> {
-    if let Some(i) = guardrail_by_words(brief, message) {
-        return Some(i);
-    }
+/// What a message may be, by meaning: a handoff situation or a forbidden request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Concern {
+    Handoff(usize),
+    Guardrail(usize),
+}
+
+/// The rule or guardrail a message means most, with its similarity and its margin over
+/// the closest ordinary thing a customer says; `None` without an embedding engine.
+async fn meaning(engine: &LocalEngine, brief: &Brief, message: &str) -> Option<(Concern, f32, f32)> {
+    let (rules, requests) = understand::handoff_rules(brief);
     let rails = understand::guardrails(brief);
-    if rails.is_empty() {
-        return None;
-    }
-    let everyone = vec![true; rails.len()];
-    let mut sets = rails.clone();
+    let mut sets = rules.clone();
+    sets.extend(rails.iter().cloned());
     sets.push(understand::ordinary_anchors(brief));
     let sims = engine.similarities(message, &sets).await?;
-    let (rail_sims, ordinary) = sims.split_at(rails.len());
-    match understand::by_meaning(message, rail_sims, &everyone, ordinary[0]) {
-        Match::Rule(i) => Some(i),
-        _ => None,
-    }
+    let ordinary = *sims.last()?;
+    let about = understand::asks_about(message);
+    let handoffs = sims[..rules.len()]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !(about && !requests[*i]))
+        .map(|(i, s)| (Concern::Handoff(i), *s));
+    let guardrails =
+        sims[rules.len()..rules.len() + rails.len()].iter().enumerate().map(|(i, s)| (Concern::Guardrail(i), *s));
+    let (concern, sim) = handoffs.chain(guardrails).max_by(|a, b| a.1.total_cmp(&b.1))?;
+    tracing::debug!(message, ?concern, sim, ordinary, margin = sim - ordinary, "the local engine weighs a message");
+    Some((concern, sim, sim - ordinary))
 }
 
 fn refusal(brief: &Brief, guardrail: usize) -> Move {
@@ -365,7 +307,7 @@ async fn wants(engine: &LocalEngine, message: &str, when: &str) -> bool {
     if !keys.is_empty() && shared * 2 >= keys.len() && shared > 0 {
         return true;
     }
-    let anchor = vec![vec![format!("I would like to {when}.")]];
+    let anchor = vec![vec![format!("I would like {when}.")]];
     engine.similarities(message, &anchor).await.is_some_and(|s| s[0] >= 0.87)
 }
 
@@ -448,26 +390,27 @@ async fn customer_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
         return hand_over(ASKED_FOR_PERSON);
     }
     // What the words say plainly comes first: a handoff situation, then a forbidden request;
-    // then what the message means.
+    // then what the message means, when it means it clearly. A message that may be one is
+    // looked up first, and weighed against what the documents say.
     if let Some(i) = handoff_by_words(brief, said) {
         return hand_over(&brief.handoff[i].reason);
     }
     if let Some(i) = guardrail_by_words(brief, said) {
         return refusal(brief, i);
     }
-    match handoff_match(engine, brief, said).await {
-        Match::Rule(i) => return hand_over(&brief.handoff[i].reason),
-        // Not sure yet: look it up, and decide against what the documents say.
-        Match::Unsure(..) => {
+    if let Some((concern, _, margin)) = meaning(engine, brief, said).await {
+        if margin > understand::CERTAIN {
+            return match concern {
+                Concern::Handoff(i) => hand_over(&brief.handoff[i].reason),
+                Concern::Guardrail(i) => refusal(brief, i),
+            };
+        }
+        if margin > understand::UNSURE {
             let mut calls = Vec::new();
             save(&mut calls);
             calls.push(call(reading, calls.len(), "search_knowledge", json!({"query": said})));
             return (String::new(), calls);
         }
-        Match::None => {}
-    }
-    if let Some(i) = guardrail_match(engine, brief, said).await {
-        return refusal(brief, i);
     }
     if details.is_empty() {
         match pending {
@@ -542,6 +485,7 @@ async fn answer_from(engine: &LocalEngine, question: &str, found: &[Found]) -> O
         }
     }
     let (sentence, candidate, score) = answer::best(&candidates, &scores)?;
+    tracing::debug!(question, answer = %sentence, score, best_meaning, "the local engine chooses an answer");
     (score >= ANSWERS).then(|| (answer::cite(&sentence, candidate), best_meaning))
 }
 
@@ -631,15 +575,22 @@ async fn results_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     let searched = reading.results.iter().any(|(c, _)| c.name == "search_knowledge");
     if searched {
         let answer = answer_from(engine, said, &found).await;
-        // A message that may describe a handoff situation: unless the documents speak to
-        // it more closely, it is one.
-        if let Match::Unsure(i, rule_sim) = handoff_match(engine, brief, said).await {
-            let documents_closer = answer.as_ref().is_some_and(|(_, meaning)| *meaning >= rule_sim);
-            if !documents_closer {
-                let reason = brief.handoff[i].reason.clone();
-                let input = json!({"reason": reason, "summary": summary(brief, &reason, said, &saved)});
-                return (String::new(), vec![call(reading, 0, "hand_off", input)]);
-            }
+        // A message that may be a handoff situation or a forbidden request is one, unless
+        // what the documents say is closer to it.
+        let plain = handoff_by_words(brief, said).is_some() || guardrail_by_words(brief, said).is_some();
+        if !plain
+            && let Some((concern, sim, margin)) = meaning(engine, brief, said).await
+            && margin > understand::UNSURE
+            && !answer.as_ref().is_some_and(|(_, meaning)| *meaning >= sim)
+        {
+            return match concern {
+                Concern::Handoff(i) => {
+                    let reason = brief.handoff[i].reason.clone();
+                    let input = json!({"reason": reason, "summary": summary(brief, &reason, said, &saved)});
+                    (String::new(), vec![call(reading, 0, "hand_off", input)])
+                }
+                Concern::Guardrail(i) => refusal(brief, i),
+            };
         }
         match answer {
             Some((answer, _)) => parts.push(answer),

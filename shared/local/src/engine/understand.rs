@@ -14,47 +14,22 @@ use super::lexicon::{GENERIC_KEYS, Terms};
 
 /// What customers of any business say that is neither an emergency nor a forbidden request:
 /// the backdrop a rule must stand out from.
+#[rustfmt::skip]
 pub const ORDINARY: &[&str] = &[
-    "Hello, I have a question.",
-    "Hi there, can you help me?",
-    "Good morning.",
-    "Thank you very much.",
-    "Goodbye, have a nice day.",
-    "What are your opening hours?",
-    "When are you open on Saturday?",
-    "How much does it cost?",
-    "What are your prices?",
-    "Where are you located?",
-    "Is there parking nearby?",
-    "Do you accept card payments?",
-    "Can I pay by bank transfer?",
-    "I'd like to make a booking.",
-    "I want to book an appointment for next week.",
-    "Can I change the time of my booking?",
-    "Do you have anything available on Friday?",
-    "How long does it take?",
-    "Do you offer that service?",
-    "Can you send me more information by email?",
-    "What's your phone number?",
-    "My name is John Smith.",
-    "My phone number is 07700 900123.",
-    "My email is john@example.com.",
-    "My order number is 12345.",
-    "Yes, that's correct.",
-    "No, that's not right.",
-    "I'm just looking for some information.",
-    "What do I need to bring?",
-    "Do you deliver to my area?",
-    "How do I get a quote?",
-    "Is it possible to come in earlier?",
-    "What is included in the price?",
-    "Do you have a website where I can read more?",
-    "I'd like to know more about your services.",
-    "Could you explain how it works?",
-    "Can I come with my child?",
-    "Is there a discount for students?",
-    "What's the difference between the two options?",
-    "Sounds good, thanks.",
+    "Hello, I have a question.", "Hi there, can you help me?", "Good morning.", "Thank you very much.",
+    "Goodbye, have a nice day.", "What are your opening hours?", "When are you open on Saturday?",
+    "How much does it cost?", "What are your prices?", "Where are you located?", "Is there parking nearby?",
+    "Do you accept card payments?", "Can I pay by bank transfer?", "I'd like to make a booking.",
+    "I want to book an appointment for next week.", "Can I change the time of my booking?",
+    "Do you have anything available on Friday?", "How long does it take?", "Do you offer that service?",
+    "Can you send me more information by email?", "What's your phone number?", "My name is John Smith.",
+    "My phone number is 07700 900123.", "My email is john@example.com.", "My order number is 12345.",
+    "Yes, that's correct.", "No, that's not right.", "I'm just looking for some information.",
+    "What do I need to bring?", "Do you deliver to my area?", "How do I get a quote?",
+    "Is it possible to come in earlier?", "What is included in the price?",
+    "Do you have a website where I can read more?", "I'd like to know more about your services.",
+    "Could you explain how it works?", "Can I come with my child?", "Is there a discount for students?",
+    "What's the difference between the two options?", "Sounds good, thanks.",
 ];
 
 /// Whether a condition is something the customer asks for (a refund, a manager), which a
@@ -68,7 +43,7 @@ fn is_request(reason: &str) -> bool {
 
 /// Whether a question only asks about a topic ("How much is an emergency appointment?")
 /// rather than telling of the customer's own situation.
-fn asks_about(message: &str) -> bool {
+pub fn asks_about(message: &str) -> bool {
     if !is_question(message) {
         return false;
     }
@@ -97,7 +72,7 @@ fn negated(message: &str, key: &str) -> bool {
     let terms: Vec<Terms> = said.iter().map(|w| Terms::of(w)).collect();
     said.iter().enumerate().any(|(i, _)| {
         terms[i].has_key(key)
-            && (i.saturating_sub(3)..i)
+            && (i.saturating_sub(2)..i)
                 .any(|j| matches!(said[j].as_str(), "no" | "not" | "never" | "without" | "nothing"))
     })
 }
@@ -137,8 +112,11 @@ pub fn lexically(message: &str, facet: &str, coverage: Coverage) -> bool {
             covered >= needed && count(&stems) * 2 + 1 >= stems.len()
         }
     };
-    // "no pain" does not match "severe pain"; it does match "no heating".
-    enough && !keys.iter().any(|k| said.has_key(k) && negated(message, k) && !negated(facet, k))
+    // A situation denied is not the situation ("no pain" is not "severe pain"), unless
+    // the situation is a lack ("no heating"); a request is a request however it is put.
+    enough
+        && (coverage == Coverage::Gist
+            || !keys.iter().any(|k| said.has_key(k) && negated(message, k) && !negated(facet, k)))
 }
 
 /// The texts a handoff rule is known by.
@@ -167,7 +145,7 @@ pub fn ordinary_anchors(brief: &Brief) -> Vec<String> {
     for detail in &brief.details {
         anchors.push(format!("My {} is {}.", detail.name, detail.kind.sample()));
         if let Some(when) = &detail.when {
-            anchors.push(format!("I would like to {when}."));
+            anchors.push(format!("I would like {when}."));
         }
     }
     anchors
@@ -175,20 +153,10 @@ pub fn ordinary_anchors(brief: &Brief) -> Vec<String> {
 
 /// How much closer to a rule than to anything ordinary a message must be to match by
 /// meaning alone, in cosine similarity (tuned on the evaluation corpus).
-pub const MARGIN: f32 = 0.005;
-/// Between this and [`MARGIN`] the engine looks the question up before deciding: what the
+pub const CERTAIN: f32 = 0.03;
+/// Between this and [`CERTAIN`] the engine looks the message up before deciding: what the
 /// documents say counts as ordinary too.
-pub const UNSURE: f32 = -0.015;
-
-/// How a message stands to a set of rules.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Match {
-    /// The message matches rule `n`.
-    Rule(usize),
-    /// It may match rule `n`: decide after a look at the documents.
-    Unsure(usize, f32),
-    None,
-}
+pub const UNSURE: f32 = -0.005;
 
 /// The rule a message matches by its words alone. A rule that is not a request
 /// (`requests[i]`) is not matched by a question about its topic.
@@ -212,19 +180,6 @@ pub fn handoff_rules(brief: &Brief) -> (Vec<Vec<String>>, Vec<bool>) {
 /// The guardrails of a brief, as anchor sets.
 pub fn guardrails(brief: &Brief) -> Vec<Vec<String>> {
     brief.never.iter().map(|g| guardrail_anchors(g)).collect()
-}
-
-/// The decision by meaning: the best rule's similarity against the best ordinary
-/// similarity. `rule_sims[i]` is the message's best similarity to rule `i`'s anchors.
-pub fn by_meaning(message: &str, rule_sims: &[f32], requests_only: &[bool], ordinary: f32) -> Match {
-    let about = asks_about(message);
-    let best =
-        rule_sims.iter().enumerate().filter(|(i, _)| !(about && !requests_only[*i])).max_by(|a, b| a.1.total_cmp(b.1));
-    match best {
-        Some((i, &sim)) if sim - ordinary > MARGIN => Match::Rule(i),
-        Some((i, &sim)) if sim - ordinary > UNSURE => Match::Unsure(i, sim),
-        _ => Match::None,
-    }
 }
 
 #[cfg(test)]
