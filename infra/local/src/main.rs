@@ -87,6 +87,7 @@ async fn run() -> anyhow::Result<()> {
 }
 
 async fn evaluate(args: &[String]) -> anyhow::Result<()> {
+    oratio_functions::logging::init();
     let (mut url, mut corpus, mut only) = (None, None, None);
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {

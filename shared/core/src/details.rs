@@ -74,6 +74,7 @@ impl DetailKind {
         ]) {
             if n.contains("name") { Self::Text } else { Self::Reference }
         } else if has(&["name", "surname", "who is calling", "caller's name"])
+            && !n.contains(" of ")
             && !has(&["company", "business", "pet", "dog", "cat", "product", "item", "service", "street"])
         {
             Self::PersonName

@@ -161,6 +161,11 @@ def _messages(history, message):
     return messages
 
 
+def _lines(text):
+    """A passage's text with its lines kept (headings, table rows) and their spacing tidied."""
+    return "\n".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())
+
+
 class _Turn:
     """What the tools did during one message."""
 
@@ -184,7 +189,7 @@ class _Turn:
             ):
                 self.sources.append(passage)
         found = [
-            {"n": n, "document": p.get("title"), "place": p.get("location"), "text": " ".join(str(p.get("text", "")).split())}
+            {"n": n, "document": p.get("title"), "place": p.get("location"), "text": _lines(p.get("text", ""))}
             for n, p in enumerate(passages, start=1)
         ]
         return {"passages": found} if found else {"passages": [], "note": "nothing in the documents matches"}

@@ -65,12 +65,22 @@ const SUBJECTS: &[&str] = &[
 /// → "the caller reports severe pain", "… bleeding", "… swelling".
 pub fn facets(condition: &str) -> Vec<String> {
     let condition = condition.trim().trim_end_matches('.');
+    let lower = condition.to_lowercase();
+    let subject = SUBJECTS.iter().find(|s| lower.starts_with(&format!("{s} "))).copied();
+    // "membership cancellations, billing disputes and anything about …": a list of
+    // situations without a subject; each is one.
+    if subject.is_none() && condition.contains(", ") && !condition.contains(" or ") {
+        return condition
+            .split(", ")
+            .flat_map(|p| p.split(" and "))
+            .map(|p| p.trim().trim_start_matches("and ").trim().to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+    }
     if !condition.contains(" or ") {
         return vec![condition.to_owned()];
     }
-    let lower = condition.to_lowercase();
     // The subject and verb the alternatives share.
-    let subject = SUBJECTS.iter().find(|s| lower.starts_with(&format!("{s} "))).copied();
     let after_subject = subject.map_or(0, |s| s.len() + 1);
     let verb_end = lower[after_subject..].find(' ').map(|i| after_subject + i + 1);
     let parts: Vec<String> = condition

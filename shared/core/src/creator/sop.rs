@@ -247,7 +247,11 @@ fn units(sop: &str) -> (Vec<Unit>, Option<String>) {
                     // `Step 2: …` style labels inside another section keep that section.
                     out.push(Unit { section, text: format!("{label}: {rest}"), children: vec![], listed: true });
                 } else {
-                    out.push(Unit { section: labelled, text: rest, children: vec![], listed: true });
+                    for sentence in sentences(&rest) {
+                        for clause in clauses(&sentence) {
+                            out.push(Unit { section: labelled, text: clause, children: vec![], listed: true });
+                        }
+                    }
                 }
                 parent = None;
             }
@@ -316,8 +320,15 @@ fn contains_any(text: &str, markers: &[&str]) -> bool {
 }
 
 fn is_handoff(lower: &str) -> bool {
-    let direct = ["escalate", "escalation", "transfer", "hand off", "hand over", "handoff", "hand-off"];
-    contains_any(lower, &direct) || (contains_any(lower, HANDOFF_VERBS) && contains_any(lower, STAFF))
+    // As verbs ("transfer the call"), not nouns ("questions about transfers").
+    let said = words(lower);
+    let direct = said.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "escalate" | "escalated" | "escalating" | "escalation" | "transfer" | "transferred" | "handoff"
+        )
+    }) || contains_any(lower, &["hand off", "hand over", "hand-off", "hand it over", "hand them over"]);
+    direct || (contains_any(lower, HANDOFF_VERBS) && contains_any(lower, STAFF))
 }
 
 fn is_forbidden(lower: &str) -> bool {
@@ -567,7 +578,7 @@ fn clean_datum(item: &str) -> String {
             }
         }
     }
-    item.trim().to_owned()
+    item.trim().replace(" their ", " your ")
 }
 
 #[rustfmt::skip]

@@ -64,6 +64,7 @@ enum Wants {
     Contact,
     Link,
     Duration,
+    Frequency,
     Place,
     Anything,
 }
@@ -73,6 +74,8 @@ fn wants(question: &str) -> Wants {
     let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
     if has(&["how much", "price", "cost", "fee", "charge", "rate", "expensive", "cheap", "pay for"]) {
         Wants::Money
+    } else if has(&["how often", "how frequently", "every how"]) {
+        Wants::Frequency
     } else if has(&["how long", "how many days", "how many weeks", "how soon", "how quickly", "within"]) {
         Wants::Duration
     } else if has(&["what time", "when do", "when are", "when is", "opening", "open ", "close", "hours", "until when"])
@@ -82,7 +85,7 @@ fn wants(question: &str) -> Wants {
         Wants::Contact
     } else if has(&["link", "website", "url", "web page", "online", "portal", "download"]) {
         Wants::Link
-    } else if has(&["where", "address", "located", "location", "directions"]) {
+    } else if has(&["where", "address", "located", "location", "directions", "how do i find", "how do i get"]) {
         Wants::Place
     } else {
         Wants::Anything
@@ -122,6 +125,7 @@ fn has_kind(text: &str, kind: Wants) -> bool {
         Wants::Contact => has(&["@", "call", "phone", "tel", "email", "whatsapp"]) && digit || t.contains('@'),
         Wants::Link => has(&["http", "www.", ".com", ".org", ".nl", ".co", "/"]),
         Wants::Duration => digit && has(&["day", "week", "month", "hour", "minute", "year"]),
+        Wants::Frequency => has(&["every", "daily", "weekly", "monthly", "hourly", "times a", "once a", "twice a"]),
         Wants::Place => {
             digit && has(&["street", "road", "avenue", "floor", "building", "lane", "square", "st.", "rd"])
                 || has(&["located", "next to", "opposite", "entrance"])
@@ -134,12 +138,13 @@ fn has_kind(text: &str, kind: Wants) -> bool {
 /// terms it shares (rarer terms weigh more), plus a bonus for holding the kind of fact asked.
 pub fn lexical_scores(question: &str, candidates: &[Candidate]) -> Vec<f32> {
     let asked = Terms::of(question);
-    let keys: Vec<String> = asked.keys();
+    let keys: Vec<String> = asked.all_keys();
     let terms: Vec<Terms> = candidates.iter().map(|c| Terms::of(&format!("{} {}", c.place, c.text))).collect();
     let n = candidates.len() as f32;
+    // A shared concept says more than a shared word: rarer terms, and concepts, weigh more.
     let weight = |key: &str| {
         let df = terms.iter().filter(|t| t.has_key(key)).count() as f32;
-        (1.0 + n / (1.0 + df)).ln()
+        (1.0 + n / (1.0 + df)).ln() * if key.starts_with('#') { 1.0 } else { 0.6 }
     };
     let total: f32 = keys.iter().map(|k| weight(k)).sum::<f32>().max(f32::EPSILON);
     let kind = wants(question);
@@ -151,7 +156,7 @@ pub fn lexical_scores(question: &str, candidates: &[Candidate]) -> Vec<f32> {
             let fits = kind != Wants::Anything && has_kind(&candidate.text, kind);
             let bonus = match (fits, shared > 0.0) {
                 (true, true) => 0.25,
-                (true, false) => 0.1,
+                (true, false) => 0.15,
                 _ => 0.0,
             };
             shared / total + bonus - candidate.rank as f32 * 0.02
@@ -159,22 +164,53 @@ pub fn lexical_scores(question: &str, candidates: &[Candidate]) -> Vec<f32> {
         .collect()
 }
 
-/// The best candidate by the combined scores, and its score; a short lead-in ("For
-/// emergencies:") takes the sentence after it along.
-pub fn best<'a>(candidates: &'a [Candidate], scores: &[f32]) -> Option<(String, &'a Candidate, f32)> {
+/// The best candidate by the combined scores, and its index and score. A FAQ's question
+/// is answered by what follows it; a short lead-in ("For emergencies:") takes the sentence
+/// after it along, and so does a best sentence whose neighbour answers nearly as well.
+pub fn best(question: &str, candidates: &[Candidate], scores: &[f32]) -> Option<(String, usize, f32)> {
     let (index, score) = scores.iter().copied().enumerate().max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
     let chosen = &candidates[index];
-    let next = candidates.get(index + 1).filter(|n| n.document == chosen.document && n.place == chosen.place);
+    // The sentence before, when it answers the part of the question this one leaves out
+    // ("Saturday 9:00–13:00. Sundays closed.").
+    let before = index.checked_sub(1).map(|p| (&candidates[p], scores[p])).filter(|(p, s)| {
+        p.document == chosen.document
+            && p.place == chosen.place
+            && score > 0.0
+            && *s >= score * 0.7
+            && p.text.len() + chosen.text.len() < 300
+            && !p.text.ends_with('?')
+            && adds_to(question, &chosen.text, &p.text)
+    });
+    let next = candidates
+        .get(index + 1)
+        .filter(|n| n.document == chosen.document && n.place == chosen.place)
+        .map(|n| (n, scores[index + 1]));
     let text = match next {
-        // A FAQ's question is answered by what follows it.
-        Some(next) if chosen.text.ends_with('?') => next.text.clone(),
-        // A lead-in ("For emergencies:") takes its sentence along.
-        Some(next) if chosen.text.ends_with(':') || chosen.text.chars().count() < 30 => {
+        Some((next, _)) if chosen.text.ends_with('?') => next.text.clone(),
+        Some((next, _)) if chosen.text.ends_with(':') || chosen.text.chars().count() < 30 => {
+            format!("{} {}", chosen.text, next.text)
+        }
+        Some((next, next_score))
+            if score > 0.0
+                && next_score >= score * 0.7
+                && chosen.text.len() + next.text.len() < 300
+                && adds_to(question, &chosen.text, &next.text) =>
+        {
             format!("{} {}", chosen.text, next.text)
         }
         _ => chosen.text.clone(),
     };
-    Some((text, chosen, score))
+    let text = match before {
+        Some((before, _)) if !text.starts_with(&before.text) => format!("{} {text}", before.text),
+        _ => text,
+    };
+    Some((text, index, score))
+}
+
+/// Whether `next` answers a part of the question `chosen` leaves out.
+fn adds_to(question: &str, chosen: &str, next: &str) -> bool {
+    let (asked, chosen, next) = (Terms::of(question), Terms::of(chosen), Terms::of(next));
+    asked.all_keys().iter().any(|k| next.has_key(k) && !chosen.has_key(k))
 }
 
 /// The answer as it is said: the fact and its source.
@@ -207,12 +243,20 @@ mod tests {
             found("faq.md", "Login", "Reset your password at https://id.example.com/reset. It takes a minute."),
         ];
         let candidates = candidates(&passages);
-        let scores = lexical_scores("How much is the basic plan?", &candidates);
-        let (text, candidate, _) = best(&candidates, &scores).unwrap();
+        let question = "How much is the basic plan?";
+        let scores = lexical_scores(question, &candidates);
+        let (text, index, _) = best(question, &candidates, &scores).unwrap();
         assert_eq!(text, "Our Basic plan costs 4.95 EUR a month.");
-        assert_eq!(cite(&text, candidate), "Our Basic plan costs 4.95 EUR a month. (source: prices.md, Plans)");
-        let scores = lexical_scores("where do I reset my password", &candidates);
-        assert_eq!(best(&candidates, &scores).unwrap().0, "Reset your password at https://id.example.com/reset.");
+        assert_eq!(
+            cite(&text, &candidates[index]),
+            "Our Basic plan costs 4.95 EUR a month. (source: prices.md, Plans)"
+        );
+        let question = "where do I reset my password";
+        let scores = lexical_scores(question, &candidates);
+        assert_eq!(
+            best(question, &candidates, &scores).unwrap().0,
+            "Reset your password at https://id.example.com/reset."
+        );
     }
 
     #[test]
@@ -222,8 +266,9 @@ mod tests {
             found("prices.csv", "row 3", "service: Whitening; price: 250 EUR"),
         ];
         let candidates = candidates(&passages);
-        let scores = lexical_scores("what does whitening cost", &candidates);
-        let (text, candidate, _) = best(&candidates, &scores).unwrap();
-        assert_eq!((text.as_str(), candidate.place.as_str()), ("service: Whitening; price: 250 EUR", "row 3"));
+        let question = "what does whitening cost";
+        let scores = lexical_scores(question, &candidates);
+        let (text, index, _) = best(question, &candidates, &scores).unwrap();
+        assert_eq!((text.as_str(), candidates[index].place.as_str()), ("service: Whitening; price: 250 EUR", "row 3"));
     }
 }

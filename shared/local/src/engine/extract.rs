@@ -762,7 +762,7 @@ pub fn extract(details: &[Detail], message: &str, asked: Option<&Detail>) -> BTr
         // or in order when the message gives one value for each.
         let sharing: Vec<&Detail> =
             details.iter().filter(|d| d.kind == detail.kind && !found.contains_key(&d.key)).collect();
-        let value = if sharing.len() > 1 && !is_asked {
+        let value = if sharing.len() > 1 && !is_asked && detail.kind != DetailKind::Text {
             let cued = if detail.kind == DetailKind::Reference {
                 find_reference_cued(message, &detail.name, true)
             } else {
@@ -775,7 +775,8 @@ pub fn extract(details: &[Detail], message: &str, asked: Option<&Detail>) -> BTr
                 (values.len() == sharing.len()).then(|| values[position].clone())
             })
         } else {
-            find_kind(message, detail, is_asked)
+            // The first value of its kind another detail has not taken.
+            all_of_kind(message, detail).into_iter().find(|v| !taken.contains(v))
         };
         if let Some(value) = value.filter(|v| !taken.contains(v)) {
             found.insert(detail.key.clone(), value);

@@ -105,6 +105,14 @@ impl Terms {
         keys
     }
 
+    /// Every term: the concepts, and every content stem (a concept's words too: for
+    /// telling apart answers that share a concept, "dogs" from "pets").
+    pub fn all_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.concepts.iter().map(|c| format!("#{c}")).collect();
+        keys.extend(self.stems.iter().cloned());
+        keys
+    }
+
     pub fn has_key(&self, key: &str) -> bool {
         match key.strip_prefix('#') {
             Some(concept) => self.concepts.contains(&concept),

@@ -43,7 +43,8 @@ const ANYTHING_ELSE: &str = "Is there anything else I can help you with?";
 
 fn ask_for(detail: &Detail) -> String {
     // "your phone number", "your pet's name", but "the make of the bike".
-    let personal = detail.kind != DetailKind::Text || detail.name.contains("name") || detail.name.contains("'s");
+    let personal = !detail.name.contains(" of ")
+        && (detail.kind != DetailKind::Text || detail.name.contains("name") || detail.name.contains("'s"));
     format!("Could you tell me {} {}?", if personal { "your" } else { "the" }, detail.name)
 }
 
@@ -262,6 +263,12 @@ fn guardrail_by_words(brief: &Brief, message: &str) -> Option<usize> {
     understand::lexical_rule(message, &rails, &vec![true; rails.len()], Coverage::Gist)
 }
 
+/// How much closer a rule must be than the closest document sentence to win over it.
+const DOCUMENTS_FIRST: f32 = 0.005;
+/// A guardrail wins over a handoff by meaning only by this much (a person is the safer
+/// answer to an unclear message).
+const HANDOFF_FIRST: f32 = 0.01;
+
 /// What a message may be, by meaning: a handoff situation or a forbidden request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Concern {
@@ -280,15 +287,34 @@ async fn meaning(engine: &LocalEngine, brief: &Brief, message: &str) -> Option<(
     let sims = engine.similarities(message, &sets).await?;
     let ordinary = *sims.last()?;
     let about = understand::asks_about(message);
-    let handoffs = sims[..rules.len()]
+    // Who asks for a person names one ("someone", "a human", "the manager"): the request
+    // for a person is not matched by meaning without such a word.
+    let names_person = Terms::of(message).concepts.iter().any(|c| matches!(*c, "person" | "manager" | "speak"));
+    let handoff = sims[..rules.len()]
         .iter()
         .enumerate()
         .filter(|(i, _)| !(about && !requests[*i]))
-        .map(|(i, s)| (Concern::Handoff(i), *s));
-    let guardrails =
-        sims[rules.len()..rules.len() + rails.len()].iter().enumerate().map(|(i, s)| (Concern::Guardrail(i), *s));
-    let (concern, sim) = handoffs.chain(guardrails).max_by(|a, b| a.1.total_cmp(&b.1))?;
-    tracing::debug!(message, ?concern, sim, ordinary, margin = sim - ordinary, "the local engine weighs a message");
+        .filter(|(i, _)| names_person || brief.handoff[*i].reason != ASKED_FOR_PERSON)
+        .map(|(i, s)| (Concern::Handoff(i), *s))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let guardrail = sims[rules.len()..rules.len() + rails.len()]
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (Concern::Guardrail(i), *s))
+        .max_by(|a, b| a.1.total_cmp(&b.1));
+    let (concern, sim) = match (handoff, guardrail) {
+        (Some(h), Some(g)) if g.1 > h.1 + HANDOFF_FIRST => g,
+        (Some(h), _) => h,
+        (None, g) => g?,
+    };
+    tracing::debug!(
+        said = message,
+        ?concern,
+        sim,
+        ordinary,
+        margin = sim - ordinary,
+        "the local engine weighs a message"
+    );
     Some((concern, sim, sim - ordinary))
 }
 
@@ -398,12 +424,14 @@ async fn customer_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     if let Some(i) = guardrail_by_words(brief, said) {
         return refusal(brief, i);
     }
-    if let Some((concern, _, margin)) = meaning(engine, brief, said).await {
-        if margin > understand::CERTAIN {
-            return match concern {
-                Concern::Handoff(i) => hand_over(&brief.handoff[i].reason),
-                Concern::Guardrail(i) => refusal(brief, i),
-            };
+    // By meaning alone, only a clear handoff acts at once; a forbidden request, or a
+    // message that may be either, is looked up first and weighed against the documents.
+    // A message that mostly gives details is not weighed.
+    if details.len() < 2
+        && let Some((concern, _, margin)) = meaning(engine, brief, said).await
+    {
+        if let (Concern::Handoff(i), true) = (concern, margin > understand::CERTAIN) {
+            return hand_over(&brief.handoff[i].reason);
         }
         if margin > understand::UNSURE {
             let mut calls = Vec::new();
@@ -466,27 +494,41 @@ fn passages(result: &ToolResult) -> Vec<Found> {
 /// How much an answer may be worth, from words and (when there) meaning.
 const SEMANTIC_WEIGHT: f32 = 3.0;
 const SEMANTIC_BASE: f32 = 0.80;
-/// Below this an answer is not given: the documents do not say.
-const ANSWERS: f32 = 0.30;
+/// At or above this an answer is given on its words and meaning together.
+const ANSWERS: f32 = 0.15;
+/// A sentence this close in meaning answers even when it shares no word with the question.
+const ANSWERS_BY_MEANING: f32 = 0.825;
 
-/// The sentence that answers the question, cited; `None` when the documents do not say.
-async fn answer_from(engine: &LocalEngine, question: &str, found: &[Found]) -> Option<(String, f32)> {
+/// The sentence that answers the question, cited, and the closest any sentence of the
+/// passages came to the question in meaning; `None` for the answer when the documents do
+/// not say.
+async fn answer_from(engine: &LocalEngine, question: &str, found: &[Found]) -> (Option<String>, f32) {
     let candidates = answer::candidates(found);
     if candidates.is_empty() {
-        return None;
+        return (None, f32::MIN);
     }
     let mut scores = answer::lexical_scores(question, &candidates);
     let texts: Vec<Vec<String>> = candidates.iter().map(|c| vec![c.text.clone()]).collect();
-    let mut best_meaning = f32::MIN;
-    if let Some(sims) = engine.similarities(question, &texts).await {
-        for (score, sim) in scores.iter_mut().zip(&sims) {
+    let sims = engine.similarities(question, &texts).await;
+    if let Some(sims) = &sims {
+        for (score, sim) in scores.iter_mut().zip(sims) {
             *score += SEMANTIC_WEIGHT * (sim - SEMANTIC_BASE);
-            best_meaning = best_meaning.max(*sim);
         }
     }
-    let (sentence, candidate, score) = answer::best(&candidates, &scores)?;
-    tracing::debug!(question, answer = %sentence, score, best_meaning, "the local engine chooses an answer");
-    (score >= ANSWERS).then(|| (answer::cite(&sentence, candidate), best_meaning))
+    let closest = sims.as_ref().map_or(f32::MIN, |s| s.iter().copied().fold(f32::MIN, f32::max));
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let mut ranked: Vec<usize> = (0..candidates.len()).collect();
+        ranked.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+        for &i in ranked.iter().take(4) {
+            let sim = sims.as_ref().map_or(0.0, |s| s[i]);
+            tracing::trace!(said = question, candidate = %candidates[i].text, score = scores[i], sim, "an answer weighed");
+        }
+    }
+    let Some((sentence, index, score)) = answer::best(question, &candidates, &scores) else { return (None, closest) };
+    let meaning = sims.as_ref().map_or(f32::MIN, |s| s[index]);
+    tracing::debug!(said = question, answer = %sentence, score, meaning, "the local engine chooses an answer");
+    let answers = score >= ANSWERS || (meaning >= ANSWERS_BY_MEANING && score >= 0.0);
+    (answers.then(|| answer::cite(&sentence, &candidates[index])), closest)
 }
 
 fn read_back(brief: &Brief, saved: &BTreeMap<String, String>, active: &[Detail]) -> String {
@@ -574,14 +616,15 @@ async fn results_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     let mut parts = Vec::new();
     let searched = reading.results.iter().any(|(c, _)| c.name == "search_knowledge");
     if searched {
-        let answer = answer_from(engine, said, &found).await;
+        let (answer, closest) = answer_from(engine, said, &found).await;
         // A message that may be a handoff situation or a forbidden request is one, unless
         // what the documents say is closer to it.
         let plain = handoff_by_words(brief, said).is_some() || guardrail_by_words(brief, said).is_some();
         if !plain
+            && saved.len() < 2
             && let Some((concern, sim, margin)) = meaning(engine, brief, said).await
             && margin > understand::UNSURE
-            && !answer.as_ref().is_some_and(|(_, meaning)| *meaning >= sim)
+            && closest + DOCUMENTS_FIRST < sim
         {
             return match concern {
                 Concern::Handoff(i) => {
@@ -593,7 +636,7 @@ async fn results_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
             };
         }
         match answer {
-            Some((answer, _)) => parts.push(answer),
+            Some(answer) => parts.push(answer),
             None => parts.push(format!("I'm sorry, I don't know that — {OFFER}")),
         }
     }
@@ -633,8 +676,8 @@ fn legacy(prompt: &Prompt) -> Move {
         .collect();
     let candidates = answer::candidates(&found);
     let scores = answer::lexical_scores(&question, &candidates);
-    match answer::best(&candidates, &scores).filter(|(_, _, score)| *score >= ANSWERS) {
-        Some((sentence, candidate, _)) => text(answer::cite(&sentence, candidate)),
+    match answer::best(&question, &candidates, &scores).filter(|(_, _, score)| *score >= ANSWERS) {
+        Some((sentence, index, _)) => text(answer::cite(&sentence, &candidates[index])),
         None => text(format!("I'm sorry, I don't know that — {OFFER}")),
     }
 }

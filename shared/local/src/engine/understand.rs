@@ -35,10 +35,11 @@ pub const ORDINARY: &[&str] = &[
 /// Whether a condition is something the customer asks for (a refund, a manager), which a
 /// question expresses, rather than something they report (pain, a leak).
 fn is_request(reason: &str) -> bool {
-    let lower = reason.to_lowercase();
-    ["ask", "want", "request", "demand", "speak", "talk", "person", "human", "manager", "supervisor", "insist"]
-        .iter()
-        .any(|w| lower.contains(w))
+    words(reason).iter().any(|w| {
+        let w = w.trim_end_matches('s');
+        ["ask", "want", "request", "demand", "speak", "talk", "person", "human", "manager", "supervisor", "insist"]
+            .contains(&w)
+    })
 }
 
 /// Whether a question only asks about a topic ("How much is an emergency appointment?")
