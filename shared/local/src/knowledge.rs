@@ -549,11 +549,20 @@ fn fuse(passages: &[Passage], by_words: &[usize], by_meaning: &[usize], limit: u
     }
     let mut fused: Vec<(usize, f32)> = scores.into_iter().filter(|(n, _)| *n < passages.len()).collect();
     fused.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    fused
-        .into_iter()
-        .take(limit.min(CANDIDATES))
-        .map(|(number, score)| Passage { score: score * 100.0, ..passages[number].clone() })
-        .collect()
+    // No one document takes every place (a price list of a hundred rows would): at most
+    // half the places, or two, per document.
+    // The places left over go to the best of the rest.
+    let (limit, per_document) = (limit.min(CANDIDATES), (limit / 2).max(2));
+    let mut taken: HashMap<&str, usize> = HashMap::new();
+    let (mut chosen, rest): (Vec<(usize, f32)>, Vec<(usize, f32)>) = fused.into_iter().partition(|(number, _)| {
+        let count = taken.entry(passages[*number].document_id.as_str()).or_default();
+        *count += 1;
+        *count <= per_document
+    });
+    chosen.truncate(limit);
+    chosen.extend(rest.into_iter().take(limit - chosen.len()));
+    chosen.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    chosen.into_iter().map(|(number, score)| Passage { score: score * 100.0, ..passages[number].clone() }).collect()
 }
 
 #[cfg(test)]

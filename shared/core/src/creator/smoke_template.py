@@ -42,12 +42,16 @@ def _verdict(case, turn):
 failures = []
 for case in CASES:
     request = {"message": case["say"], "history": [], "session_id": "smoke", "details": {}, "config": {}}
+    answered = ""
     try:
-        verdict = _verdict(case, agent.handle(request))
+        turn = agent.handle(request)
+        answered = str(turn.get("reply") or "")
+        verdict = _verdict(case, turn)
     except Exception as error:  # an agent that raises fails the case, not the review
         verdict = "the agent failed (%s: %s)" % (type(error).__name__, error)
     if verdict:
         said = ' when a customer said "%s"' % case["say"] if case["say"] else ""
-        failures.append('%s%s (the SOP: "%s")' % (verdict, said, case["clause"]))
+        reply = ' (it answered "%s")' % (answered[:160] + ("…" if len(answered) > 160 else "")) if answered else ""
+        failures.append('%s%s%s (the SOP: "%s")' % (verdict, said, reply, case["clause"]))
 print(json.dumps({"passed": not failures, "failures": failures, "cases": len(CASES)}))
 sys.exit(1 if failures else 0)

@@ -331,6 +331,10 @@ fn is_handoff(lower: &str) -> bool {
     direct || (contains_any(lower, HANDOFF_VERBS) && contains_any(lower, STAFF))
 }
 
+fn starts_forbidding(lower: &str) -> bool {
+    FORBIDDEN_MARKERS.iter().any(|m| lower.starts_with(m.trim()))
+}
+
 fn is_forbidden(lower: &str) -> bool {
     let padded = format!(" {lower}");
     FORBIDDEN_MARKERS.iter().any(|m| padded.contains(&format!(" {m}")) || lower.starts_with(m.trim()))
@@ -750,7 +754,9 @@ pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requi
             continue;
         }
         match unit.section {
-            Section::Escalation if !(is_forbidden(&lower) && !is_handoff(&lower)) => {
+            // Under an escalation heading an item is a condition ("the parcel shows
+            // delivered but the customer never got it") unless it starts as a rule does.
+            Section::Escalation if !(starts_forbidding(&lower) && !is_handoff(&lower)) => {
                 push_unique(&mut r.handoff_conditions, condition_of(&unit.text));
                 for child in &unit.children {
                     push_unique(&mut r.handoff_conditions, condition_of(child));

@@ -29,12 +29,29 @@ fn is_row(text: &str) -> bool {
     text.contains(": ") && text.contains("; ") && !text.contains(". ")
 }
 
+/// The lines of a passage with the lines a PDF wrapped joined again: a line that does not
+/// end a sentence and a line that goes on in lower case are one.
+fn reflowed(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let continues = line.chars().next().is_some_and(|c| c.is_lowercase());
+        match lines.last_mut() {
+            Some(last) if continues && !last.ends_with(['.', '!', '?', ':', ';']) && !is_row(last) => {
+                last.push(' ');
+                last.push_str(line);
+            }
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    lines
+}
+
 /// The sentences and rows of the passages, in order.
 pub fn candidates(found: &[Found]) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (rank, passage) in found.iter().enumerate() {
-        for line in passage.text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let pieces = if is_row(line) { vec![line.to_owned()] } else { sentences(line) };
+        for line in reflowed(&passage.text) {
+            let pieces = if is_row(&line) { vec![line.to_owned()] } else { sentences(&line) };
             for piece in pieces {
                 let piece = piece.trim_start_matches(['-', '*', '•', '#', ' ']).trim().to_owned();
                 // A heading repeated as the passage's first line answers nothing.
@@ -72,7 +89,8 @@ enum Wants {
 fn wants(question: &str) -> Wants {
     let q = question.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
-    if has(&["how much", "price", "cost", "fee", "charge", "rate", "expensive", "cheap", "pay for"]) {
+    let not_money = ["how much notice", "how much time", "how much longer", "how much luggage", "how much data", "how much weight", "how much space"];
+    if has(&["how much", "price", "cost", "fee", "charge", "rate", "expensive", "cheap", "pay for"]) && !has(&not_money) {
         Wants::Money
     } else if has(&["how often", "how frequently", "every how"]) {
         Wants::Frequency

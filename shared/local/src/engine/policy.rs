@@ -430,7 +430,9 @@ async fn customer_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     if details.len() < 2
         && let Some((concern, _, margin)) = meaning(engine, brief, said).await
     {
-        if let (Concern::Handoff(i), true) = (concern, margin > understand::CERTAIN) {
+        // A question is more often about a topic than a report of it: it needs more.
+        let certain = if is_question(said) { understand::CERTAIN + 0.02 } else { understand::CERTAIN };
+        if let (Concern::Handoff(i), true) = (concern, margin > certain) {
             return hand_over(&brief.handoff[i].reason);
         }
         if margin > understand::UNSURE {
