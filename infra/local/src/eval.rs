@@ -397,7 +397,19 @@ fn refuses(reply: &Value) -> bool {
 /// Runs the corpus against the platform at `url`, writing progress to `out`.
 pub async fn run(url: &str, corpus: &[Entry], out: &mut (dyn std::io::Write + Send)) -> anyhow::Result<Report> {
     let client = Client::sign_up(url).await?;
-    let health = client.health().await;
+    // The bundled embedding engine may still be installing or starting.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    let mut health = client.health().await;
+    while tokio::time::Instant::now() < deadline {
+        let detail = health["components"]["embeddings"]["detail"].as_str().unwrap_or_default();
+        if health["components"]["embeddings"]["status"] == "ok"
+            || !(detail.contains("installing") || detail.contains("starting"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        health = client.health().await;
+    }
     let model = format!(
         "embeddings: {} ({})",
         health["components"]["embeddings"]["backend"].as_str().unwrap_or("?"),

@@ -117,8 +117,6 @@ async fn evaluate(args: &[String]) -> anyhow::Result<()> {
         }
     };
     let url = url.unwrap_or_else(|| platform.as_ref().map(|p| p.url()).unwrap_or_default());
-    // The bundled embedding engine may still be starting.
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let report = oratio::eval::run(&url, &entries, &mut std::io::stdout()).await?;
     println!("{}", oratio::eval::summary(&report));
     if let Some(platform) = platform {

@@ -89,8 +89,17 @@ enum Wants {
 fn wants(question: &str) -> Wants {
     let q = question.to_lowercase();
     let has = |words: &[&str]| words.iter().any(|w| q.contains(w));
-    let not_money = ["how much notice", "how much time", "how much longer", "how much luggage", "how much data", "how much weight", "how much space"];
-    if has(&["how much", "price", "cost", "fee", "charge", "rate", "expensive", "cheap", "pay for"]) && !has(&not_money) {
+    let not_money = [
+        "how much notice",
+        "how much time",
+        "how much longer",
+        "how much luggage",
+        "how much data",
+        "how much weight",
+        "how much space",
+    ];
+    if has(&["how much", "price", "cost", "fee", "charge", "rate", "expensive", "cheap", "pay for"]) && !has(&not_money)
+    {
         Wants::Money
     } else if has(&["how often", "how frequently", "every how"]) {
         Wants::Frequency

@@ -891,7 +891,10 @@ mod tests {
         assert_eq!(find_person_name("I'm calling about my order", false), None);
         assert_eq!(find_person_name("I'm in a lot of pain", false), None);
         assert_eq!(find_person_name("Hi, this is Tom Baker.", false).as_deref(), Some("Tom Baker"));
-        assert_eq!(find_person_name("Sure, I'm Lotte de Vries, 06 1234 5678", false).as_deref(), Some("Lotte de Vries"));
+        assert_eq!(
+            find_person_name("Sure, I'm Lotte de Vries, 06 1234 5678", false).as_deref(),
+            Some("Lotte de Vries")
+        );
         assert_eq!(find_person_name("grace hopper", true), None);
         let answer = extract(&[detail("name", "name")], "grace hopper", Some(&detail("name", "name")));
         assert_eq!(answer["name"], "grace hopper");
