@@ -155,6 +155,9 @@ pub fn first_person(facet: &str) -> String {
         ("want to ", "I want to "),
         ("wants ", "I want "),
         ("asks to ", "I'd like to "),
+        ("asking to ", "I'd like to "),
+        ("asking for ", "I would like "),
+        ("wanting to ", "I want to "),
         ("would like to ", "I would like to "),
         ("needs to ", "I need to "),
         ("needs ", "I need "),
@@ -254,7 +257,15 @@ pub fn forbidden_action(guardrail: &str) -> String {
             None => break,
         }
     }
-    // "Avoiding" and "refrain from" take a gerund; the rest an infinitive.
+    // What follows the action is its reason, not the action ("… - only their accountant
+    // can", "…, we are not dietitians").
+    for reason in [" - ", " – ", " — ", "; ", ", only ", ", we ", ", as ", " because ", ", the "] {
+        if let Some(at) = text.find(reason)
+            && text[..at].split_whitespace().count() >= 2
+        {
+            text.truncate(at);
+        }
+    }
     text
 }
 

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::language::{lower_first, sentences, words};
+use crate::language::{lower_first, sentences, upper_first, words};
 
 /// What the SOP asks of the agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +205,28 @@ fn classify(raw: &str) -> Line {
 /// The independent clauses of a sentence: "Check allergens in the menu; never say a dish
 /// is safe" is a step and a rule.
 fn clauses(sentence: &str) -> Vec<String> {
+    // "We never promise exact delivery times and we don't take orders after 1pm": two rules.
+    let lower = sentence.to_lowercase();
+    // "Look up prices in our documents, never guess": a step and a rule.
+    for joint in [", never ", ", don't ", ", do not "] {
+        if let Some(at) = lower.find(joint)
+            && is_instruction(&sentence[..at])
+            && !is_forbidden(&lower[..at])
+        {
+            let rule = upper_first(sentence[at + 2..].trim());
+            return vec![sentence[..at].trim().to_owned(), rule];
+        }
+    }
+    for joint in [" and we don't ", " and we do not ", " and we never ", " and never ", " and don't ", " and do not "] {
+        if let Some(at) = lower.find(joint)
+            && is_forbidden(&lower[..at])
+        {
+            let second = format!("We {}", sentence[at + " and ".len()..].trim_start_matches("we ").trim());
+            let mut out = clauses(sentence[..at].trim());
+            out.extend(clauses(&second));
+            return out;
+        }
+    }
     let parts: Vec<&str> = sentence.split("; ").map(str::trim).filter(|p| !p.is_empty()).collect();
     let independent = parts.len() > 1
         && parts.iter().all(|p| p.split_whitespace().count() >= 3)
@@ -319,6 +341,23 @@ fn contains_any(text: &str, markers: &[&str]) -> bool {
     markers.iter().any(|m| text.contains(m))
 }
 
+/// Verb phrases that hand over whoever they name ("pass it to Helen").
+const HANDING: &[&str] = &[
+    "pass it to ",
+    "pass them to ",
+    "pass the call to ",
+    "pass the chat to ",
+    "put them through to ",
+    "put the call through to ",
+    "hand it to ",
+    "hand them to ",
+    "refer it to ",
+    "forward it to ",
+    "send it to ",
+    "pass it on to ",
+    "pass to ",
+];
+
 fn is_handoff(lower: &str) -> bool {
     // As verbs ("transfer the call"), not nouns ("questions about transfers").
     let said = words(lower);
@@ -328,7 +367,7 @@ fn is_handoff(lower: &str) -> bool {
             "escalate" | "escalated" | "escalating" | "escalation" | "transfer" | "transferred" | "handoff"
         )
     }) || contains_any(lower, &["hand off", "hand over", "hand-off", "hand it over", "hand them over"]);
-    direct || (contains_any(lower, HANDOFF_VERBS) && contains_any(lower, STAFF))
+    direct || contains_any(lower, HANDING) || (contains_any(lower, HANDOFF_VERBS) && contains_any(lower, STAFF))
 }
 
 fn starts_forbidding(lower: &str) -> bool {
@@ -553,7 +592,7 @@ const DATUM_TAILS: &[&str] = &[
     " on their ", " associated with", " linked to", " used ", " they ", " in case", " for the booking",
     " for the appointment", " for the order", " for our records", " for reference", " from them", " from the",
     " as well", " first", " too", " please", " e.g", " such as", " for ", " to the ", " at the ", " we ", " you ",
-    " i ", " by ",
+    " i ", " by ", " itself",
 ];
 
 /// Words before a detail's name that are not part of it.
@@ -639,6 +678,10 @@ fn data_of(text: &str, children: &[String]) -> Vec<String> {
             let rest = &lower[at + marker.len()..];
             let rest = rest.split(['.', '!', '?']).next().unwrap_or_default();
             let rest = rest.trim().strip_prefix("the following").unwrap_or(rest).trim_matches([':', ' ']);
+            // "ask whether they are new or existing", "ask how we can help": a question, no detail.
+            if *marker == "ask " && is_noise_datum(rest.split([',', ' ']).next().unwrap_or_default()) {
+                break;
+            }
             for item in items(rest) {
                 if !is_noise_datum(&item) {
                     push_unique(&mut data, item);

@@ -14,6 +14,8 @@ pub struct Candidate {
     pub place: String,
     /// The rank of its passage in the search (0 is best).
     pub rank: usize,
+    /// An item of a list (a short line among others), answered with its list.
+    pub listed: bool,
 }
 
 /// A passage as `search_knowledge` returned it to the model.
@@ -50,7 +52,11 @@ fn reflowed(text: &str) -> Vec<String> {
 pub fn candidates(found: &[Found]) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (rank, passage) in found.iter().enumerate() {
-        for line in reflowed(&passage.text) {
+        let lines = reflowed(&passage.text);
+        let item = |l: &str| l.split_whitespace().count() <= 12 && !l.ends_with(['.', '!', '?', ':']) && !is_row(l);
+        let in_list = lines.iter().filter(|l| item(l)).count() >= 3;
+        for line in lines.iter().cloned() {
+            let listed = in_list && item(&line);
             let pieces = if is_row(&line) { vec![line.to_owned()] } else { sentences(&line) };
             for piece in pieces {
                 let piece = piece.trim_start_matches(['-', '*', '•', '#', ' ']).trim().to_owned();
@@ -65,6 +71,7 @@ pub fn candidates(found: &[Found]) -> Vec<Candidate> {
                         document: passage.document.clone(),
                         place: passage.place.clone(),
                         rank,
+                        listed,
                     });
                 }
             }
@@ -83,6 +90,8 @@ enum Wants {
     Duration,
     Frequency,
     Place,
+    /// Whether a place is served ("do you come out to Exeter?").
+    Area,
     Anything,
 }
 
@@ -105,13 +114,41 @@ fn wants(question: &str) -> Wants {
         Wants::Frequency
     } else if has(&["how long", "how many days", "how many weeks", "how soon", "how quickly", "within"]) {
         Wants::Duration
-    } else if has(&["what time", "when do", "when are", "when is", "opening", "open ", "close", "hours", "until when"])
-    {
+    } else if has(&[
+        "what time",
+        "when do",
+        "when are",
+        "when is",
+        "when should",
+        "when can",
+        "when will",
+        "when does",
+        "by when",
+        "what day",
+        "opening",
+        "open ",
+        "close",
+        "hours",
+        "until when",
+    ]) {
         Wants::Time
     } else if has(&["phone", "number do i call", "call ", "ring", "email", "contact", "reach"]) {
         Wants::Contact
     } else if has(&["link", "website", "url", "web page", "online", "portal", "download"]) {
         Wants::Link
+    } else if has(&[
+        "do you come",
+        "come out to",
+        "do you cover",
+        "do you deliver to",
+        "do you go to",
+        "do you serve",
+        "do you work in",
+        "do you travel to",
+        "do you ship to",
+        "do you operate in",
+    ]) {
+        Wants::Area
     } else if has(&["where", "address", "located", "location", "directions", "how do i find", "how do i get"]) {
         Wants::Place
     } else {
@@ -128,6 +165,20 @@ fn has_kind(text: &str, kind: Wants) -> bool {
             has(&["€", "$", "£", "eur", "usd", "gbp", "dollar", "pound", "euro", "free", "price", "cost"])
                 || (digit && t.contains(": "))
         }
+        Wants::Area => has(&[
+            "cover",
+            "serve",
+            "area",
+            "miles",
+            "we deliver",
+            "we work",
+            "anywhere",
+            "within",
+            "we clean in",
+            "we ship",
+            "we do not",
+            "we don't",
+        ]),
         Wants::Time => has(&[
             "am",
             "pm",
@@ -148,6 +199,13 @@ fn has_kind(text: &str, kind: Wants) -> bool {
             "24/7",
             "closed",
             "open",
+            "1st",
+            "2nd",
+            "3rd",
+            "5th",
+            "each month",
+            "every month",
+            "before",
         ]),
         Wants::Contact => has(&["@", "call", "phone", "tel", "email", "whatsapp"]) && digit || t.contains('@'),
         Wants::Link => has(&["http", "www.", ".com", ".org", ".nl", ".co", "/"]),
@@ -203,7 +261,7 @@ pub fn best(question: &str, candidates: &[Candidate], scores: &[f32]) -> Option<
         p.document == chosen.document
             && p.place == chosen.place
             && score > 0.0
-            && *s >= score * 0.7
+            && *s >= score * 0.5
             && p.text.len() + chosen.text.len() < 300
             && !p.text.ends_with('?')
             && adds_to(question, &chosen.text, &p.text)
@@ -219,7 +277,7 @@ pub fn best(question: &str, candidates: &[Candidate], scores: &[f32]) -> Option<
         }
         Some((next, next_score))
             if score > 0.0
-                && next_score >= score * 0.7
+                && next_score >= score * 0.5
                 && chosen.text.len() + next.text.len() < 300
                 && adds_to(question, &chosen.text, &next.text) =>
         {
@@ -227,6 +285,16 @@ pub fn best(question: &str, candidates: &[Candidate], scores: &[f32]) -> Option<
         }
         _ => chosen.text.clone(),
     };
+    // An item of a list answers with the whole list ("bank statements; sales invoices; …").
+    if chosen.listed {
+        let items: Vec<&str> = candidates
+            .iter()
+            .filter(|c| c.listed && c.document == chosen.document && c.place == chosen.place && c.rank == chosen.rank)
+            .map(|c| c.text.as_str())
+            .take(8)
+            .collect();
+        return Some((items.join("; "), index, score));
+    }
     let text = match before {
         Some((before, _)) if !text.starts_with(&before.text) => format!("{} {text}", before.text),
         _ => text,

@@ -328,6 +328,27 @@ pub fn find_reference(text: &str, name: &str) -> Option<String> {
     find_reference_cued(text, name, false)
 }
 
+/// A payment card number in the text (13 to 19 digits, spaces or dashes between groups).
+pub fn card_number(text: &str) -> Option<String> {
+    let mut run = String::new();
+    let mut digits = 0;
+    for c in text.chars().chain(std::iter::once(' ')) {
+        if c.is_ascii_digit() {
+            run.push(c);
+            digits += 1;
+        } else if (c == ' ' || c == '-') && digits > 0 && !run.ends_with([' ', '-']) {
+            run.push(c);
+        } else {
+            if (13..=19).contains(&digits) {
+                return Some(run.trim_end_matches([' ', '-']).to_owned());
+            }
+            run.clear();
+            digits = 0;
+        }
+    }
+    None
+}
+
 /// Short forms customers use for the words of a detail's name.
 fn short_forms(word: &str) -> &'static [&'static str] {
     match word {
@@ -346,8 +367,13 @@ fn find_reference_cued(text: &str, name: &str, strict: bool) -> Option<String> {
     let tokens = tokens(text);
     let name_words: Vec<String> =
         words(name).into_iter().filter(|w| !matches!(w.as_str(), "the" | "of" | "a")).collect();
+    // A payment card's number is never a reference (nor kept at all).
+    let card = card_number(text);
     let codelike = |t: &Token| {
         let w = t.text.trim_start_matches('#');
+        if card.as_ref().is_some_and(|c| c.contains(w)) {
+            return false;
+        }
         let digits = w.chars().filter(char::is_ascii_digit).count();
         let valid = w.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '/' | '_' | '.'));
         valid

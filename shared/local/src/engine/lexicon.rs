@@ -79,7 +79,9 @@ impl Terms {
         }
         let mut stems = Vec::new();
         for (i, (word, stemmed)) in all.iter().zip(&stemmed).enumerate() {
-            if let Some(found) = lexicon.stems.get(stemmed).filter(|_| !lexicon.unrelated.contains(word)) {
+            // A word inside a phrase means what the phrase means, not what it means alone.
+            if let Some(found) = lexicon.stems.get(stemmed).filter(|_| !covered[i] && !lexicon.unrelated.contains(word))
+            {
                 for concept in found {
                     if !concepts.contains(concept) {
                         concepts.push(concept);

@@ -400,6 +400,7 @@ async fn customer_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
         _ => None,
     };
     let details = extract(&brief.details, said, asked);
+    tracing::trace!(said, wanted = ?brief.details.iter().map(|d| &d.name).collect::<Vec<_>>(), found = ?details, "details");
     let save = |calls: &mut Vec<ToolCall>| {
         if !details.is_empty() {
             calls.push(call(reading, calls.len(), "save_details", json!(details)));

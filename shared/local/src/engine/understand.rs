@@ -36,9 +36,9 @@ pub const ORDINARY: &[&str] = &[
 /// question expresses, rather than something they report (pain, a leak).
 fn is_request(reason: &str) -> bool {
     words(reason).iter().any(|w| {
-        let w = w.trim_end_matches('s');
         ["ask", "want", "request", "demand", "speak", "talk", "person", "human", "manager", "supervisor", "insist"]
-            .contains(&w)
+            .iter()
+            .any(|root| w == root || w.strip_prefix(root).is_some_and(|end| matches!(end, "s" | "ed" | "ing")))
     })
 }
 
@@ -135,7 +135,18 @@ pub fn rule_anchors(reason: &str, examples: &[String]) -> Vec<String> {
 /// The texts a guardrail is known by.
 pub fn guardrail_anchors(guardrail: &str) -> Vec<String> {
     let action = forbidden_action(guardrail);
-    vec![guardrail.to_owned(), forbidden_request(guardrail), format!("I want you to {action}"), action]
+    let mut anchors = vec![guardrail.to_owned(), forbidden_request(guardrail), format!("I want you to {action}")];
+    // Each thing it forbids on its own ("… how much tax they will owe or whether an expense
+    // is deductible").
+    // An alternative that is a bare word ("… advice or dosages") would forbid a topic, not
+    // a request: only alternatives of two terms or more stand alone.
+    let alternatives: Vec<String> = facets(&action).into_iter().filter(|a| keys_of(a).len() >= 2).collect();
+    if alternatives.len() > 1 {
+        anchors.extend(alternatives.iter().map(|a| forbidden_request(a)));
+        anchors.extend(alternatives);
+    }
+    anchors.push(action);
+    anchors
 }
 
 /// What the brief counts as ordinary: the generic backdrop, its procedure, and what giving
