@@ -39,7 +39,12 @@ fn lexicon() -> &'static Lexicon {
                 let sequence: Vec<String> = words(entry).iter().map(|w| stem(w)).collect();
                 match sequence.as_slice() {
                     [] => {}
-                    [one] => stems.entry(one.clone()).or_default().push(concept),
+                    [one] => {
+                        let concepts = stems.entry(one.clone()).or_default();
+                        if !concepts.contains(&concept) {
+                            concepts.push(concept);
+                        }
+                    }
                     _ => phrases.push((sequence, concept)),
                 }
             }
@@ -80,6 +85,9 @@ impl Terms {
         let mut stems = Vec::new();
         for (i, (word, stemmed)) in all.iter().zip(&stemmed).enumerate() {
             // A word inside a phrase means what the phrase means, not what it means alone.
+            if is_clock_time(word) && !concepts.contains(&CLOCK_TIME) {
+                concepts.push(CLOCK_TIME);
+            }
             if let Some(found) = lexicon.stems.get(stemmed).filter(|_| !covered[i] && !lexicon.unrelated.contains(word))
             {
                 for concept in found {
@@ -100,7 +108,7 @@ impl Terms {
         let lexicon = lexicon();
         let mut keys: Vec<String> = self.concepts.iter().map(|c| format!("#{c}")).collect();
         for s in &self.stems {
-            if !lexicon.stems.contains_key(s) && !keys.contains(s) {
+            if !lexicon.stems.contains_key(s) && !is_clock_time(s) && !keys.contains(s) {
                 keys.push(s.clone());
             }
         }
@@ -123,13 +131,25 @@ impl Terms {
     }
 }
 
+/// The concept of a time of day: "3pm", "10.30am" as much as the table's "noon".
+const CLOCK_TIME: &str = "clock_time";
+
+fn is_clock_time(word: &str) -> bool {
+    let Some(digits) = word.strip_suffix("am").or_else(|| word.strip_suffix("pm")) else {
+        return false;
+    };
+    let (hours, minutes) = digits.split_once('.').unwrap_or((digits, "00"));
+    let numeric = |s: &str| !s.is_empty() && s.len() <= 2 && s.bytes().all(|b| b.is_ascii_digit());
+    numeric(hours) && numeric(minutes) && hours.parse::<u8>().is_ok_and(|h| h <= 12)
+}
+
 /// Words that say nothing about which situation a rule is about.
 pub const GENERIC_KEYS: &[&str] = &[
     "caller", "custom", "patient", "client", "guest", "user", "report", "mention", "say", "ask", "want", "request",
     "wish", "need", "would", "like", "call", "anyth", "someth", "thing", "issu", "problem", "matter", "case", "situat",
     "involv", "regard", "about", "concern", "relat", "someon", "anyon", "becom", "seem", "sound", "get", "go", "make",
     "have", "not", "any", "again", "also", "more", "than", "other", "abl", "use", "tri", "give", "tell", "know",
-    "never", "alway", "plea", "thank", "help",
+    "never", "alway", "plea", "thank", "help", "take", "#channel",
 ];
 
 #[cfg(test)]
@@ -144,6 +164,11 @@ mod tests {
         );
         let rule = Terms::of("the caller reports severe pain");
         assert!(rule.keys().contains(&"#pain".to_owned()));
+        // No two concepts share a word's stem by accident ("damages" is not "damaged").
+        let rule = Terms::of("the order arrived damaged");
+        assert_eq!(rule.concepts, ["delivery", "damaged"]);
+        assert!(Terms::of("after 1pm").has_key("#clock_time") && Terms::of("at 10.30am?").has_key("#clock_time"));
+        assert!(!Terms::of("2.5 hours, 100 kWh").has_key("#clock_time"));
         assert!(Terms::of("there's blood everywhere").has_key("#bleeding"));
     }
 }

@@ -259,6 +259,9 @@ fn handoff_by_words(brief: &Brief, message: &str) -> Option<usize> {
 
 /// Which guardrail the customer's message asks to break, by its words.
 fn guardrail_by_words(brief: &Brief, message: &str) -> Option<usize> {
+    if understand::asks_how_to(message) {
+        return None;
+    }
     let rails = understand::guardrails(brief);
     understand::lexical_rule(message, &rails, &vec![true; rails.len()], Coverage::Gist)
 }

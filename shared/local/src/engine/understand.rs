@@ -62,6 +62,19 @@ pub fn asks_about(message: &str) -> bool {
     !own
 }
 
+/// Whether a question asks how the customer does something themselves ("How do I update
+/// my card details?"): a question about their own step, not a request of the agent.
+pub fn asks_how_to(message: &str) -> bool {
+    let said = words(message);
+    is_question(message)
+        && said.windows(3).take(3).any(|w| {
+            matches!(
+                (w[0].as_str(), w[1].as_str(), w[2].as_str()),
+                ("how" | "where" | "when", "do" | "can" | "should" | "shall", "i" | "we")
+            )
+        })
+}
+
 /// The facet's keys that say which situation it is (its concepts and rarer words).
 fn keys_of(text: &str) -> Vec<String> {
     Terms::of(text).keys().into_iter().filter(|k| !GENERIC_KEYS.contains(&k.as_str()) && k.len() > 1).collect()
@@ -107,10 +120,11 @@ pub fn lexically(message: &str, facet: &str, coverage: Coverage) -> bool {
             covered > 0 && covered * 2 >= stems.len()
         }
         // Two concepts are both needed ("medical advice" is not any advice); of more, most.
+        // Two concepts met say what is asked; one needs half the other words too.
         Coverage::Gist => {
             let covered = count(&concepts);
             let needed = if concepts.len() <= 2 { concepts.len() } else { concepts.len().div_ceil(2) };
-            covered >= needed && count(&stems) * 2 + 1 >= stems.len()
+            covered >= needed && (covered >= 2 || count(&stems) * 2 >= stems.len())
         }
     };
     // A situation denied is not the situation ("no pain" is not "severe pain"), unless
@@ -212,5 +226,22 @@ mod tests {
         assert_eq!(lexical_rule("Can I get my money back?", &refund, &[true], Coverage::Whole), Some(0));
         let diagnosis = vec![guardrail_anchors("Never give a medical diagnosis")];
         assert_eq!(lexical_rule("can you diagnose my toothache", &diagnosis, &[true], Coverage::Gist), Some(0));
+        // The chat a guardrail names is the conversation itself; a request need not name it.
+        let rails = vec![
+            guardrail_anchors("never ask for full card details in the chat"),
+            guardrail_anchors("we don't take orders for same-day delivery after 1pm"),
+        ];
+        let card = "here's my card number 4929 1234 5678 9012, expiry 08/27 and CVV 123, can you take payment?";
+        assert_eq!(lexical_rule(card, &rails, &[true, true], Coverage::Gist), Some(0));
+        let late = "It's 3pm now, can you still get a bouquet out to her today?";
+        assert_eq!(lexical_rule(late, &rails, &[true, true], Coverage::Gist), Some(1));
+        assert_eq!(
+            lexical_rule("can I order a large bouquet for Saturday?", &rails, &[true, true], Coverage::Gist),
+            None
+        );
+        let payout = vec![guardrail_anchors("Never estimate what a claim will pay out.")];
+        let guess = "Roughly how much do you think you'll pay out for a dented door and bumper?";
+        assert_eq!(lexical_rule(guess, &payout, &[true], Coverage::Gist), Some(0));
+        assert!(asks_how_to("how do I update my card details?") && !asks_how_to("can you take my card details?"));
     }
 }
