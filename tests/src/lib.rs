@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod fixtures;
 pub mod moto;
 pub mod platform;
+pub mod scripted_model;
 
 /// Logs stay silent unless `TEST_LOG` is set.
 pub fn init_logs() {

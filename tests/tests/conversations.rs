@@ -11,31 +11,13 @@ use oratio_core::llm::TextSink;
 use oratio_core::runtime::{AgentAnswer, AgentCode, AgentRef, AgentRuntime, Invocation, RuntimeError, RuntimeStatus};
 use oratio_functions::deps::{ConversationSettings, Deps};
 use oratio_tests::fixtures::{local_auth, registered_admin};
-use oratio_tests::platform::{TestPlatform, next_event};
+use oratio_tests::platform::{TestPlatform, next_event, sse_events};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 async fn transcript(p: &TestPlatform, token: &str, agent: &str, session: &Value) -> Value {
     p.get_json(&format!("/v1/agents/{agent}/sessions/{}", session.as_str().expect("a session id")), Some(token)).await
-}
-
-/// The events of an SSE body, as (event, data).
-fn events(body: &str) -> Vec<(String, Value)> {
-    body.split("\n\n")
-        .filter_map(|block| {
-            let mut name = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(n) = line.strip_prefix("event:") {
-                    name = Some(n.trim().to_owned());
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    data.push_str(d.trim_start());
-                }
-            }
-            Some((name?, serde_json::from_str(&data).ok()?))
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +87,7 @@ async fn a_five_turn_conversation_remembers_cites_its_documents_and_streams() {
         .expect("stream");
     assert_eq!(streamed.status(), 200);
     assert!(streamed.headers()["content-type"].to_str().expect("type").starts_with("text/event-stream"));
-    let events = events(&streamed.text().await.expect("body"));
+    let events = sse_events(&streamed.text().await.expect("body"));
     let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names.first(), Some(&"session"));
     assert_eq!(names.last(), Some(&"done"), "{names:?}");
