@@ -1,12 +1,16 @@
-//! The `Llm` port on every adapter: Bedrock Converse and an OpenAI-compatible endpoint
-//! against local servers speaking their wire formats, and the local engine.
+//! The `Llm` port on every adapter: Bedrock Converse and ConverseStream (event-stream
+//! frames) and an OpenAI-compatible endpoint against local servers speaking their wire
+//! formats, with tool use and streaming; the fallback provider; and the local engine.
 
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use oratio_core::llm::{Llm, LlmError, Message, Prompt};
+use oratio_core::llm::{
+    Completion, Content, FallbackLlm, Llm, LlmError, Message, Prompt, Speaker, StopReason, ToolCall, ToolResult,
+    ToolSpec,
+};
 use oratio_local::engine::LocalEngine;
 use oratio_local::llm::OpenAiCompatibleLlm;
 use serde_json::{Value, json};
@@ -52,11 +56,94 @@ async fn converse(
     .into_response()
 }
 
+/// A turn in which the model asked for the knowledge and got it back, offering the tool.
+fn tool_prompt() -> Prompt {
+    let call = ToolCall { id: "tooluse_1".into(), name: "search_knowledge".into(), input: json!({"query": "hours"}) };
+    let result =
+        ToolResult { tool_use_id: "tooluse_1".into(), content: json!({"passages": ["8am to 6pm"]}), is_error: false };
+    let messages = vec![
+        Message::user("When do you open? I'm in a lot of pain"),
+        Message { speaker: Speaker::Assistant, content: vec![Content::ToolUse(call)] },
+        Message { speaker: Speaker::User, content: vec![Content::ToolResult(result)] },
+    ];
+    let hand_off = ToolSpec {
+        name: "hand_off".into(),
+        description: "Hand the conversation to a person.".into(),
+        input_schema: json!({"type": "object", "properties": {"reason": {"type": "string"}}, "required": ["reason"]}),
+    };
+    Prompt::new("You are the front desk.", messages).with_tools(vec![hand_off])
+}
+
+async fn converse_with_tools(
+    State(p): State<Provider>,
+    Path(model): Path<String>,
+    body: axum::Json<Value>,
+) -> Response {
+    p.seen.lock().expect("lock").push((model, HeaderMap::new(), body.0));
+    axum::Json(json!({
+        "output": {"message": {"role": "assistant", "content": [
+            {"text": "Let me get someone."},
+            {"toolUse": {"toolUseId": "tooluse_2", "name": "hand_off", "input": {"reason": "severe pain"}}}
+        ]}},
+        "stopReason": "tool_use",
+        "usage": {"inputTokens": 80, "outputTokens": 20, "totalTokens": 100},
+        "metrics": {"latencyMs": 300}
+    }))
+    .into_response()
+}
+
+/// One event-stream frame of a ConverseStream answer.
+fn frame(event: &str, payload: Value) -> Vec<u8> {
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message as Frame};
+    let message = Frame::new(payload.to_string().into_bytes())
+        .add_header(Header::new(":event-type", HeaderValue::String(event.to_owned().into())))
+        .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+        .add_header(Header::new(":message-type", HeaderValue::String("event".into())));
+    let mut out = Vec::new();
+    aws_smithy_eventstream::frame::write_message_to(&message, &mut out).expect("a frame");
+    out
+}
+
+async fn converse_stream(State(p): State<Provider>, Path(model): Path<String>, body: axum::Json<Value>) -> Response {
+    p.seen.lock().expect("lock").push((model, HeaderMap::new(), body.0));
+    if let Some((status, error)) = *p.fail_with.lock().expect("lock") {
+        return (StatusCode::from_u16(status).expect("status"), [("x-amzn-ErrorType", error)], r#"{"message":"no"}"#)
+            .into_response();
+    }
+    let frames = [
+        frame("messageStart", json!({"role": "assistant"})),
+        frame("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": "I'm sorry "}})),
+        frame("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": "to hear that."}})),
+        frame("contentBlockStop", json!({"contentBlockIndex": 0})),
+        frame(
+            "contentBlockStart",
+            json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_3", "name": "hand_off"}}}),
+        ),
+        frame(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"reason\": \"sev"}}}),
+        ),
+        frame("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "ere pain\"}"}}})),
+        frame("contentBlockStop", json!({"contentBlockIndex": 1})),
+        frame("messageStop", json!({"stopReason": "tool_use"})),
+        frame(
+            "metadata",
+            json!({"usage": {"inputTokens": 90, "outputTokens": 14, "totalTokens": 104}, "metrics": {"latencyMs": 210}}),
+        ),
+    ];
+    ([("content-type", "application/vnd.amazon.eventstream")], frames.concat()).into_response()
+}
+
 async fn bedrock() -> (oratio_aws::BedrockLlm, Provider) {
     let provider = Provider::default();
     let app = axum::Router::new()
         .route("/model/{model}/converse", axum::routing::post(converse))
+        .route("/model/{model}/converse-stream", axum::routing::post(converse_stream))
         .with_state(provider.clone());
+    bedrock_on(app, provider).await
+}
+
+async fn bedrock_on(app: axum::Router, provider: Provider) -> (oratio_aws::BedrockLlm, Provider) {
     let url = serve(app).await;
     let config = oratio_tests::moto::test_config(Some(&url)).await;
     let conf = aws_sdk_bedrockruntime::config::Builder::from(&config)
@@ -82,6 +169,76 @@ async fn bedrock_converse_sends_the_conversation_and_reads_the_answer() {
     assert_eq!(body["messages"][1], json!({"role": "assistant", "content": [{"text": "Hello! How can I help?"}]}));
     assert_eq!(body["messages"][2]["role"], "user");
     assert_eq!(body["inferenceConfig"]["maxTokens"], 1024);
+}
+
+#[tokio::test]
+async fn bedrock_converse_offers_tools_returns_their_results_and_reads_tool_calls() {
+    let provider = Provider::default();
+    let app = axum::Router::new()
+        .route("/model/{model}/converse", axum::routing::post(converse_with_tools))
+        .with_state(provider.clone());
+    let (llm, provider) = bedrock_on(app, provider).await;
+    let completion = llm.complete(&tool_prompt()).await.expect("completed");
+    assert_eq!(completion.text, "Let me get someone.");
+    assert_eq!(
+        completion.tool_calls,
+        [ToolCall { id: "tooluse_2".into(), name: "hand_off".into(), input: json!({"reason": "severe pain"}) }]
+    );
+    assert_eq!(completion.stop_reason, StopReason::ToolUse);
+    let seen = provider.seen.lock().expect("lock");
+    let body = &seen[0].2;
+    assert_eq!(body["toolConfig"]["tools"][0]["toolSpec"]["name"], "hand_off");
+    assert_eq!(body["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["required"], json!(["reason"]));
+    assert_eq!(
+        body["messages"][1]["content"][0]["toolUse"],
+        json!({"toolUseId": "tooluse_1", "name": "search_knowledge", "input": {"query": "hours"}})
+    );
+    let result = &body["messages"][2]["content"][0]["toolResult"];
+    assert_eq!((result["toolUseId"].as_str(), result["status"].as_str()), (Some("tooluse_1"), Some("success")));
+    assert_eq!(result["content"][0]["json"], json!({"passages": ["8am to 6pm"]}));
+}
+
+#[tokio::test]
+async fn bedrock_converse_stream_gives_each_piece_of_text_as_it_comes_and_assembles_tool_calls() {
+    let provider = Provider::default();
+    let app = axum::Router::new()
+        .route("/model/{model}/converse-stream", axum::routing::post(converse_stream))
+        .with_state(provider.clone());
+    let (llm, provider) = bedrock_on(app, provider).await;
+    let pieces = Mutex::new(Vec::new());
+    let sink = |piece: &str| pieces.lock().expect("lock").push(piece.to_owned());
+    let completion = llm.stream(&tool_prompt(), &sink).await.expect("streamed");
+    assert_eq!(*pieces.lock().expect("lock"), ["I'm sorry ", "to hear that."]);
+    assert_eq!(completion.text, "I'm sorry to hear that.");
+    assert_eq!(
+        completion.tool_calls,
+        [ToolCall { id: "tooluse_3".into(), name: "hand_off".into(), input: json!({"reason": "severe pain"}) }]
+    );
+    assert_eq!(
+        (completion.stop_reason, completion.input_tokens, completion.output_tokens),
+        (StopReason::ToolUse, Some(90), Some(14))
+    );
+    assert_eq!(provider.seen.lock().expect("lock")[0].2["toolConfig"]["tools"][0]["toolSpec"]["name"], "hand_off");
+}
+
+#[tokio::test]
+async fn the_fallback_answers_only_when_the_primary_is_unavailable_and_says_so() {
+    let (bedrock, provider) = bedrock().await;
+    let fallback = Arc::new(LocalEngine::default());
+    let llm = FallbackLlm { primary: Arc::new(bedrock), fallback };
+    let system = "You are the front desk.\nKnowledge:\n[1] (faq.md, Hours) We open at 8am.\n";
+    let ask = Prompt::new(system, vec![Message::user("When do you open?")]);
+    let first: Completion = llm.complete(&ask).await.expect("the primary answers");
+    assert!(!first.fallback_used && first.model.starts_with("anthropic."));
+    *provider.fail_with.lock().expect("lock") = Some((503, "ServiceUnavailableException"));
+    let pieces = Mutex::new(String::new());
+    let sink = |piece: &str| pieces.lock().expect("lock").push_str(piece);
+    let second = llm.stream(&ask, &sink).await.expect("the fallback answers");
+    assert!(second.fallback_used && second.model == oratio_local::engine::LOCAL_ENGINE_MODEL, "{second:?}");
+    assert_eq!(*pieces.lock().expect("lock"), second.text);
+    // A refusal is the primary's answer, not a reason to ask another provider.
+    *provider.fail_with.lock().expect("lock") = Some((400, "ValidationException"));
+    assert!(matches!(llm.complete(&ask).await, Err(LlmError::Refused(_))));
 }
 
 #[tokio::test]
