@@ -12,6 +12,7 @@ use oratio_aws::{
     DynamoTable, KnowledgeBaseSettings, S3BlobStore, SesMailer,
 };
 use oratio_core::api_keys::UsageRecorder;
+use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::ratelimit::TableRateLimiter;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -56,9 +57,15 @@ pub fn knowledge(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<BedrockKn
     )))
 }
 
-/// The model `MODEL_ID` (a Bedrock model or inference profile id) through Converse.
-pub fn llm(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<BedrockLlm>> {
-    Ok(Arc::new(BedrockLlm::new(oratio_aws::bedrock_runtime_client(config), env("MODEL_ID")?)))
+/// The model `MODEL_ID` (a Bedrock model or inference profile id) through Converse; when
+/// `FALLBACK_MODEL_ID` is set, that model answers while the first is unavailable.
+pub fn llm(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<dyn Llm>> {
+    let client = oratio_aws::bedrock_runtime_client(config);
+    let primary: Arc<dyn Llm> = Arc::new(BedrockLlm::new(client.clone(), env("MODEL_ID")?));
+    Ok(match std::env::var("FALLBACK_MODEL_ID").ok().filter(|m| !m.is_empty()) {
+        Some(fallback) => Arc::new(FallbackLlm { primary, fallback: Arc::new(BedrockLlm::new(client, fallback)) }),
+        None => primary,
+    })
 }
 
 /// What agents reach through the runtime API; their tokens are keyed by `RUNTIME_TOKEN_KEY`.
@@ -69,14 +76,21 @@ pub fn runtime_state(config: &aws_config::SdkConfig) -> anyhow::Result<RuntimeSt
 }
 
 /// Agents on AgentCore Runtime: code zips in `BUCKET_NAME`, runtimes assuming
-/// `AGENT_RUNTIME_ROLE_ARN`, started with the REST API's URL (`PLATFORM_URL`) and their token.
+/// `AGENT_RUNTIME_ROLE_ARN`, started with the runtime API's URL (`PLATFORM_URL`), the URL
+/// of its streaming function (`RUNTIME_STREAM_URL`, when set) and their token.
 pub fn runtime(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<AgentCoreRuntime>> {
     let state = runtime_state(config)?;
     let platform_url = env("PLATFORM_URL")?;
+    let stream_url = std::env::var("RUNTIME_STREAM_URL").ok().filter(|u| !u.is_empty());
+    let agent_env = move |agent: &oratio_core::runtime::AgentRef| {
+        let mut env = state.agent_env(&platform_url, agent);
+        env.extend(stream_url.iter().map(|url| ("ORATIO_STREAM_URL".to_owned(), url.clone())));
+        env
+    };
     let settings = AgentCoreSettings {
         bucket: env("BUCKET_NAME")?,
         role_arn: env("AGENT_RUNTIME_ROLE_ARN")?,
-        env: Some(Arc::new(move |agent: &oratio_core::runtime::AgentRef| state.agent_env(&platform_url, agent))),
+        env: Some(Arc::new(agent_env)),
     };
     Ok(Arc::new(AgentCoreRuntime::new(
         oratio_aws::agentcore_control_client(config),

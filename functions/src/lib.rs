@@ -10,6 +10,7 @@ pub mod dashboard_socket;
 pub mod deps;
 pub mod error;
 pub mod identity_api;
+pub mod keys_api;
 pub mod logging;
 pub mod members_api;
 pub mod openapi;
@@ -29,6 +30,7 @@ pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
     identity_api::routes()
         .merge(members_api::routes())
         .merge(agents_api::routes())
+        .merge(keys_api::routes())
         .merge(customer_api::routes())
         .merge(conversations_api::routes())
 }

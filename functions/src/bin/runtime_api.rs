@@ -11,5 +11,11 @@ async fn main() -> Result<(), lambda_http::Error> {
         .with_state(aws::runtime_state(&config)?)
         .fallback(oratio_functions::error::not_found)
         .layer(axum::middleware::from_fn(oratio_functions::request::request_context));
-    aws::serve_rest(router).await
+    // The same binary answers on the HTTP API and, streaming, on a function URL in
+    // RESPONSE_STREAM mode (`RESPONSE_STREAM=true`), where agents stream the model's tokens.
+    if std::env::var("RESPONSE_STREAM").is_ok_and(|v| v == "true") {
+        lambda_http::run_with_streaming_response(aws::named_by_api_gateway(router)).await
+    } else {
+        aws::serve_rest(router).await
+    }
 }

@@ -166,6 +166,8 @@ def _request(path, body, stream=False):
     base = os.environ.get("ORATIO_PLATFORM_URL")
     if not base:
         return None
+    if stream:  # where the platform streams answers, when that is another address (AWS)
+        base = os.environ.get("ORATIO_STREAM_URL") or base
     headers = {
         "Content-Type": "application/json",
         "Authorization": "Bearer " + os.environ.get("ORATIO_RUNTIME_TOKEN", ""),
