@@ -401,7 +401,7 @@ function tryTab(agent) {
     h("p", {}, text),
     sources.length ? h("details", { open: true }, h("summary", {}, `Sources (${sources.length})`),
       h("ul", { class: "sources" }, sources.map((s) => h("li", {}, h("strong", {}, s.title), ` — ${s.location}`, h("blockquote", {}, s.excerpt))))) : null,
-    handoff ? notice("warning", `Handed to a person: ${handoff.reason}`) : null));
+    handoff ? notice("warning", `Handed to a person: ${handoff.reason}`, handoff.summary ? ` — ${handoff.summary}` : "") : null));
   const form = h("form", { novalidate: true, class: "chat-form" },
     fresh ? null : field("API key of this agent", key, "Create one under API keys; it stays in this tab only."),
     field("Your message", message),
@@ -453,6 +453,8 @@ async function conversationsTab(agent) {
     transcript = h("section", { "aria-labelledby": "transcript-title" },
       h("h2", { id: "transcript-title" }, `Conversation of ${when(session.started_at)}`),
       h("p", { class: "subtitle" }, badge(session.status), session.handoff_reason ? ` handoff: ${session.handoff_reason}` : ""),
+      session.handoff_summary ? notice("warning", h("strong", {}, "For the colleague taking over: "), session.handoff_summary) : null,
+      detailsList(session.details),
       log);
     onLeave(api.socket.subscribe((event) => {
       if (event.type === "turn.added" && event.session_id === selected) log.append(turnItem(event.turn));
@@ -464,11 +466,31 @@ async function conversationsTab(agent) {
   return h("div", {}, list, transcript);
 }
 
+/** What the customer gave the agent in a session, by name. */
+function detailsList(details = {}) {
+  const entries = Object.entries(details);
+  if (!entries.length) return null;
+  return h("section", { class: "collected", "aria-label": "Collected details" },
+    h("h3", {}, "Collected details"),
+    h("dl", {}, entries.flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value)])));
+}
+
+/** The tools the agent used for a reply: name, arguments, result and time. */
+function toolCalls(calls = []) {
+  if (!calls.length) return null;
+  return h("details", { class: "tools" }, h("summary", {}, `Tools used (${calls.map((c) => c.name).join(", ")})`),
+    h("ol", {}, calls.map((c) => h("li", {},
+      h("strong", {}, c.name), ` · ${c.duration_ms} ms${c.is_error ? " · failed" : ""}`,
+      h("pre", {}, h("code", {}, `arguments: ${JSON.stringify(c.arguments, null, 2)}\nresult: ${JSON.stringify(c.result, null, 2)}`))))));
+}
+
 function turnItem(turn) {
+  const model = turn.model ? ` · ${turn.model}${turn.fallback_used ? " (fallback)" : ""}` : "";
   return h("li", { class: turn.role },
     h("p", {}, turn.text),
     turn.sources?.length ? h("p", { class: "meta" }, `Sources: ${turn.sources.map((s) => `${s.title} (${s.location})`).join(", ")}`) : null,
-    h("p", { class: "meta" }, `${when(turn.at)}${turn.latency_ms !== undefined ? ` · ${turn.latency_ms} ms` : ""}`));
+    toolCalls(turn.tool_calls),
+    h("p", { class: "meta" }, `${when(turn.at)}${turn.latency_ms !== undefined ? ` · ${turn.latency_ms} ms` : ""}${model}`));
 }
 
 function configureTab(agent) {

@@ -133,12 +133,24 @@ test("a tenant goes from sign-up to a working agent without writing code", async
   assert.match(await answer.textContent(), /9am/);
   await answer.getByText("faq.md").first().waitFor();
   await shot("try-answer-with-source");
+  await page.getByLabel("Your message").fill("I'd like to book a check-up please, I'm Ada Lovelace and my number is 020 7946 0000");
+  await page.getByRole("button", { name: "Send" }).click();
+  const readBack = page.locator("ol.chat li.agent").nth(1);
+  await readBack.waitFor();
+  assert.match(await readBack.textContent(), /Ada Lovelace/);
 
   await page.getByRole("link", { name: "Conversations" }).click();
   await page.locator("table.list tbody tr").first().getByRole("link").click();
   const transcript = page.getByRole("list", { name: "Transcript" });
-  await transcript.getByText("What time do you open on Saturdays?").waitFor();
-  assert.equal(await transcript.locator("li").count(), 2);
+  await transcript.getByText("What time do you open on Saturdays?", { exact: true }).waitFor();
+  assert.equal(await transcript.locator(":scope > li").count(), 4);
+  // What the agent collected, and the tools behind each reply.
+  const collected = page.getByRole("region", { name: "Collected details" });
+  assert.match(await collected.textContent(), /full name\s*Ada Lovelace/);
+  assert.match(await collected.textContent(), /020 7946 0000/);
+  await transcript.getByText(/Tools used \(search_knowledge/).first().waitFor();
+  await transcript.getByText(/Tools used \(save_details/).first().click();
+  await transcript.getByText(/"full_name": "Ada Lovelace"|"full name": "Ada Lovelace"/).first().waitFor();
   await shot("conversation-transcript");
 
   await page.getByRole("link", { name: "Endpoints" }).click();
