@@ -148,14 +148,27 @@ impl TestPlatform {
         agent["agent_id"].as_str().expect("an id").into()
     }
 
-    /// Creates an agent from the clinic's SOP and its three documents and waits until it
-    /// has settled; its id (panics unless it became active).
+    /// Creates an agent from the clinic's SOP (with a handoff condition in its
+    /// configuration) and its three documents and waits until it has settled; its id
+    /// (panics unless it became active).
     pub async fn create_active_agent(&self, token: &str, name: &str) -> String {
         let config = serde_json::json!({"name": name, "kind": "text", "sop": crate::fixtures::SOP,
             "handoff_conditions": ["the caller asks for a refund"]});
+        let documents = crate::fixtures::clinic_documents().into_iter().map(|(file, _, bytes)| (file, bytes));
+        self.create_active_agent_from(token, config, documents.collect()).await
+    }
+
+    /// Creates an agent from a configuration and documents (file name, bytes) and waits
+    /// until it has settled; its id (panics unless it became active).
+    pub async fn create_active_agent_from(
+        &self,
+        token: &str,
+        config: serde_json::Value,
+        documents: Vec<(&str, Vec<u8>)>,
+    ) -> String {
         let mut form = reqwest::multipart::Form::new().text("config", config.to_string());
-        for (file, _, bytes) in crate::fixtures::clinic_documents() {
-            form = form.part("documents", reqwest::multipart::Part::bytes(bytes).file_name(file));
+        for (file, bytes) in documents {
+            form = form.part("documents", reqwest::multipart::Part::bytes(bytes).file_name(file.to_owned()));
         }
         let response =
             self.request(reqwest::Method::POST, "/v1/agents", Some(token)).multipart(form).send().await.expect("post");

@@ -87,6 +87,52 @@ async fn an_sop_and_three_documents_become_an_active_agent_followed_live() {
     );
 }
 
+/// A bakery's SOP as its owner wrote it: one paragraph, no list, no headings.
+const PROSE_SOP: &str = "Crumb & Co is a small bakery in Leeds and most messages are about cake orders. \
+When somebody wants a celebration cake, get their name, the date they need it and how many people it \
+should feed, then repeat it back to them so nothing gets mixed up. Our prices and flavours are on the \
+menu sheet. If a customer says a cake made someone ill or mentions a nut allergy reaction, pass it to \
+Priya straight away. We never guarantee that anything is nut-free because everything is made in the \
+same kitchen.";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prose_sop_becomes_an_agent_that_follows_it() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Crumb & Co").await;
+    let menu = b"# Celebration cakes\nA 6 inch sponge serves 8 to 10 people and costs 32 GBP.\n\
+A 10 inch sponge serves 20 to 25 people and costs 58 GBP.\nWe need 72 hours' notice for any celebration cake.\n";
+    let config = json!({"name": "Orders", "kind": "text", "sop": PROSE_SOP});
+    let agent = p.create_active_agent_from(&ada.access_token, config, vec![("menu.md", menu.to_vec())]).await;
+    let code: Value = p.get_json(&format!("/v1/agents/{agent}/code"), Some(&ada.access_token)).await;
+    let requirements = &code["artifacts"]["requirements.json"];
+    assert_eq!(requirements["required_data"], json!(["name", "date", "number of people"]), "{requirements}");
+    assert_eq!(requirements["handoff_conditions"].as_array().map(Vec::len), Some(1), "{requirements}");
+    assert_eq!(requirements["forbidden"].as_array().map(Vec::len), Some(1), "{requirements}");
+    let (_, key) = p.create_key(&ada.access_token, &agent).await;
+    let (_, notice) =
+        p.message(&key, &agent, json!({"message": "how much notice do you need for a birthday cake?"})).await;
+    assert!(notice["reply"].as_str().is_some_and(|r| r.contains("72 hours")), "{notice}");
+    let (_, order) = p
+        .message(
+            &key,
+            &agent,
+            json!({"message": "hiya, Tom Baker here - I need a cake for Saturday 14th June, for about 20 people"}),
+        )
+        .await;
+    let read_back = order["reply"].as_str().unwrap_or_default();
+    assert!(["Tom Baker", "14th June", "20"].iter().all(|d| read_back.contains(d)), "read back: {order}");
+    let (_, ill) = p
+        .message(&key, &agent, json!({"message": "my son came out in hives after eating your brownie yesterday"}))
+        .await;
+    assert!(ill["handoff"].is_object(), "an allergic reaction goes to Priya: {ill}");
+    let (_, promise) =
+        p.message(&key, &agent, json!({"message": "can you promise the cake will be completely nut free?"})).await;
+    assert!(
+        promise["handoff"].is_null() && promise["reply"].as_str().is_some_and(|r| r.contains("can't")),
+        "{promise}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_that_describes_no_procedure_ends_failed_saying_what_to_add() {
     let p = TestPlatform::start().await;

@@ -606,6 +606,10 @@ const DATUM_LEADS: &[&str] = &[
 
 fn clean_datum(item: &str) -> String {
     let mut item = item.trim().trim_end_matches(['.', ':', '!']).trim().to_lowercase();
+    // "how many people it should feed" is the number of people.
+    if let Some(counted) = item.strip_prefix("how many ").and_then(|rest| rest.split_whitespace().next()) {
+        item = format!("number of {counted}");
+    }
     for tail in DATUM_TAILS {
         if let Some(at) = item.find(tail) {
             item.truncate(at);
@@ -677,6 +681,8 @@ fn data_of(text: &str, children: &[String]) -> Vec<String> {
             }
             let rest = &lower[at + marker.len()..];
             let rest = rest.split(['.', '!', '?']).next().unwrap_or_default();
+            // "get their name and the date, then repeat it back": the list ends where the next action starts.
+            let rest = [", then ", " then ", ", and then "].iter().fold(rest, |r, m| r.split(m).next().unwrap_or(r));
             let rest = rest.trim().strip_prefix("the following").unwrap_or(rest).trim_matches([':', ' ']);
             // "ask whether they are new or existing", "ask how we can help": a question, no detail.
             if *marker == "ask " && is_noise_datum(rest.split([',', ' ']).next().unwrap_or_default()) {
@@ -993,6 +999,13 @@ Step 3: Offer a refund or an exchange.
         let r = parse_sop(sop, &[]).unwrap();
         assert_eq!(r.required_data, ["full name", "date of birth", "insurance number"]);
         assert_eq!(r.steps.len(), 3);
+    }
+
+    #[test]
+    fn a_list_of_details_ends_where_the_next_action_starts() {
+        let step = "When somebody wants a celebration cake, get their name, the date they need it and how many \
+                    people it should feed, then repeat it back to them so nothing gets mixed up";
+        assert_eq!(data_of(step, &[]), ["name", "date", "number of people"]);
     }
 
     #[test]

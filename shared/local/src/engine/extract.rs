@@ -616,20 +616,26 @@ pub fn find_person_name(text: &str, asked: bool) -> Option<String> {
             }
         }
     }
-    // "Ada Lovelace here" / "Ada Lovelace speaking".
+    // "Ada Lovelace here" / "hiya, Ada Lovelace speaking": the capitalised words before the cue.
     for cue in [" here", " speaking"] {
-        if let Some(at) = lower.find(cue) {
-            let before: Vec<&str> = text[..at].split_whitespace().collect();
-            let name: Vec<&str> = before
-                .iter()
-                .rev()
-                .take(3)
-                .rev()
-                .copied()
-                .filter(|w| w.chars().next().is_some_and(char::is_uppercase))
-                .collect();
-            if !name.is_empty() && name.len() == before.len().min(3) {
-                return Some(name.join(" ").trim_matches(',').to_owned());
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(cue) {
+            let at = from + found;
+            from = at + cue.len();
+            if lower[from..].starts_with(|c: char| c.is_alphanumeric()) {
+                continue;
+            }
+            let mut name: Vec<&str> = Vec::new();
+            for word in text[..at].split_whitespace().rev() {
+                let capital = word.chars().next().is_some_and(char::is_uppercase);
+                let plain = word.chars().all(|c| c.is_alphabetic() || c == '-' || c == '\'');
+                if !capital || !plain || name.len() == 3 || word == "I" {
+                    break;
+                }
+                name.insert(0, word);
+            }
+            if name.first().is_some_and(|w| !NOT_NAMES.contains(&w.to_lowercase().as_str())) {
+                return Some(name.join(" "));
             }
         }
     }
@@ -917,6 +923,9 @@ mod tests {
         assert_eq!(find_person_name("I'm calling about my order", false), None);
         assert_eq!(find_person_name("I'm in a lot of pain", false), None);
         assert_eq!(find_person_name("Hi, this is Tom Baker.", false).as_deref(), Some("Tom Baker"));
+        assert_eq!(find_person_name("hiya, Tom Baker here - I need a cake", false).as_deref(), Some("Tom Baker"));
+        assert_eq!(find_person_name("Priya speaking, how can I help", false).as_deref(), Some("Priya"));
+        assert_eq!(find_person_name("I'm over here by the door", false), None);
         assert_eq!(
             find_person_name("Sure, I'm Lotte de Vries, 06 1234 5678", false).as_deref(),
             Some("Lotte de Vries")
