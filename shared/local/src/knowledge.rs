@@ -554,7 +554,7 @@ fn fuse(passages: &[Passage], by_words: &[usize], by_meaning: &[usize], limit: u
     // The places left over go to the best of the rest.
     let (limit, per_document) = (limit.min(CANDIDATES), (limit / 2).max(2));
     let mut taken: HashMap<&str, usize> = HashMap::new();
-    let (mut chosen, rest): (Vec<(usize, f32)>, Vec<(usize, f32)>) = fused.into_iter().partition(|(number, _)| {
+    let (mut chosen, rest): (Vec<_>, Vec<_>) = fused.into_iter().partition(|(number, _)| {
         let count = taken.entry(passages[*number].document_id.as_str()).or_default();
         *count += 1;
         *count <= per_document

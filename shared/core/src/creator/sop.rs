@@ -805,7 +805,7 @@ pub fn parse_sop(sop: &str, extra_handoff_conditions: &[String]) -> Result<Requi
         match unit.section {
             // Under an escalation heading an item is a condition ("the parcel shows
             // delivered but the customer never got it") unless it starts as a rule does.
-            Section::Escalation if !(starts_forbidding(&lower) && !is_handoff(&lower)) => {
+            Section::Escalation if !starts_forbidding(&lower) || is_handoff(&lower) => {
                 push_unique(&mut r.handoff_conditions, condition_of(&unit.text));
                 for child in &unit.children {
                     push_unique(&mut r.handoff_conditions, condition_of(child));

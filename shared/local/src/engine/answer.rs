@@ -55,9 +55,9 @@ pub fn candidates(found: &[Found]) -> Vec<Candidate> {
         let lines = reflowed(&passage.text);
         let item = |l: &str| l.split_whitespace().count() <= 12 && !l.ends_with(['.', '!', '?', ':']) && !is_row(l);
         let in_list = lines.iter().filter(|l| item(l)).count() >= 3;
-        for line in lines.iter().cloned() {
-            let listed = in_list && item(&line);
-            let pieces = if is_row(&line) { vec![line.to_owned()] } else { sentences(&line) };
+        for line in &lines {
+            let listed = in_list && item(line);
+            let pieces = if is_row(line) { vec![line.to_owned()] } else { sentences(line) };
             for piece in pieces {
                 let piece = piece.trim_start_matches(['-', '*', '•', '#', ' ']).trim().to_owned();
                 // A heading repeated as the passage's first line answers nothing.

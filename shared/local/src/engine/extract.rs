@@ -611,7 +611,9 @@ pub fn find_person_name(text: &str, asked: bool) -> Option<String> {
                     break;
                 }
             }
-            if !name.is_empty() && !(name.len() == 1 && *needs_capital && !asked && name[0].len() < 2) {
+            // A lone letter nobody asked for is not a name.
+            let stray = name.len() == 1 && *needs_capital && !asked && name[0].len() < 2;
+            if !name.is_empty() && !stray {
                 return Some(name.join(" "));
             }
         }

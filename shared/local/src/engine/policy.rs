@@ -296,7 +296,7 @@ async fn meaning(engine: &LocalEngine, brief: &Brief, message: &str) -> Option<(
     let handoff = sims[..rules.len()]
         .iter()
         .enumerate()
-        .filter(|(i, _)| !(about && !requests[*i]))
+        .filter(|(i, _)| !about || requests[*i])
         .filter(|(i, _)| names_person || brief.handoff[*i].reason != ASKED_FOR_PERSON)
         .map(|(i, s)| (Concern::Handoff(i), *s))
         .max_by(|a, b| a.1.total_cmp(&b.1));
