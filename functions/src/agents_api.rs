@@ -12,6 +12,7 @@ use oratio_core::agents::{self, Agent, AgentError, AgentStatus, DocumentRef, New
 use oratio_core::api_keys;
 use oratio_core::blob::BlobKey;
 use oratio_core::ids::AgentId;
+use oratio_core::knowledge::DocumentError;
 use oratio_core::table::Cursor;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -187,7 +188,7 @@ async fn read_form(mut form: Multipart) -> Result<(NewAgent, Vec<Upload>), ApiEr
                 );
             }
             Some("documents") => {
-                let title = part.file_name().unwrap_or_default().to_owned();
+                let title = agents::document_title(part.file_name().unwrap_or_default());
                 let content_type = agents::document_content_type(&title).ok_or_else(|| {
                     ApiError::new(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -243,6 +244,8 @@ async fn read_form(mut form: Multipart) -> Result<(NewAgent, Vec<Upload>), ApiEr
         (status = 403, body = ErrorBody, description = "`forbidden`: viewers cannot create agents"),
         (status = 413, body = ErrorBody, description = "`document_too_large`, `payload_too_large`"),
         (status = 415, body = ErrorBody, description = "`unsupported_media_type` (not multipart), `unsupported_document`"),
+        (status = 422, body = ErrorBody, description = "`unreadable_document`; `document_over_limit`: a document over a reading limit (inflated size, pages, objects, characters, memory, time), named in the message"),
+        (status = 503, body = ErrorBody, description = "`unavailable`: the document reader or a store failed; nothing was kept"),
     ))]
 async fn create_agent(
     State(deps): State<Arc<Deps>>,
@@ -258,6 +261,12 @@ async fn create_agent(
         )
     })?;
     let (config, uploads) = read_form(form).await?;
+    for upload in &uploads {
+        deps.documents
+            .read(upload.content_type, &upload.title, upload.bytes.clone())
+            .await
+            .map_err(|e| refused(&upload.title, e))?;
+    }
     // Documents are stored before the answer, under the tenant's prefix; if anything
     // after fails, they are removed again.
     let mut stored = Vec::new();
@@ -305,6 +314,22 @@ async fn create_agent(
         agent_id = agent.agent_id
     );
     Ok((StatusCode::ACCEPTED, Json(AgentView::from(agent))).into_response())
+}
+
+/// A document agents could not read, refused before anything is stored.
+fn refused(title: &str, e: DocumentError) -> ApiError {
+    match e {
+        DocumentError::Unsupported { message } => {
+            ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_document", format!("{title}: {message}"))
+        }
+        DocumentError::Unreadable { message } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unreadable_document", format!("{title}: {message}"))
+        }
+        DocumentError::OverLimit { message, .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "document_over_limit", format!("{title}: {message}"))
+        }
+        DocumentError::Failed { message } => ApiError::unavailable(anyhow::anyhow!(message)),
+    }
 }
 
 async fn remove(deps: &Deps, keys: &[BlobKey]) {

@@ -126,6 +126,8 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         rate_limiter: Arc::new(TableRateLimiter::new(table)),
         usage: Arc::new(UsageRecorder::new()),
         push: push(config)?,
+        // Each Lambda binary answers `read-document` as the child (see `bin/agents_api.rs`).
+        documents: Arc::new(oratio_local::documents::ChildReader::of_this_program()?),
         conversations: conversation_settings()?,
     })
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use oratio_core::api_keys::UsageRecorder;
 use oratio_core::blob::BlobStore;
 use oratio_core::identity::{Identity, TokenVerifier};
+use oratio_core::knowledge::DocumentReader;
 use oratio_core::mail::Mailer;
 use oratio_core::push::Push;
 use oratio_core::ratelimit::RateLimiter;
@@ -28,6 +29,9 @@ pub struct Deps {
     pub usage: Arc<UsageRecorder>,
     /// The tenant's dashboards, for live events.
     pub push: Arc<dyn Push>,
+    /// Reads uploaded documents (bounded, in a child process) to refuse what agents
+    /// could not read before anything is stored.
+    pub documents: Arc<dyn DocumentReader>,
     pub conversations: ConversationSettings,
 }
 

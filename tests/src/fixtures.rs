@@ -289,6 +289,7 @@ pub async fn local_auth() -> LocalAuth {
         rate_limiter: Arc::new(InMemoryRateLimiter::new()),
         usage: Arc::new(UsageRecorder::new()),
         push: Arc::new(oratio_local::ConnectionRegistry::new()),
+        documents: Arc::new(oratio_local::documents::InProcessReader(Default::default())),
         conversations: Default::default(),
     });
     LocalAuth { deps, identity, outbox, _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }

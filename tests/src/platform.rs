@@ -55,7 +55,22 @@ pub fn test_config() -> Config {
         Some(url) => EmbeddingsConfig::Running { url },
         None => EmbeddingsConfig::Off,
     };
-    Config { workflow_time_scale: 0.05, llm: ModelConfig::Local, llm_fallback: None, embeddings, ..Config::default() }
+    Config {
+        workflow_time_scale: 0.05,
+        llm: ModelConfig::Local,
+        llm_fallback: None,
+        embeddings,
+        document_reader: document_reader(),
+        ..Config::default()
+    }
+}
+
+/// The tests' `read-document` child (`src/bin/read_document.rs`), beside the test
+/// binaries' `deps/` directory.
+pub fn document_reader() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe.parent().and_then(|deps| deps.parent()).expect("the target directory");
+    dir.join("oratio-read-document")
 }
 
 pub const PASSWORD: &str = "Correct-Horse-Battery-9";

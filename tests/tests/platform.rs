@@ -1,7 +1,7 @@
 //! The embedded platform end to end, spoken to only over HTTP and WebSocket.
 
 use futures::{SinkExt, StreamExt};
-use oratio_tests::platform::{PASSWORD, TestPlatform};
+use oratio_tests::platform::{PASSWORD, TestPlatform, test_config};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -148,8 +148,7 @@ async fn a_plain_request_to_a_socket_path_is_told_to_upgrade() {
 async fn a_second_platform_on_the_same_data_directory_is_refused_clearly() {
     let platform = TestPlatform::start().await;
     let second =
-        oratio::start(oratio::Config { port: 0, data_dir: platform.data_path().to_path_buf(), ..Default::default() })
-            .await;
+        oratio::start(oratio::Config { port: 0, data_dir: platform.data_path().to_path_buf(), ..test_config() }).await;
     let message = format!("{:#}", second.err().expect("refused"));
     assert!(message.contains("in use by another oratio process"), "{message}");
     // The first one is unharmed.

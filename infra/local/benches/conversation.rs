@@ -61,6 +61,7 @@ async fn main() {
         data_dir: dir.path().to_path_buf(),
         workflow_time_scale: 0.05,
         embeddings,
+        document_reader: env!("CARGO_BIN_EXE_oratio").into(),
         ..Config::default()
     };
     let platform = oratio::start(config).await.expect("platform");

@@ -25,6 +25,7 @@ use oratio_core::api_keys::UsageRecorder;
 use oratio_core::creation::{self, CreationTasks};
 use oratio_core::embeddings::Embeddings;
 use oratio_core::health::HealthCheck;
+use oratio_core::knowledge::DocumentReader;
 use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
@@ -35,6 +36,7 @@ use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
 use oratio_local::checker::PythonChecker;
+use oratio_local::documents::ChildReader;
 use oratio_local::embeddings::{EmbeddingEngine, LateEmbeddings, OpenAiEmbeddings};
 use oratio_local::engine::LocalEngine;
 use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
@@ -134,6 +136,9 @@ pub struct Config {
     /// Session idle time (`ORATIO_SESSION_IDLE_SECS`, default 1800) and the agent's time
     /// to answer a message.
     pub conversations: ConversationSettings,
+    /// The program whose `read-document` child reads uploaded documents (default: this
+    /// one, the `oratio` binary).
+    pub document_reader: PathBuf,
 }
 
 impl Default for Config {
@@ -159,6 +164,7 @@ impl Default for Config {
                     .map_or(ConversationSettings::default().idle, std::time::Duration::from_secs),
                 ..ConversationSettings::default()
             },
+            document_reader: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("oratio")),
         }
     }
 }
@@ -241,12 +247,16 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     });
     let (embeddings, engine) = embeddings(&config, data.path());
     let shared_embeddings: Arc<dyn Embeddings> = embeddings.clone();
-    let knowledge = Arc::new(LocalKnowledgeBase::new(
-        data.path().join("knowledge"),
-        blobs.clone(),
-        shared_table.clone(),
-        shared_embeddings.clone(),
-    ));
+    let documents: Arc<dyn DocumentReader> = Arc::new(ChildReader::new(&config.document_reader));
+    let knowledge = Arc::new(
+        LocalKnowledgeBase::new(
+            data.path().join("knowledge"),
+            blobs.clone(),
+            shared_table.clone(),
+            shared_embeddings.clone(),
+        )
+        .with_reader(documents.clone()),
+    );
     let model = |config: &ModelConfig, timeout: Duration| -> Arc<dyn Llm> {
         match config {
             ModelConfig::Local => Arc::new(LocalEngine::new(Some(shared_embeddings.clone()))),
@@ -302,6 +312,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         rate_limiter: Arc::new(InMemoryRateLimiter::new()),
         usage: Arc::new(UsageRecorder::new()),
         push: Arc::new(registry.clone()),
+        documents,
         conversations: config.conversations,
     });
 

@@ -44,9 +44,19 @@ fn parse(args: &[String]) -> anyhow::Result<Config> {
     Ok(Config { port, data_dir, ..Config::default() })
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run().await {
+fn main() -> std::process::ExitCode {
+    // The child that reads one uploaded document, bounded, before any thread starts.
+    if std::env::args().nth(1).as_deref() == Some(oratio_local::documents::CHILD_COMMAND) {
+        return oratio_local::documents::serve_child();
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("oratio: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("oratio: {e:#}");

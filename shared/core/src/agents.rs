@@ -452,6 +452,32 @@ pub fn document_content_type(file_name: &str) -> Option<&'static str> {
     })
 }
 
+/// Longest document title kept, in characters (the extension is kept whole).
+pub const MAX_TITLE_CHARS: usize = 120;
+
+/// The title a document is shown and cited by, from the name it was uploaded with: the
+/// last path segment, without control or bidirectional-formatting characters (which can
+/// make `x.md` display as `dm.exe`), whitespace collapsed, and at most `MAX_TITLE_CHARS`
+/// (the stem is shortened, the extension kept).
+pub fn document_title(file_name: &str) -> String {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{061C}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let cleaned: String = base.chars().filter(|c| !invisible(*c)).collect();
+    let title = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    if title.chars().count() <= MAX_TITLE_CHARS {
+        return title;
+    }
+    let (stem, extension) = match title.rsplit_once('.') {
+        Some((stem, ext)) if ext.len() <= 10 => (stem, format!(".{ext}")),
+        _ => (title.as_str(), String::new()),
+    };
+    let room = MAX_TITLE_CHARS - extension.chars().count();
+    format!("{}{extension}", stem.chars().take(room).collect::<String>().trim_end())
+}
+
 /// A file name made safe for a blob key (letters, digits, `.`, `-`, `_`).
 pub fn safe_file_name(file_name: &str) -> String {
     let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
@@ -459,4 +485,23 @@ pub fn safe_file_name(file_name: &str) -> String {
         base.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' }).collect();
     let trimmed = cleaned.trim_matches('.').chars().take(100).collect::<String>();
     if trimmed.is_empty() { "document".into() } else { trimmed }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_titles_are_the_names_people_see() {
+        assert_eq!(document_title("C:\\Users\\ana\\Price list.csv"), "Price list.csv");
+        assert_eq!(document_title("../../etc/passwd.txt"), "passwd.txt");
+        // U+202E turns `invoice\u{202E}dm.exe` into what looks like `invoiceexe.md`.
+        assert_eq!(document_title("invoice\u{202E}dm.exe"), "invoicedm.exe");
+        assert_eq!(document_title("menu\u{200B}\u{2066}.md"), "menu.md");
+        assert_eq!(document_title("  opening \t hours\n.txt "), "opening hours.txt");
+        let long = document_title(&format!("{}.pdf", "a".repeat(5_000)));
+        assert_eq!(long.chars().count(), MAX_TITLE_CHARS);
+        assert!(long.ends_with("a.pdf"));
+        assert_eq!(document_content_type(&long), Some("application/pdf"));
+    }
 }

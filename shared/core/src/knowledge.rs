@@ -93,10 +93,75 @@ pub trait KnowledgeBase: Send + Sync {
 }
 
 /// A titled part of a document as extraction found it (a page, a section, a run of rows).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Section {
     pub location: String,
     pub text: String,
+}
+
+/// What reading one document may take. A few kilobytes can announce gigabytes (a PDF
+/// stream that inflates a thousandfold, a CSV of one endless line): every bound is checked
+/// while reading, and a document over one is refused, naming it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadingLimits {
+    /// Decompressed bytes of a PDF's text-bearing streams (pages, forms, fonts); images
+    /// are not decoded, so they do not count.
+    pub inflated_bytes: u64,
+    pub pages: usize,
+    /// Objects in a PDF.
+    pub objects: usize,
+    /// Characters of text a document may yield.
+    pub characters: usize,
+    /// Wall-clock time to read it.
+    pub seconds: u64,
+    /// Memory the reader may take (the address space of the reading process).
+    pub memory_bytes: u64,
+}
+
+impl Default for ReadingLimits {
+    fn default() -> Self {
+        Self {
+            inflated_bytes: 16 * 1024 * 1024,
+            pages: 2_000,
+            objects: 200_000,
+            characters: 2_000_000,
+            seconds: 30,
+            memory_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Why a document cannot become knowledge; every message names the document's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DocumentError {
+    #[error("{message}")]
+    Unsupported { message: String },
+    #[error("{message}")]
+    Unreadable { message: String },
+    /// Over one of the `ReadingLimits`; `limit` is its name (`inflated_bytes`, `pages`, …).
+    #[error("{message}")]
+    OverLimit { limit: String, message: String },
+    /// The reader itself failed (not the document's fault).
+    #[error("{message}")]
+    Failed { message: String },
+}
+
+impl DocumentError {
+    pub fn unreadable(message: impl Into<String>) -> Self {
+        Self::Unreadable { message: message.into() }
+    }
+
+    pub fn over(limit: &str, message: impl Into<String>) -> Self {
+        Self::OverLimit { limit: limit.into(), message: message.into() }
+    }
+}
+
+/// The `DocumentReader` port: a document's text, by sections, read within `ReadingLimits`
+/// and where its memory comes back (a child process on both homes).
+#[async_trait]
+pub trait DocumentReader: Send + Sync {
+    async fn read(&self, content_type: &str, title: &str, bytes: Vec<u8>) -> Result<Vec<Section>, DocumentError>;
 }
 
 /// A passage to index.

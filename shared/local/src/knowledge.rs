@@ -1,5 +1,5 @@
-//! `KnowledgeBase` on one machine: text extracted from each document (plain text,
-//! Markdown, HTML, CSV, PDF), cut into overlapping passages that keep their place, and
+//! `KnowledgeBase` on one machine: text read from each document (plain text, Markdown,
+//! HTML, CSV, PDF; see `documents`), cut into overlapping passages that keep their place, and
 //! indexed per agent twice: with tantivy (BM25 over English-stemmed title and text) and,
 //! when an embedding engine is there, as vectors. Retrieval is hybrid: the two rankings
 //! are fused (reciprocal rank fusion), so a question finds its passage by its words or by
@@ -19,8 +19,8 @@ use async_trait::async_trait;
 use oratio_core::blob::{BlobStore, tenant_prefix};
 use oratio_core::embeddings::{Embeddings, TextKind, cosine, embed_all};
 use oratio_core::knowledge::{
-    IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeError, KnowledgeScope, Passage, Section, SourceDocument,
-    chunk,
+    DocumentReader, IngestionJob, IngestionStatus, KnowledgeBase, KnowledgeError, KnowledgeScope, Passage,
+    ReadingLimits, SourceDocument, chunk,
 };
 use oratio_core::table::{Item, Key, Table};
 use tantivy::collector::TopDocs;
@@ -28,9 +28,10 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
 use tantivy::{Index, IndexReader, TantivyDocument, doc};
 
+use crate::documents::InProcessReader;
+
 const PASSAGE_CHARS: usize = 900;
 const OVERLAP_CHARS: usize = 150;
-const TEXT_LINES_PER_SECTION: usize = 40;
 /// How deep each ranking goes before the two are fused.
 const CANDIDATES: usize = 50;
 /// Reciprocal rank fusion's constant (Cormack et al.): rank r scores 1 / (K + r).
@@ -41,6 +42,7 @@ pub struct LocalKnowledgeBase {
     blobs: Arc<dyn BlobStore>,
     table: Arc<dyn Table>,
     embeddings: Arc<dyn Embeddings>,
+    reader: Arc<dyn DocumentReader>,
     indexes: Mutex<HashMap<PathBuf, Arc<Live>>>,
 }
 
@@ -115,7 +117,14 @@ impl LocalKnowledgeBase {
         table: Arc<dyn Table>,
         embeddings: Arc<dyn Embeddings>,
     ) -> Self {
-        Self { root: root.into(), blobs, table, embeddings, indexes: Mutex::new(HashMap::new()) }
+        let reader = Arc::new(InProcessReader(ReadingLimits::default()));
+        Self { root: root.into(), blobs, table, embeddings, reader, indexes: Mutex::new(HashMap::new()) }
+    }
+
+    /// Documents read by `reader` (a server's is a `ChildReader`) instead of in process.
+    pub fn with_reader(mut self, reader: Arc<dyn DocumentReader>) -> Self {
+        self.reader = reader;
+        self
     }
 
     fn scope_dir(&self, scope: &KnowledgeScope) -> PathBuf {
@@ -152,18 +161,11 @@ impl LocalKnowledgeBase {
                     };
                 }
             };
-            let (content_type, title) = (document.content_type.clone(), document.title.clone());
-            let sections = tokio::task::spawn_blocking(move || extract(&content_type, &title, &bytes)).await;
-            match sections {
-                Ok(Ok(sections)) => extracted.push((document.clone(), sections)),
-                Ok(Err(reason)) => {
+            match self.reader.read(&document.content_type, &document.title, bytes).await {
+                Ok(sections) => extracted.push((document.clone(), sections)),
+                Err(reason) => {
                     return IngestionStatus::Failed {
                         reason: format!("the document {} could not be read: {reason}", document.title),
-                    };
-                }
-                Err(_) => {
-                    return IngestionStatus::Failed {
-                        reason: format!("the document {} could not be read", document.title),
                     };
                 }
             }
@@ -301,153 +303,6 @@ fn write_index(dir: &Path, job_dir: &Path, passages: &[Passage], vectors: Option
     Ok(())
 }
 
-/// The sections of a document, by content type (or file extension when the type is generic).
-pub fn extract(content_type: &str, title: &str, bytes: &[u8]) -> Result<Vec<Section>, String> {
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let extension = title.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
-    let kind = match (essence.as_str(), extension.as_str()) {
-        ("application/pdf", _) | (_, "pdf") => "pdf",
-        ("text/html", _) | (_, "html" | "htm") => "html",
-        ("text/csv", _) | (_, "csv") => "csv",
-        ("text/markdown", _) | (_, "md" | "markdown") => "markdown",
-        ("text/plain", _) | (_, "txt") => "text",
-        _ => return Err(format!("{content_type} is not a supported document type")),
-    };
-    let text = || std::str::from_utf8(bytes).map_err(|_| "the text is not UTF-8".to_owned());
-    let sections = match kind {
-        "pdf" => pdf_sections(bytes)?,
-        "html" => markdown_sections(&html_to_text(text()?)),
-        "csv" => csv_sections(bytes)?,
-        "markdown" => markdown_sections(text()?),
-        _ => text_sections(text()?),
-    };
-    if sections.iter().all(|s| s.text.trim().is_empty()) {
-        return Err("it holds no text".into());
-    }
-    Ok(sections)
-}
-
-fn pdf_sections(bytes: &[u8]) -> Result<Vec<Section>, String> {
-    let bytes = bytes.to_vec();
-    // The PDF library panics on some malformed files: a panic is an unreadable document.
-    let pages = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem_by_pages(&bytes))
-        .map_err(|_| "the PDF is malformed".to_owned())?
-        .map_err(|e| format!("the PDF is unreadable ({e})"))?;
-    Ok(pages.into_iter().enumerate().map(|(i, text)| Section { location: format!("page {}", i + 1), text }).collect())
-}
-
-fn text_sections(text: &str) -> Vec<Section> {
-    let lines: Vec<&str> = text.lines().collect();
-    lines
-        .chunks(TEXT_LINES_PER_SECTION)
-        .enumerate()
-        .map(|(i, block)| {
-            let first = i * TEXT_LINES_PER_SECTION + 1;
-            Section { location: format!("lines {first}-{}", first + block.len() - 1), text: block.join("\n") }
-        })
-        .collect()
-}
-
-/// Sections under Markdown headings; the location is the heading (or `introduction`).
-fn markdown_sections(text: &str) -> Vec<Section> {
-    let mut sections = Vec::new();
-    let mut location = "introduction".to_owned();
-    let mut body = String::new();
-    for line in text.lines() {
-        if let Some(heading) = line.trim_start().strip_prefix('#') {
-            if !body.trim().is_empty() {
-                sections.push(Section { location: location.clone(), text: std::mem::take(&mut body) });
-            }
-            body.clear();
-            location = heading.trim_start_matches('#').trim().to_owned();
-            body.push_str(&location);
-            body.push('\n');
-        } else {
-            body.push_str(line);
-            body.push('\n');
-        }
-    }
-    if !body.trim().is_empty() {
-        sections.push(Section { location, text: body });
-    }
-    sections
-}
-
-/// HTML as Markdown-ish text: headings kept as `#` lines, blocks as lines, scripts and
-/// styles dropped, entities decoded.
-fn html_to_text(html: &str) -> String {
-    let mut out = String::new();
-    let mut rest = html;
-    let mut skip_until: Option<&str> = None;
-    while let Some(open) = rest.find('<') {
-        if skip_until.is_none() {
-            out.push_str(&decode_entities(&rest[..open]));
-        }
-        let Some(close) = rest[open..].find('>') else { break };
-        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
-        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-        rest = &rest[open + close + 1..];
-        if let Some(end) = skip_until {
-            if tag.starts_with('/') && name == end {
-                skip_until = None;
-            }
-            continue;
-        }
-        match name.as_str() {
-            "script" | "style" | "head" if !tag.starts_with('/') => {
-                skip_until = Some(if name == "script" {
-                    "script"
-                } else if name == "style" {
-                    "style"
-                } else {
-                    "head"
-                })
-            }
-            "h1" | "h2" | "h3" | "h4" if !tag.starts_with('/') => out.push_str("\n# "),
-            "p" | "div" | "br" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "section" | "article" | "ul" | "ol"
-            | "table" => out.push('\n'),
-            "td" | "th" => out.push(' '),
-            _ => {}
-        }
-    }
-    if skip_until.is_none() {
-        out.push_str(&decode_entities(rest));
-    }
-    out
-}
-
-fn decode_entities(text: &str) -> String {
-    text.replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// Each row as `column: value; …`, a section of its own, so an answer can cite the row
-/// (counting the header as row 1, as a spreadsheet does).
-fn csv_sections(bytes: &[u8]) -> Result<Vec<Section>, String> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
-    let headers: Vec<String> =
-        reader.headers().map_err(|e| format!("the CSV is malformed ({e})"))?.iter().map(str::to_owned).collect();
-    let mut sections = Vec::new();
-    for (i, record) in reader.records().enumerate() {
-        let record = record.map_err(|e| format!("the CSV is malformed ({e})"))?;
-        let line: Vec<String> = headers
-            .iter()
-            .zip(record.iter())
-            .filter(|(_, v)| !v.trim().is_empty())
-            .map(|(h, v)| format!("{}: {}", h.trim(), v.trim()))
-            .collect();
-        if !line.is_empty() {
-            sections.push(Section { location: format!("row {}", i + 2), text: line.join("; ") });
-        }
-    }
-    Ok(sections)
-}
-
 #[async_trait]
 impl KnowledgeBase for LocalKnowledgeBase {
     async fn ingest(
@@ -570,35 +425,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn markdown_sections_follow_headings() {
-        let sections =
-            markdown_sections("Intro line\n# Opening hours\nWe open at 9.\n## Parking\nFree parking behind.\n");
-        let locations: Vec<&str> = sections.iter().map(|s| s.location.as_str()).collect();
-        assert_eq!(locations, ["introduction", "Opening hours", "Parking"]);
-        assert!(sections[1].text.contains("We open at 9."));
-    }
-
-    #[test]
-    fn html_loses_markup_scripts_and_entities() {
-        let text = html_to_text(
-            "<html><head><title>x</title><style>p{}</style></head><body><h2>Prices</h2><p>Cleaning &amp; polish: &pound;40</p><script>alert(1)</script><p>Fillings from 90</p></body></html>",
-        );
-        let sections = markdown_sections(&text);
-        assert_eq!(sections.last().map(|s| s.location.as_str()), Some("Prices"));
-        assert!(text.contains("Cleaning & polish") && text.contains("Fillings from 90"));
-        assert!(!text.contains("alert") && !text.contains("p{}"));
-    }
-
-    #[test]
-    fn csv_rows_become_labelled_rows() {
-        let sections = csv_sections(b"service,price\nCleaning,40\n\"Whitening, full\",250\n").unwrap();
-        assert_eq!(sections[0].location, "row 2");
-        assert_eq!(sections[0].text, "service: Cleaning; price: 40");
-        assert_eq!(sections[1].location, "row 3");
-        assert_eq!(sections[1].text, "service: Whitening, full; price: 250");
-    }
-
-    #[test]
     fn fusion_ranks_what_both_rankings_like_first() {
         let passage = |text: &str| Passage {
             document_id: "d".into(),
@@ -612,13 +438,5 @@ mod tests {
         let order: Vec<&str> = fused.iter().map(|p| p.text.as_str()).collect();
         assert_eq!(order, ["b", "a", "c"]);
         assert!(fused[0].score > fused[1].score);
-    }
-
-    #[test]
-    fn unsupported_and_unreadable_documents_say_why() {
-        assert!(extract("image/png", "x.png", b"\x89PNG").unwrap_err().contains("not a supported"));
-        assert!(extract("application/pdf", "x.pdf", b"%PDF-1.4 garbage").is_err());
-        assert!(extract("text/plain", "x.txt", b"\xff\xfe").unwrap_err().contains("UTF-8"));
-        assert!(extract("text/plain", "x.txt", b"   \n ").unwrap_err().contains("no text"));
     }
 }

@@ -3,6 +3,7 @@
 pub mod asl;
 pub mod blob;
 pub mod checker;
+pub mod documents;
 pub mod embeddings;
 pub mod engine;
 pub mod files;
