@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Member;
-use crate::body::Body;
+use crate::body::{Body, Path, Query};
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
 use oratio_core::creation;
@@ -139,9 +139,9 @@ pub struct AgentList {
 async fn list_agents(
     State(deps): State<Arc<Deps>>,
     Member(actor): Member,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    Query(page): Query<Page>,
 ) -> Result<Json<AgentList>, ApiError> {
-    let (limit, cursor) = page?.0.bounds()?;
+    let (limit, cursor) = page.bounds()?;
     let (agents, next) = agents::list(deps.table.as_ref(), &actor, limit, cursor).await?;
     Ok(Json(AgentList {
         agents: agents.into_iter().map(Into::into).collect(),

@@ -7,7 +7,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 
 use crate::agents_api::{Page, agent_id};
 use crate::auth::{Customer as CustomerKey, Member};
-use crate::body::Body;
+use crate::body::{Body, Path, Query};
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
 
@@ -285,11 +285,11 @@ async fn list_sessions(
     State(deps): State<Arc<Deps>>,
     Member(actor): Member,
     Path(agent): Path<String>,
-    page: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+    Query(page): Query<Page>,
 ) -> Result<Json<SessionList>, ApiError> {
     actor.require(oratio_core::tenancy::Permission::Read)?;
     let agent = agents::load(deps.table.as_ref(), &actor.tenant_id, &agent_id(&agent)?).await?;
-    let (limit, cursor) = page?.0.bounds()?;
+    let (limit, cursor) = page.bounds()?;
     let (sessions, next) = conv::list(deps.table.as_ref(), &actor.tenant_id, &agent.agent_id, limit, cursor).await?;
     Ok(Json(SessionList {
         sessions: sessions.into_iter().map(|s| SessionView::of(s, &deps)).collect(),

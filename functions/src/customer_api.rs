@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use oratio_core::agents;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 
 use crate::agents_api::agent_id;
 use crate::auth::Customer;
+use crate::body::Path;
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
 

@@ -111,10 +111,12 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::JsonDataError(_) => "invalid_body",
             _ => "invalid_body",
         };
-        let status = match code {
-            "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
-            _ => StatusCode::BAD_REQUEST,
+        let (status, code) = match code {
+            "unsupported_media_type" => (StatusCode::UNSUPPORTED_MEDIA_TYPE, code),
+            _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            _ => (StatusCode::BAD_REQUEST, code),
         };
         Self::new(status, code, rejection.body_text())
     }

@@ -22,8 +22,21 @@ pub mod usage;
 
 use std::sync::Arc;
 
-/// Largest request body: API Gateway's REST payload limit, kept on one machine too.
+/// Largest request body: API Gateway's REST payload limit, kept on one machine too; only
+/// agent creation (a form with documents) takes that much.
 pub const MAX_REQUEST_BYTES: usize = 10 * 1024 * 1024;
+
+/// Largest body of every other route (JSON).
+pub const MAX_JSON_BYTES: usize = 1024 * 1024;
+
+/// The largest body a route takes.
+pub fn body_limit(method: &axum::http::Method, path: &str) -> usize {
+    if method == axum::http::Method::POST && path.trim_end_matches('/') == "/v1/agents" {
+        MAX_REQUEST_BYTES
+    } else {
+        MAX_JSON_BYTES
+    }
+}
 
 /// Every tenant and customer route, on one set of dependencies.
 pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {

@@ -2,10 +2,11 @@
 //! stand-in for S3 presigned URLs.
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use oratio_functions::body::{Path, Query};
 use oratio_functions::error::ApiError;
 use oratio_local::DirBlobStore;
 use oratio_local::blob::SignedUrlError;
@@ -45,9 +46,8 @@ pub struct Doc;
 async fn download(
     State(store): State<DirBlobStore>,
     Path(key): Path<String>,
-    query: Result<Query<Signature>, axum::extract::rejection::QueryRejection>,
+    Query(signature): Query<Signature>,
 ) -> Result<Response, ApiError> {
-    let Query(signature) = query?;
     match store.open_signed(&key, signature.expires, &signature.signature).await {
         Ok(blob) => Ok(([(header::CONTENT_TYPE, blob.content_type)], blob.bytes).into_response()),
         Err(SignedUrlError::Expired) => {

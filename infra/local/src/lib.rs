@@ -6,6 +6,7 @@ pub mod blobs;
 pub mod dashboard;
 pub mod data_dir;
 pub mod eval;
+pub mod http;
 pub mod local_api;
 pub mod websocket;
 
@@ -344,14 +345,10 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
             Err(e) => tracing::error!(cause = %format!("{e:#}"), "resuming agent creations failed"),
         }
     });
-    let mut stopped = stop_rx.clone();
+    let stopped = stop_rx.clone();
     let data_dir = data.path().to_path_buf();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            })
-            .await;
+        let served = http::serve(listener, app, stopped).await;
         purge.abort();
         usage.abort();
         host.stop_all();

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
+use oratio_functions::body::Query;
 use oratio_functions::error::{ApiError, ErrorBody};
 use oratio_local::{LocalIdentity, Outbox};
 use serde::{Deserialize, Serialize};
@@ -50,9 +51,8 @@ pub struct OutboxPage {
     responses((status = 200, body = OutboxPage), (status = 400, body = ErrorBody)))]
 async fn outbox(
     State(state): State<LocalState>,
-    query: Result<Query<OutboxQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<OutboxQuery>,
 ) -> Result<Json<OutboxPage>, ApiError> {
-    let Query(query) = query?;
     let limit = query.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(ApiError::bad_request("invalid_query", "`limit` must be 1 to 200"));

@@ -1,0 +1,194 @@
+//! Hostile input, sent as an attacker would (raw bytes where a client library would
+//! refuse to): every answer carries the standard error body and the request id, bodies
+//! announced over a route's limit are refused unread, slow clients are cut off, and a
+//! malformed WebSocket frame closes with the code RFC 6455 gives it.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use oratio_tests::platform::TestPlatform;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+/// An answer read off the wire.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+impl Answer {
+    /// Panics unless this is the standard error body with `code`, its request id in both
+    /// the body and the `x-request-id` header.
+    fn assert_standard(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.body["code"].as_str()), (status, Some(code)), "{self:?}");
+        let id = self.body["request_id"].as_str().unwrap_or_default();
+        assert!(id.starts_with("req_"), "{self:?}");
+        assert!(self.head.to_ascii_lowercase().contains(&format!("x-request-id: {id}")), "{self:?}");
+        assert!(self.head.to_ascii_lowercase().contains("content-type: application/json"), "{self:?}");
+        assert!(self.body["error"].as_str().is_some_and(|e| !e.is_empty()), "{self:?}");
+    }
+}
+
+/// Writes `bytes` as they are and reads the answer until the server closes or the body
+/// it announced is complete.
+async fn raw(platform: &TestPlatform, bytes: &[u8]) -> Answer {
+    let mut stream = TcpStream::connect(platform.platform.as_ref().expect("running").addr()).await.expect("connect");
+    // The server may answer and close before it has read everything: that is the point.
+    let _ = stream.write_all(bytes).await;
+    read_answer(&mut stream).await.expect("an answer")
+}
+
+async fn read_answer(stream: &mut TcpStream) -> Option<Answer> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match tokio::time::timeout(Duration::from_secs(30), stream.read(&mut buf)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(_)) => 0,
+            Err(_) => panic!("no answer in 30 s; got {:?}", String::from_utf8_lossy(&got)),
+        };
+        got.extend_from_slice(&buf[..n]);
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).into_owned();
+            let length = head
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|v| v.parse::<usize>().ok());
+            let body = &got[end + 4..];
+            if n == 0 || length.is_some_and(|l| body.len() >= l) {
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                return Some(Answer { status, head, body: serde_json::from_slice(body).unwrap_or(Value::Null) });
+            }
+        }
+        if n == 0 {
+            return None;
+        }
+    }
+}
+
+#[tokio::test]
+async fn malformed_path_ids_get_the_standard_body_on_every_route_family() {
+    let platform = TestPlatform::start().await;
+    let ada = platform.sign_up("ada@bakery.example", "Ada's Bakery").await;
+    let token = format!("Bearer {}", ada.access_token);
+    let bad = "%FF%FE";
+    let requests = [
+        ("GET", format!("/v1/agents/{bad}"), Some(token.as_str())),
+        ("PATCH", format!("/v1/agents/{bad}"), Some(token.as_str())),
+        ("POST", format!("/v1/agents/{bad}/pause"), Some(token.as_str())),
+        ("GET", format!("/v1/agents/{bad}/code"), Some(token.as_str())),
+        ("GET", format!("/v1/agents/{bad}/keys"), Some(token.as_str())),
+        ("DELETE", format!("/v1/agents/agt_x/keys/{bad}"), Some(token.as_str())),
+        ("GET", format!("/v1/agents/{bad}/sessions"), Some(token.as_str())),
+        ("GET", format!("/v1/agents/agt_x/sessions/{bad}"), Some(token.as_str())),
+        ("DELETE", format!("/v1/members/{bad}"), Some(token.as_str())),
+        ("POST", format!("/v1/agents/{bad}/messages"), None),
+        ("GET", format!("/local/blobs/{bad}"), None),
+    ];
+    for (method, path, auth) in requests {
+        let auth = auth.map(|a| format!("authorization: {a}\r\n")).unwrap_or_else(|| "x-api-key: ok_x\r\n".into());
+        let body = r#"{"message":"hi"}"#;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = raw(&platform, request.as_bytes()).await;
+        assert!(answer.status >= 400 && answer.status < 500, "{method} {path}: {answer:?}");
+        let code = answer.body["code"].as_str().unwrap_or_default().to_owned();
+        answer.assert_standard(answer.status, &code);
+        if answer.status == 400 {
+            assert!(["invalid_path", "invalid_query"].contains(&code.as_str()), "{method} {path}: {answer:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn requests_hyper_cannot_parse_get_the_standard_body_too() {
+    let platform = TestPlatform::start().await;
+    let huge_header = format!("GET /health HTTP/1.1\r\nhost: x\r\nx-pad: {}\r\n\r\n", "a".repeat(70 * 1024));
+    raw(&platform, huge_header.as_bytes()).await.assert_standard(431, "headers_too_large");
+    let many_headers: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let many = format!("GET /health HTTP/1.1\r\nhost: x\r\n{many_headers}\r\n");
+    raw(&platform, many.as_bytes()).await.assert_standard(431, "headers_too_large");
+    let long_path = format!("GET /v1/agents/{} HTTP/1.1\r\nhost: x\r\n\r\n", "a".repeat(20 * 1024));
+    raw(&platform, long_path.as_bytes()).await.assert_standard(414, "uri_too_long");
+    raw(&platform, b"GET /health HTTP/1.1\r\nhost: x\r\nbad\x01name: v\r\n\r\n")
+        .await
+        .assert_standard(400, "bad_request");
+    raw(&platform, b"GET /he\x7flth HTTP/1.1\r\nhost: x\r\n\r\n").await.assert_standard(400, "bad_request");
+    let twice = b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\ncontent-length: 7\r\n\r\n{}";
+    raw(&platform, twice).await.assert_standard(400, "bad_request");
+    raw(&platform, b"NOT A REQUEST\r\n\r\n").await.assert_standard(400, "bad_request");
+}
+
+#[tokio::test]
+async fn bodies_announced_over_a_routes_limit_are_refused_before_they_are_sent() {
+    let platform = TestPlatform::start().await;
+    for (path, length) in [
+        ("/v1/agents", 4_398_046_511_104u64),
+        ("/v1/agents/agt_x/messages", 11 * 1024 * 1024),
+        ("/v1/auth/login", 2 * 1024 * 1024),
+        ("/v1/auth/resend-code", 1024 * 1024 + 1),
+    ] {
+        // One byte of the announced body, and the connection held open: the answer comes anyway.
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n{{"
+        );
+        raw(&platform, request.as_bytes()).await.assert_standard(413, "payload_too_large");
+    }
+    // A chunked body that announces nothing is cut off at the limit.
+    let chunk = "a".repeat(64 * 1024);
+    let mut request = b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..20 {
+        request.extend_from_slice(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    raw(&platform, &request).await.assert_standard(413, "payload_too_large");
+}
+
+#[tokio::test]
+async fn slow_headers_and_stalled_bodies_are_cut_off() {
+    let platform = TestPlatform::start().await;
+    let addr = platform.platform.as_ref().expect("running").addr();
+    // Headers that never end: the connection is closed (HEADER_TIMEOUT).
+    let mut slow = TcpStream::connect(addr).await.expect("connect");
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nx-slow: ").await.expect("write");
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the slow client was not cut off: {read:?}");
+    // A body that stops: the request ends (BODY_IDLE_TIMEOUT) with an answer or a close.
+    let mut stalled = TcpStream::connect(addr).await.expect("connect");
+    stalled
+        .write_all(b"POST /v1/auth/login HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 60\r\n\r\n{\"email\":")
+        .await
+        .expect("write");
+    if let Some(answer) = read_answer(&mut stalled).await {
+        answer.assert_standard(answer.status, answer.body["code"].as_str().unwrap_or_default());
+        assert!((400..500).contains(&answer.status), "{answer:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_the_socket_with_1007() {
+    let platform = TestPlatform::start().await;
+    let ada = platform.sign_up("ada@bakery.example", "Ada's Bakery").await;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(platform.dashboard_socket(&ada.access_token)).await.expect("connect");
+    let frame = Frame::message(vec![0xff, 0xfe, 0x41], OpCode::Data(Data::Text), true);
+    socket.send(Message::Frame(frame)).await.expect("send");
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("an answer") {
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => panic!("{e}"),
+            None => break None,
+        }
+    };
+    assert_eq!(closed, Some(1007));
+}
