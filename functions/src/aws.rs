@@ -194,18 +194,26 @@ where
     tower::ServiceExt::map_request(router, name_request::<B> as fn(_) -> _)
 }
 
-/// Takes API Gateway's request id as the request's, and removes the stage that
+/// Takes API Gateway's request id as the request's, the caller's address as its client,
+/// and removes the stage that
 /// `lambda_http` puts in front of REST API paths, so routes match as they do locally.
 fn name_request<B>(mut request: Request<B>) -> Request<B> {
     use lambda_http::RequestExt;
     use lambda_http::request::RequestContext;
-    let (id, stage) = match request.request_context_ref() {
-        Some(RequestContext::ApiGatewayV1(context)) => (context.request_id.clone(), context.stage.clone()),
-        Some(RequestContext::WebSocket(context)) => (context.request_id.clone(), None),
-        _ => (None, None),
+    let (id, stage, client) = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => {
+            (context.request_id.clone(), context.stage.clone(), context.identity.source_ip.clone())
+        }
+        Some(RequestContext::WebSocket(context)) => {
+            (context.request_id.clone(), None, context.identity.source_ip.clone())
+        }
+        _ => (None, None, None),
     };
     if let Some(id) = id {
         request.extensions_mut().insert(crate::request::RequestId(id));
+    }
+    if let Some(client) = client {
+        request.extensions_mut().insert(crate::request::ClientAddr(client));
     }
     if let Some(stage) = stage {
         let uri = request.uri();

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use oratio_core::identity::{Email, Password};
 use oratio_core::ids::TenantId;
-use oratio_core::sign_in::sign_in;
+use oratio_core::sign_in::{self, sign_in};
 use oratio_core::tenancy::{self, Role, TenancyError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,6 +20,7 @@ use crate::auth::{Member, bearer};
 use crate::body::Body;
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
+use crate::request::ClientAddr;
 
 pub fn routes() -> OpenApiRouter<Arc<Deps>> {
     OpenApiRouter::new()
@@ -117,11 +118,24 @@ pub struct ResendRequest {
     email: String,
 }
 
-/// Sends a new confirmation code.
+/// Sends a new confirmation code: three resends per email per 15 minutes, ten requests
+/// per client per minute; wrong guesses count across resends (five spent lock the address
+/// for 15 minutes).
 #[utoipa::path(post, path = "/v1/auth/resend-code", tag = "auth", request_body = ResendRequest,
-    responses((status = 202, description = "A new code was sent"), (status = 401, body = ErrorBody, description = "`unknown_user`")))]
-async fn resend_code(State(deps): State<Arc<Deps>>, Body(body): Body<ResendRequest>) -> Result<StatusCode, ApiError> {
-    deps.identity.resend_code(&Email::parse(&body.email)?).await?;
+    responses(
+        (status = 202, description = "A new code was sent"),
+        (status = 400, body = ErrorBody, description = "`invalid_email`"),
+        (status = 401, body = ErrorBody, description = "`unknown_user`"),
+        (status = 429, body = ErrorBody, description = "`too_many_attempts`, with `Retry-After`"),
+    ))]
+async fn resend_code(
+    State(deps): State<Arc<Deps>>,
+    client: ClientAddr,
+    Body(body): Body<ResendRequest>,
+) -> Result<StatusCode, ApiError> {
+    let email = Email::parse(&body.email)?;
+    sign_in::resend_code(deps.table.as_ref(), deps.rate_limiter.as_ref(), deps.identity.as_ref(), &email, &client.0)
+        .await?;
     Ok(StatusCode::ACCEPTED)
 }
 

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use oratio_tests::platform::TestPlatform;
-use serde_json::Value;
+use oratio_tests::platform::{PASSWORD, TestPlatform};
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -191,4 +191,90 @@ async fn a_text_frame_that_is_not_utf8_closes_the_socket_with_1007() {
         }
     };
     assert_eq!(closed, Some(1007));
+}
+
+#[tokio::test]
+async fn resending_codes_is_throttled_and_keeps_the_guess_budget() {
+    let platform = TestPlatform::start().await;
+    let register = |email: &'static str| {
+        let platform = &platform;
+        async move {
+            let body = json!({"email": email, "password": PASSWORD, "organization_name": "Corner Shop"});
+            assert_eq!(platform.post_json("/v1/auth/register", None, body).await.status(), 201);
+        }
+    };
+    // Wrong guesses count across a resend: three, a new code, two more spend the five.
+    register("li@cornershop.example").await;
+    let confirm = |code: &str| {
+        platform.post_json("/v1/auth/confirm", None, json!({"email": "li@cornershop.example", "code": code}))
+    };
+    for _ in 0..3 {
+        assert_eq!(confirm("000000").await.status(), 400);
+    }
+    assert_eq!(
+        platform.post_json("/v1/auth/resend-code", None, json!({"email": "li@cornershop.example"})).await.status(),
+        202
+    );
+    let fresh = platform.code_for("li@cornershop.example").await;
+    let wrong = if fresh == "000001" { "000002" } else { "000001" };
+    assert_eq!(confirm(wrong).await.status(), 400);
+    let spent = confirm(wrong).await;
+    assert_eq!(spent.json::<Value>().await.expect("json")["code"], "code_expired");
+    // Spent: even the right code no longer works, and no new one is sent for a while.
+    assert_eq!(confirm(&fresh).await.json::<Value>().await.expect("json")["code"], "code_expired");
+    let resend = platform.post_json("/v1/auth/resend-code", None, json!({"email": "li@cornershop.example"})).await;
+    assert_eq!(resend.status(), 429);
+
+    register("mo@cornershop.example").await;
+    // Fifteen back-to-back resends: three are sent, the rest refused with Retry-After.
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let response =
+            platform.post_json("/v1/auth/resend-code", None, json!({"email": "mo@cornershop.example"})).await;
+        if response.status() == 429 {
+            assert!(response.headers().get("retry-after").is_some());
+        }
+        statuses.push(response.status().as_u16());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 3, "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    let outbox = platform.get_json("/local/outbox?to=mo@cornershop.example", None).await;
+    assert_eq!(outbox["mails"].as_array().map(Vec::len), Some(4), "the sign-up's code and three resends");
+
+    // One client asking for many addresses is throttled too (on a platform of its own,
+    // since the requests above count against this client).
+    let other = TestPlatform::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let email = format!("nobody{i}@elsewhere.example");
+        statuses.push(other.post_json("/v1/auth/resend-code", None, json!({"email": email})).await.status().as_u16());
+    }
+    assert_eq!(statuses, [[401; 10].as_slice(), &[429, 429]].concat());
+}
+
+#[tokio::test]
+async fn the_data_directory_is_its_owners_alone() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let platform = TestPlatform::start().await;
+    let ada = platform.sign_up("ada@bakery.example", "Ada's Bakery").await;
+    platform.create_active_agent(&ada.access_token, "Front desk").await;
+    let mut seen = (0, 0);
+    let mut stack = vec![platform.data_path().to_path_buf()];
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).expect("metadata");
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_dir() {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            seen.0 += 1;
+            stack.extend(std::fs::read_dir(&path).expect("read_dir").flatten().map(|e| e.path()));
+        } else if meta.is_file() {
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+            seen.1 += 1;
+        }
+    }
+    assert!(seen.0 > 5 && seen.1 > 10, "looked at {seen:?}: the table, documents, code and indexes");
+    for file in ["table.sqlite3", "table.sqlite3-wal"] {
+        let mode = std::fs::metadata(platform.data_path().join(file)).expect(file).permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
 }

@@ -1,5 +1,7 @@
 //! The data directory: where the embedded platform keeps everything, held by one process
-//! at a time.
+//! at a time, and readable by its owner alone: the directory is 0700, and the process
+//! creates files 0600 and directories 0700 (umask 077), the table, its WAL, documents,
+//! generated code and indexes included.
 
 use std::fs::File;
 use std::io::Write as _;
@@ -16,8 +18,23 @@ pub struct DataDir {
 
 impl DataDir {
     pub fn acquire(root: &Path) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt as _;
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         std::fs::create_dir_all(root).with_context(|| format!("creating the data directory {}", root.display()))?;
         let root = root.canonicalize().with_context(|| format!("resolving {}", root.display()))?;
+        // A directory made before (by an older version, or by hand) is closed too, and so
+        // are the table's files, which other users could otherwise still open.
+        let private =
+            |path: &Path, mode: u32| match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(e).with_context(|| format!("making {} private", path.display()))
+                }
+                _ => Ok(()),
+            };
+        private(&root, 0o700)?;
+        for file in ["table.sqlite3", "table.sqlite3-wal", "table.sqlite3-shm"] {
+            private(&root.join(file), 0o600)?;
+        }
         let path = root.join("oratio.lock");
         let mut lock = std::fs::OpenOptions::new()
             .read(true)

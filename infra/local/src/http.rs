@@ -17,7 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use oratio_functions::error::ErrorBody;
-use oratio_functions::request::{error_code, new_request_id};
+use oratio_functions::request::{ClientAddr, error_code, new_request_id};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -38,7 +38,7 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).max_buf_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 // Out of file descriptors, a connection reset before accept: keep serving.
@@ -51,7 +51,14 @@ pub async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver
             _ = async { stop.wait_for(|stop| *stop).await.map(|_| ()) } => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let client = ClientAddr(peer.ip().to_string());
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut request: axum::http::Request<_>| {
+                request.extensions_mut().insert(client.clone());
+                request
+            },
+        ));
         let connection = builder.serve_connection_with_upgrades(TokioIo::new(Dressed::new(stream)), service);
         let connection = graceful.watch(connection.into_owned());
         tokio::spawn(async move {

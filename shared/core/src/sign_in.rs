@@ -1,8 +1,10 @@
 //! Signing in, with repeated failures throttled per email address (whichever identity
-//! provider is behind), and every successful sign-in audited with its tenant.
+//! provider is behind), and every successful sign-in audited with its tenant; and
+//! resending a confirmation code, throttled per email and per client.
 
 use crate::audit;
 use crate::identity::{Email, Identity, IdentityError, Password, TokenVerifier, Tokens};
+use crate::ratelimit::{Decision, RateLimiter};
 use crate::table::{Condition, Item, Key, Table, Update};
 use crate::tenancy;
 use crate::time::now_epoch;
@@ -10,9 +12,66 @@ use crate::time::now_epoch;
 /// Failed attempts allowed per email within a window before sign-in is refused.
 pub const MAX_FAILURES: i64 = 5;
 pub const WINDOW_SECS: i64 = 15 * 60;
+/// Codes resent to one email within `WINDOW_SECS`.
+pub const MAX_RESENDS: i64 = 3;
+/// Codes one client may ask for per minute, whatever the emails.
+pub const RESENDS_PER_CLIENT_PER_MINUTE: u32 = 10;
 
 fn throttle_key(email: &Email) -> Key {
     Key::new(format!("THROTTLE#SIGNIN#{email}"), "THROTTLE")
+}
+
+fn resend_key(email: &Email) -> Key {
+    Key::new(format!("THROTTLE#RESEND#{email}"), "THROTTLE")
+}
+
+/// Refused while the window's count at `key` has reached `max`.
+async fn within(table: &dyn Table, key: &Key, field: &str, max: i64) -> Result<Option<Item>, IdentityError> {
+    let record = table.get(key).await.map_err(unavailable)?;
+    if let Some(record) = &record
+        && record.i64(field).unwrap_or(0) >= max
+    {
+        let retry = record.expires_at().map(|at| (at - now_epoch()).max(1) as u64);
+        return Err(IdentityError::Throttled { retry_after_secs: retry });
+    }
+    Ok(record)
+}
+
+/// Counts one more at `key`, opening a window when there is none. A count that fails to
+/// be written is logged: the request it counts has already been served.
+async fn count(table: &dyn Table, key: &Key, field: &str, existing: Option<Item>) {
+    let counted = match existing {
+        None => {
+            let first = Item::new(key.clone()).with(field, 1).expiring_at(now_epoch() + WINDOW_SECS);
+            table.put(first, Some(Condition::NotExists)).await
+        }
+        Some(_) => table.update(key, Update::new().add(field, 1), Some(Condition::Exists)).await.map(drop),
+    };
+    if let Err(e) = counted {
+        tracing::warn!(cause = %format!("{e:#}"), key = %key.pk, "counting a throttled request failed");
+    }
+}
+
+/// Sends a new confirmation code: at most `MAX_RESENDS` per email per window and
+/// `RESENDS_PER_CLIENT_PER_MINUTE` per client (its address). The code's guess budget is
+/// the identity provider's and survives a resend.
+pub async fn resend_code(
+    table: &dyn Table,
+    limiter: &dyn RateLimiter,
+    identity: &dyn Identity,
+    email: &Email,
+    client: &str,
+) -> Result<(), IdentityError> {
+    if let Decision::Limited { retry_after_secs } =
+        limiter.check(&format!("resend-code#{client}"), RESENDS_PER_CLIENT_PER_MINUTE).await.map_err(unavailable)?
+    {
+        return Err(IdentityError::Throttled { retry_after_secs: Some(retry_after_secs) });
+    }
+    let key = resend_key(email);
+    let sent = within(table, &key, "sent", MAX_RESENDS).await?;
+    identity.resend_code(email).await?;
+    count(table, &key, "sent", sent).await;
+    Ok(())
 }
 
 fn unavailable(e: crate::table::TableError) -> IdentityError {
@@ -27,13 +86,7 @@ pub async fn sign_in(
     password: &Password,
 ) -> Result<Tokens, IdentityError> {
     let key = throttle_key(email);
-    let failures = table.get(&key).await.map_err(unavailable)?;
-    if let Some(record) = &failures
-        && record.i64("failures").unwrap_or(0) >= MAX_FAILURES
-    {
-        let retry = record.expires_at().map(|at| (at - now_epoch()).max(1) as u64);
-        return Err(IdentityError::Throttled { retry_after_secs: retry });
-    }
+    let failures = within(table, &key, "failures", MAX_FAILURES).await?;
     match identity.sign_in(email, password).await {
         Ok(tokens) => {
             if failures.is_some() {
@@ -52,18 +105,7 @@ pub async fn sign_in(
             Ok(tokens)
         }
         Err(e @ (IdentityError::WrongPassword | IdentityError::UnknownUser)) => {
-            let counted = match failures {
-                None => {
-                    let first = Item::new(key.clone()).with("failures", 1).expiring_at(now_epoch() + WINDOW_SECS);
-                    table.put(first, Some(Condition::NotExists)).await
-                }
-                Some(_) => {
-                    table.update(&key, Update::new().add("failures", 1), Some(Condition::Exists)).await.map(drop)
-                }
-            };
-            if let Err(count_failed) = counted {
-                tracing::warn!(cause = %format!("{count_failed:#}"), "counting a failed sign-in failed");
-            }
+            count(table, &key, "failures", failures).await;
             tracing::info!(target: "audit", audit = true, action = "sign_in_failed", email = %email, "audit");
             Err(e)
         }

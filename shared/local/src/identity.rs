@@ -34,6 +34,8 @@ const ACCESS_TTL_SECS: i64 = 3600;
 const REFRESH_TTL_SECS: i64 = 30 * 24 * 3600;
 const CODE_TTL_SECS: i64 = 24 * 3600;
 const CODE_ATTEMPTS: i64 = 5;
+/// How long an address whose guesses are spent gets no new code.
+const CODE_LOCK_SECS: i64 = 15 * 60;
 
 pub struct LocalIdentity {
     table: Arc<dyn Table>,
@@ -132,11 +134,20 @@ impl LocalIdentity {
         self.table.get(&account_key(email)).await.map_err(backend)?.map(|i| i.record().map_err(backend)).transpose()
     }
 
+    /// Mails a fresh code. The wrong guesses made against the previous one still count:
+    /// a resend renews the code, not the guess budget, and a spent budget is refused
+    /// until its lock ends.
     async fn send_code(&self, email: &Email) -> Result<(), IdentityError> {
+        let previous = self.table.get(&code_key(email)).await.map_err(backend)?;
+        let attempts = previous.as_ref().and_then(|p| p.i64("attempts")).unwrap_or(0);
+        if attempts >= CODE_ATTEMPTS {
+            let retry = previous.and_then(|p| p.expires_at()).map(|at| (at - now_epoch()).max(1) as u64);
+            return Err(IdentityError::Throttled { retry_after_secs: retry });
+        }
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
         let item = Item::new(code_key(email))
             .with("code_hash", sha256_hex(&[email.as_str(), &code]))
-            .with("attempts", 0)
+            .with("attempts", attempts)
             .expiring_at(now_epoch() + CODE_TTL_SECS);
         self.table.put(item, None).await.map_err(backend)?;
         let mail = Mail {
@@ -261,7 +272,12 @@ impl Identity for LocalIdentity {
                 .await
                 .map_err(backend)?;
             if after.i64("attempts").unwrap_or(0) >= CODE_ATTEMPTS {
-                self.table.delete(&code_key(email), None).await.map_err(backend)?;
+                // No code works any more, and none is sent, until the lock ends.
+                let locked = Item::new(code_key(email))
+                    .with("code_hash", "")
+                    .with("attempts", CODE_ATTEMPTS)
+                    .expiring_at(now_epoch() + CODE_LOCK_SECS);
+                self.table.put(locked, None).await.map_err(backend)?;
                 return Err(IdentityError::ExpiredCode);
             }
             return Err(IdentityError::InvalidCode);
