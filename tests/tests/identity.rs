@@ -346,3 +346,27 @@ async fn an_expired_access_token_gets_token_expired() {
     let fresh = key.sign(&fresh).expect("signed");
     assert_eq!(p.request(Method::GET, "/v1/me", Some(&fresh)).send().await.expect("me").status(), 200);
 }
+
+#[tokio::test]
+async fn tokens_not_valid_yet_or_issued_in_the_future_are_refused() {
+    let p = TestPlatform::start().await;
+    let ada = p.sign_up("ada@example.com", "Acme").await;
+    let pem = std::fs::read_to_string(p.data_path().join("identity/signing-key.pem")).expect("the platform's key");
+    let key = oratio_auth::SigningKey::from_pem(&pem).expect("a key");
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "sub": ada.user_id, "iss": format!("{}/local/identity", p.url), "client_id": "oratio-local",
+        "token_use": "access", "iat": now, "auth_time": now, "exp": now + 3600, "jti": "x",
+    });
+    let mut early = claims.clone();
+    early["nbf"] = (now + 1800).into();
+    let mut future = claims.clone();
+    future["iat"] = (now + 1800).into();
+    for token in [early, future] {
+        let signed = key.sign(&token).expect("signed");
+        let answer = body(p.request(Method::GET, "/v1/me", Some(&signed)).send().await.expect("me")).await;
+        assert_refused(&answer, 401, "invalid_token");
+    }
+    let signed = key.sign(&claims).expect("signed");
+    assert_eq!(p.request(Method::GET, "/v1/me", Some(&signed)).send().await.expect("me").status(), 200);
+}

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{sign_in_confirmed, signed_in, spawn};
+use common::{sign_in_confirmed, signed_in, spawn, spawn_logging};
 
 /// Creates an agent; its id once the platform has acknowledged it.
 async fn acknowledged_agent(base: &str, token: &str, n: usize) -> Option<String> {
@@ -93,4 +93,75 @@ async fn sigterm_stops_the_platform_cleanly() {
     assert!(status.success());
     let output = child.wait_with_output().expect("exit");
     assert!(output.status.success(), "exit status {:?}", output.status);
+}
+
+#[tokio::test]
+async fn a_stop_that_follows_an_agents_exit_is_no_crash_to_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (child, url) = spawn_logging(dir.path(), std::process::Stdio::piped(), "warn");
+    // (The agent is a child process of the platform; its exit is watched.)
+    let token = signed_in(&url, "ops@example.com").await;
+    let config = serde_json::json!({"name": "Desk", "kind": "text",
+        "sop": "1. Greet the caller.\n2. Answer questions about opening hours.\n3. If they are unhappy, hand over to a person."});
+    let form = reqwest::multipart::Form::new().text("config", config.to_string());
+    let client = reqwest::Client::new();
+    let created: serde_json::Value = client
+        .post(format!("{url}/v1/agents"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let agent = created["agent_id"].as_str().expect("an agent").to_owned();
+    let mut status = String::new();
+    for _ in 0..600 {
+        let view: serde_json::Value = client
+            .get(format!("{url}/v1/agents/{agent}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        status = view["status"].as_str().unwrap_or_default().to_owned();
+        if status != "creating" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "active");
+    // Ctrl-C or a service manager signals the whole group, and the agents may go first:
+    // the agent's process ends, then the platform is told to stop.
+    let agents = children(child.id());
+    assert_eq!(agents.len(), 1, "the agent's process");
+    let signalled = Command::new("kill").args(["-TERM", &agents[0].to_string()]).status().expect("kill -TERM");
+    assert!(signalled.success());
+    while std::path::Path::new(&format!("/proc/{}", agents[0])).exists() && children(child.id()).contains(&agents[0]) {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let signalled = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill -TERM");
+    assert!(signalled.success());
+    let output = child.wait_with_output().expect("exit");
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(!logs.contains("restarting it"), "{logs}");
+}
+
+/// The processes whose parent is `pid` (from `/proc`), zombies excluded.
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after its last `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() != Some(&"Z") && fields.get(1) == Some(&pid.to_string().as_str()) {
+            found.extend(entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()));
+        }
+    }
+    found
 }

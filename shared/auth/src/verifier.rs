@@ -42,7 +42,13 @@ struct Claims {
     #[serde(default)]
     client_id: Option<String>,
     exp: i64,
+    /// Issued at: a token from the future (beyond the leeway) is refused.
+    #[serde(default)]
+    iat: Option<i64>,
 }
+
+/// Seconds of clock difference tolerated on `exp`, `nbf` and `iat`.
+const LEEWAY_SECS: i64 = 5;
 
 impl JwksVerifier {
     pub fn new(config: VerifierConfig) -> Self {
@@ -97,15 +103,21 @@ impl TokenVerifier for JwksVerifier {
         validation.set_issuer(&[&self.config.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.validate_aud = false;
-        validation.leeway = 5;
+        validation.validate_nbf = true;
+        validation.leeway = LEEWAY_SECS as u64;
         let claims = decode::<Claims>(token, &key, &validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::Invalid("not valid yet".into()),
                 jsonwebtoken::errors::ErrorKind::InvalidIssuer => TokenError::Invalid("issued by someone else".into()),
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => TokenError::Invalid("bad signature".into()),
                 _ => TokenError::Invalid("malformed".into()),
             })?
             .claims;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if claims.iat.is_some_and(|iat| iat > now + LEEWAY_SECS) {
+            return Err(TokenError::Invalid("issued in the future".into()));
+        }
         if claims.token_use != "access" {
             return Err(TokenError::Invalid("not an access token".into()));
         }

@@ -33,6 +33,8 @@ pub const INVOCATION_SECRET_HEADER: &str = "X-Oratio-Invocation-Secret";
 const DESIRED_RUNNING: &str = "RUNTIMES#RUNNING";
 /// Consecutive failed starts before an agent is declared failed.
 const MAX_FAILED_STARTS: u32 = 3;
+/// How long an agent's exit waits for a platform stop that explains it.
+const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// How long things may take.
 #[derive(Debug, Clone, Copy)]
@@ -243,6 +245,13 @@ impl Run {
                     return;
                 }
                 Ended::Exited(reason) | Ended::NeverReady(reason) => {
+                    // A signal to the whole process group (Ctrl-C, a service manager's
+                    // SIGTERM) reaches the agents just before the platform's own stop: an
+                    // exit the stop follows at once is that stop, not a crash.
+                    if tokio::time::timeout(STOP_GRACE, stopped.wait_for(|stop| *stop)).await.is_ok() {
+                        self.set(RuntimeStatus::Stopped, None);
+                        return;
+                    }
                     if was_ready {
                         failed_starts = 0;
                         backoff = self.limits.first_backoff;

@@ -10,12 +10,16 @@ pub fn spawn(data_dir: &Path) -> (Child, String) {
     spawn_logging(data_dir, Stdio::null(), "warn")
 }
 
-/// Starts `oratio up`, its logs (stdout), filtered by `filter`, going to `logs`.
+/// Starts `oratio up`, its logs (stdout), filtered by `filter`, going to `logs`; in a
+/// process group of its own (its id), as a service manager starts it.
 pub fn spawn_logging(data_dir: &Path, logs: Stdio, filter: &str) -> (Child, String) {
+    use std::os::unix::process::CommandExt as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_oratio"))
         .args(["up", "--port", "0", "--data-dir"])
         .arg(data_dir)
         .env("RUST_LOG", filter)
+        .env("ORATIO_EMBEDDINGS", "off")
+        .process_group(0)
         .stdout(logs)
         .stderr(Stdio::piped())
         .spawn()
