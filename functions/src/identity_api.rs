@@ -173,6 +173,7 @@ impl From<oratio_core::identity::Tokens> for TokenResponse {
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses(
         (status = 200, body = TokenResponse),
+        (status = 400, body = ErrorBody, description = "`invalid_email`"),
         (status = 401, body = ErrorBody, description = "`unknown_user`, `wrong_password`"),
         (status = 403, body = ErrorBody, description = "`user_not_confirmed`"),
         (status = 429, body = ErrorBody, description = "`too_many_attempts`, with `Retry-After`"),

@@ -23,7 +23,8 @@ pub struct PlatformState {
 
 impl PlatformState {
     pub fn new(checks: Vec<Arc<dyn HealthCheck>>, openapi: &utoipa::openapi::OpenApi) -> Self {
-        let json = openapi.to_json().expect("the OpenAPI document serializes");
+        let complete = crate::openapi::with_universal_answers(openapi.clone());
+        let json = complete.to_json().expect("the OpenAPI document serializes");
         Self { checks: Arc::new(checks), openapi_json: json.into() }
     }
 }

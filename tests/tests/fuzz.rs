@@ -1,0 +1,64 @@
+//! A property-based fuzzer (Schemathesis, from the test venv) over every operation of
+//! `/openapi.json`, signed in as an admin with an API key: no answer may be a 5xx, none
+//! may have a status the document does not list for its operation, and every answer has
+//! the content type the document gives it.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use oratio_tests::platform::TestPlatform;
+
+/// Schemathesis beside the venv's Python (`scripts/test` installs it).
+fn schemathesis() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin");
+    let bin = std::env::var_os("ORATIO_MOTO_PYTHON")
+        .map(PathBuf::from)
+        .and_then(|python| python.parent().map(|dir| dir.join("schemathesis")))
+        .unwrap_or_else(|| venv.join("schemathesis"));
+    assert!(bin.exists(), "{} is missing: run scripts/test, which installs it", bin.display());
+    bin
+}
+
+#[tokio::test]
+async fn the_fuzzer_finds_no_server_error_and_no_undocumented_status() {
+    let platform = TestPlatform::start().await;
+    let admin = platform.sign_up("fuzz@lab.example", "Fuzz Lab").await;
+    // Real identifiers, so that operations reach their handlers (and not only their 404s):
+    // an active agent, a key of it, a session with it, the admin's own id.
+    let agent = platform.create_active_agent(&admin.access_token, "Reception").await;
+    let (key_id, key) = platform.create_key(&admin.access_token, &agent).await;
+    let (status, reply) = platform.message(&key, &agent, serde_json::json!({"message": "When are you open?"})).await;
+    assert_eq!(status, 200, "{reply}");
+    let session = reply["session_id"].as_str().expect("a session").to_owned();
+    let report = tempfile::tempdir().expect("a report directory");
+    let config = report.path().join("schemathesis.toml");
+    let parameters = format!(
+        "[parameters]\nagent_id = \"{agent}\"\nkey_id = \"{key_id}\"\nsession_id = \"{session}\"\nuser_id = \"{}\"\n",
+        admin.user_id
+    );
+    std::fs::write(&config, parameters).expect("the fuzzer's configuration");
+    let bin = schemathesis();
+    let url = format!("{}/openapi.json", platform.url);
+    let bearer = format!("Authorization: Bearer {}", admin.access_token);
+    let api_key = format!("X-Api-Key: {key}");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .arg("--config-file")
+            .arg(&config)
+            .args(["run", &url, "--checks", "not_a_server_error,status_code_conformance,content_type_conformance"])
+            .args(["--phases", "examples,coverage,fuzzing", "--max-examples", "30", "--seed", "20261202"])
+            .args(["--workers", "2", "--no-color", "--request-timeout", "30"])
+            // Signing out would end the fuzzer's own session half-way.
+            .args(["--exclude-path", "/v1/auth/logout"])
+            .args(["-H", &bearer, "-H", &api_key])
+            .arg("--report-dir")
+            .arg(report.path())
+            .output()
+            .expect("running schemathesis")
+    })
+    .await
+    .expect("the fuzzer's thread");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the fuzzer found failures:\n{stdout}\n{stderr}");
+}
