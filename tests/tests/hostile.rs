@@ -278,3 +278,23 @@ async fn the_data_directory_is_its_owners_alone() {
         assert_eq!(mode, 0o600, "{file}");
     }
 }
+
+#[tokio::test]
+async fn document_titles_are_stored_as_people_read_them() {
+    let platform = TestPlatform::start().await;
+    let ada = platform.sign_up("ada@bakery.example", "Ada's Bakery").await;
+    let long = format!("{}.md", "menu-".repeat(1_000));
+    let sop = "1. Greet the customer.\n2. Answer questions about the menu from the documents.";
+    let config = json!({"name": "Counter", "kind": "text", "sop": sop});
+    let documents = vec![
+        ("..\\..\\windows\\Prices.md", b"# Prices\nSourdough loaf: 4.20 EUR\n".to_vec()),
+        // U+202E (right-to-left override) makes `invoice\u{202E}dm.exe` display as `invoiceexe.md`.
+        ("allergens\u{202E}dm.exe.txt", b"All our bread contains gluten.\n".to_vec()),
+        (long.as_str(), b"# Menu\nCinnamon buns on Saturdays.\n".to_vec()),
+    ];
+    let agent = platform.create_active_agent_from(&ada.access_token, config, documents).await;
+    let view = platform.get_json(&format!("/v1/agents/{agent}"), Some(&ada.access_token)).await;
+    let titles: Vec<&str> = view["documents"].as_array().expect("documents").iter().filter_map(|d| d["title"].as_str()).collect();
+    assert_eq!(titles[..2], ["Prices.md", "allergensdm.exe.txt"], "{view}");
+    assert!(titles[2].chars().count() <= 120 && titles[2].ends_with(".md"), "{}", titles[2]);
+}
