@@ -43,6 +43,8 @@ async fn the_fuzzer_finds_no_server_error_and_no_undocumented_status() {
     let api_key = format!("X-Api-Key: {key}");
     let output = tokio::task::spawn_blocking(move || {
         Command::new(bin)
+            // Its caches go with the report, not into the source tree.
+            .current_dir(report.path())
             .arg("--config-file")
             .arg(&config)
             .args(["run", &url, "--checks", "not_a_server_error,status_code_conformance,content_type_conformance"])
