@@ -294,7 +294,8 @@ async fn document_titles_are_stored_as_people_read_them() {
     ];
     let agent = platform.create_active_agent_from(&ada.access_token, config, documents).await;
     let view = platform.get_json(&format!("/v1/agents/{agent}"), Some(&ada.access_token)).await;
-    let titles: Vec<&str> = view["documents"].as_array().expect("documents").iter().filter_map(|d| d["title"].as_str()).collect();
+    let titles: Vec<&str> =
+        view["documents"].as_array().expect("documents").iter().filter_map(|d| d["title"].as_str()).collect();
     assert_eq!(titles[..2], ["Prices.md", "allergensdm.exe.txt"], "{view}");
     assert!(titles[2].chars().count() <= 120 && titles[2].ends_with(".md"), "{}", titles[2]);
 }
