@@ -246,9 +246,9 @@ impl Run {
                 }
                 Ended::Exited(reason) | Ended::NeverReady(reason) => {
                     // A signal to the whole process group (Ctrl-C, a service manager's
-                    // SIGTERM) reaches the agents just before the platform's own stop: an
-                    // exit the stop follows at once is that stop, not a crash.
-                    if tokio::time::timeout(STOP_GRACE, stopped.wait_for(|stop| *stop)).await.is_ok() {
+                    // SIGTERM) reaches a running agent just before the platform's own
+                    // stop: an exit the stop follows at once is that stop, not a crash.
+                    if was_ready && tokio::time::timeout(STOP_GRACE, stopped.wait_for(|stop| *stop)).await.is_ok() {
                         self.set(RuntimeStatus::Stopped, None);
                         return;
                     }
