@@ -126,8 +126,8 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         rate_limiter: Arc::new(TableRateLimiter::new(table)),
         usage: Arc::new(UsageRecorder::new()),
         push: push(config)?,
-        // Each Lambda binary answers `read-document` as the child (see `bin/agents_api.rs`).
-        documents: Arc::new(oratio_local::documents::ChildReader::of_this_program()?),
+        // The Lambda binary answers `read-document` as the child (see `bin/agents_api.rs`).
+        documents: Arc::new(oratio_local::documents::ChildReader::of_this_program()?.with_limits(reading_limits()?)),
         conversations: conversation_settings()?,
     })
 }
@@ -157,6 +157,21 @@ pub async fn serve_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_ht
 /// `RESPONSE_STREAM` mode): Server-Sent Events reach the client as they are written.
 pub async fn serve_streaming_api(routes: OpenApiRouter<Arc<Deps>>) -> Result<(), lambda_http::Error> {
     lambda_http::run_with_streaming_response(named_by_api_gateway(api_router(routes).await?)).await
+}
+
+/// The reading limits inside a Lambda: the child's memory within the function's
+/// (`DOCUMENT_READER_MEMORY_MB`, default 640, for a 1024 MB function), and 20 s, within
+/// API Gateway's 29.
+fn reading_limits() -> anyhow::Result<oratio_core::knowledge::ReadingLimits> {
+    let megabytes: u64 = match std::env::var("DOCUMENT_READER_MEMORY_MB") {
+        Ok(v) => v.parse().context("DOCUMENT_READER_MEMORY_MB is whole megabytes")?,
+        Err(_) => 640,
+    };
+    Ok(oratio_core::knowledge::ReadingLimits {
+        memory_bytes: megabytes * 1024 * 1024,
+        seconds: 20,
+        ..Default::default()
+    })
 }
 
 /// `SESSION_IDLE_SECONDS` (default 1800) over the defaults.
