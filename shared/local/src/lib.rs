@@ -12,6 +12,7 @@ pub mod knowledge;
 pub mod llm;
 pub mod outbox;
 pub mod push;
+pub mod python_engine;
 pub mod ratelimit;
 pub mod runtime;
 pub mod sqlite;
