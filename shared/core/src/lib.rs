@@ -25,6 +25,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod runtime;
 pub mod sign_in;
+pub mod speech;
 pub mod sse;
 pub mod table;
 pub mod tenancy;

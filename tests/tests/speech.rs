@@ -1,0 +1,110 @@
+//! The embedded speech engines, through the worker `oratio up` runs: what a caller says
+//! (spoken by Debian's `flite`, a voice other than the agent's) is recognised at 16 kHz
+//! and through telephony's 8 kHz μ-law, and what the agent's voice says is recognised
+//! back. Word error rates are over all the phrases together.
+
+use std::path::PathBuf;
+
+use oratio_core::speech::{Audio, Recognizer, Synthesizer, VoiceSettings, word_error_rate};
+use oratio_local::speech::{LocalSpeech, resample, worker};
+
+/// Callers, in their own words.
+const SAID: &[&str] = &[
+    "Hi, I'd like to book a cleaning for next Tuesday morning if you have anything.",
+    "How much does a filling cost without insurance?",
+    "My name is Maria Lopez and my phone number is five five five, one two three four.",
+    "Do you have parking near the clinic or should I take the bus?",
+    "I need to cancel my appointment on Friday, something came up at work.",
+    "Can I speak to a real person please, this is getting complicated.",
+    "Are you open on Saturdays, and until what time?",
+    "I have a terrible toothache and my jaw is swollen since last night.",
+];
+
+fn python() -> PathBuf {
+    std::env::var_os("ORATIO_MOTO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+}
+
+/// `text` spoken by flite's `slt` voice, as a caller would.
+fn caller_says(text: &str) -> Audio {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let wav = dir.path().join("said.wav");
+    let status = std::process::Command::new("flite")
+        .args(["-voice", "slt", "-t", text, "-o"])
+        .arg(&wav)
+        .status()
+        .expect("flite (scripts/test installs it)");
+    assert!(status.success());
+    read_wav(&std::fs::read(wav).expect("the WAV"))
+}
+
+/// A mono PCM16 WAV's audio.
+fn read_wav(bytes: &[u8]) -> Audio {
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let mut at = 12;
+    let mut rate = 0;
+    while at + 8 <= bytes.len() {
+        let (id, size) = (&bytes[at..at + 4], u32_at(at + 4) as usize);
+        if id == b"fmt " {
+            rate = u32_at(at + 12);
+        } else if id == b"data" {
+            return Audio::from_le_bytes(rate, &bytes[at + 8..(at + 8 + size).min(bytes.len())]);
+        }
+        at += 8 + size + size % 2;
+    }
+    panic!("no data chunk")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_recognised_on_both_lines_and_the_agents_voice_is_understood() {
+    let spec = worker(2);
+    let python = python();
+    assert!(spec.available(&python).await, "{} lacks the speech packages: run scripts/test", python.display());
+    let log = tempfile::NamedTempFile::new().expect("a log file");
+    let engine = spec.start(python, log.path().to_owned()).await.expect("the speech worker starts");
+    let speech = LocalSpeech::new(engine.origin());
+
+    let (mut wideband, mut telephone, mut own) = (Vec::new(), Vec::new(), Vec::new());
+    for said in SAID {
+        let caller = caller_says(said);
+        wideband.push(speech.transcribe(&caller).await.expect("recognised"));
+        // Through a phone line: 8 kHz, μ-law, and back.
+        let line = Audio::from_mulaw(&resample(&caller, 8_000).expect("8 kHz").to_mulaw());
+        telephone.push(speech.transcribe(&line).await.expect("recognised"));
+        let spoken = speech.synthesize(said, &VoiceSettings::default()).await.expect("synthesised");
+        assert!(spoken.seconds() > 1.0, "{said}: {} s", spoken.seconds());
+        own.push(speech.transcribe(&spoken).await.expect("recognised"));
+    }
+    let rate = |heard: &[String]| word_error_rate(&SAID.join(" "), &heard.join(" "));
+    let (wide, phone, back) = (rate(&wideband), rate(&telephone), rate(&own));
+    eprintln!(
+        "word error rate: {:.1} % at 16 kHz, {:.1} % at 8 kHz μ-law, {:.1} % on the agent's voice",
+        wide * 100.0,
+        phone * 100.0,
+        back * 100.0
+    );
+    assert!(wide <= 0.10, "16 kHz: {wide}: {wideband:?}");
+    assert!(phone <= 0.15, "8 kHz: {phone}: {telephone:?}");
+    assert!(back <= 0.10, "the agent's voice: {back}: {own:?}");
+
+    // The voice's pace is a setting.
+    let text = "Your appointment is confirmed for Tuesday at nine.";
+    let normal = speech.synthesize(text, &VoiceSettings::default()).await.expect("synthesised");
+    let slow = speech
+        .synthesize(text, &VoiceSettings { speaking_rate: 0.7, ..VoiceSettings::default() })
+        .await
+        .expect("synthesised");
+    assert!(slow.seconds() > normal.seconds() * 1.2, "{} vs {}", slow.seconds(), normal.seconds());
+    let unknown = speech.synthesize(text, &VoiceSettings { voice: "nobody".into(), ..VoiceSettings::default() }).await;
+    assert!(matches!(unknown, Err(oratio_core::speech::SpeechError::Invalid(_))), "{unknown:?}");
+}
+
+#[test]
+fn scripts_test_installs_the_packages_the_worker_names() {
+    let script = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/test"))
+        .expect("scripts/test");
+    for package in oratio_local::speech::PACKAGES {
+        assert!(script.contains(&format!("'{package}'")), "scripts/test does not install {package}");
+    }
+}
