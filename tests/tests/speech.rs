@@ -108,3 +108,30 @@ fn scripts_test_installs_the_packages_the_worker_names() {
         assert!(script.contains(&format!("'{package}'")), "scripts/test does not install {package}");
     }
 }
+
+#[test]
+fn the_endpointer_ends_a_turn_on_a_pause_not_between_words() {
+    use oratio_core::endpointing::{Endpoint, Endpointer, EndpointingSettings, StopReason};
+    let quiet = |seconds: f64| vec![0i16; (16_000.0 * seconds) as usize];
+    // flite's own leading and trailing silence trimmed, so that the pauses are the test's.
+    let spoken = |text: &str| {
+        let samples = resample(&caller_says(text), 16_000).expect("16 kHz").samples;
+        let loud = |s: &i16| s.unsigned_abs() > 300;
+        let (from, to) = (samples.iter().position(loud).unwrap_or(0), samples.iter().rposition(loud).unwrap_or(0));
+        samples[from..=to].to_vec()
+    };
+    let first = spoken("I'd like to move my appointment to Thursday.");
+    let second = spoken("Preferably in the afternoon.");
+    let turns = |stream: Vec<i16>| {
+        let mut endpointer = Endpointer::new(EndpointingSettings::default());
+        let noticed: Vec<Endpoint> = stream.chunks(320).flat_map(|frame| endpointer.push(frame)).collect();
+        let starts = noticed.iter().filter(|e| matches!(e, Endpoint::SpeechStarted { .. })).count();
+        let stops =
+            noticed.iter().filter(|e| matches!(e, Endpoint::SpeechStopped { reason: StopReason::Silence, .. })).count();
+        assert_eq!(starts, stops, "{noticed:?}");
+        stops
+    };
+    // A breath between two sentences is one turn; a real pause ends it.
+    assert_eq!(turns([quiet(0.5), first.clone(), quiet(0.25), second.clone(), quiet(1.5)].concat()), 1);
+    assert_eq!(turns([quiet(0.5), first, quiet(1.5), second, quiet(1.5)].concat()), 2);
+}

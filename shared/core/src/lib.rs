@@ -13,6 +13,7 @@ pub mod creation;
 pub mod creator;
 pub mod details;
 pub mod embeddings;
+pub mod endpointing;
 pub mod events;
 pub mod health;
 pub mod identity;
