@@ -175,6 +175,9 @@ async fn refused_messages_get_their_documented_error_and_leave_no_partial_turn()
     let resumed =
         p.request(Method::POST, &format!("/v1/agents/{agent}/resume"), Some(token)).send().await.expect("resume");
     assert_eq!(resumed.status(), 200);
+    // At once, while its runtime starts again, a new conversation is answered, not refused.
+    let (status, body) = p.message(&key, &agent, json!({"message": "Are you open on Saturdays?"})).await;
+    assert_eq!(status, 200, "{body}");
     let end = |k: &str| {
         p.request(Method::POST, &format!("/v1/agents/{agent}/sessions/{}/end", session.as_str().expect("id")), None)
             .header("x-api-key", k.to_owned())

@@ -33,6 +33,8 @@ pub const INVOCATION_SECRET_HEADER: &str = "X-Oratio-Invocation-Secret";
 const DESIRED_RUNNING: &str = "RUNTIMES#RUNNING";
 /// Consecutive failed starts before an agent is declared failed.
 const MAX_FAILED_STARTS: u32 = 3;
+/// How long a message waits for an agent that is (re)starting.
+const READY_WAIT: Duration = Duration::from_secs(10);
 /// How long an agent's exit waits for a platform stop that explains it.
 const STOP_GRACE: Duration = Duration::from_millis(500);
 
@@ -199,13 +201,26 @@ impl LocalAgentHost {
         tokio::spawn(async move { run.supervise(stopped).await });
     }
 
-    fn port(&self, agent: &AgentRef) -> Result<u16, RuntimeError> {
-        let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let supervised = agents.get(agent).ok_or(RuntimeError::NotRunning)?;
-        let (status, port) = &*supervised.status.lock().unwrap_or_else(|p| p.into_inner());
-        match (status, port) {
-            (RuntimeStatus::Ready { .. }, Some(port)) => Ok(*port),
-            _ => Err(RuntimeError::NotRunning),
+    /// The agent's port once it is ready. One that is (re)starting (just resumed, or
+    /// restarted after a crash) is waited for up to `READY_WAIT`, so that a message in
+    /// that moment is answered late rather than refused.
+    async fn port(&self, agent: &AgentRef) -> Result<u16, RuntimeError> {
+        let deadline = tokio::time::Instant::now() + READY_WAIT;
+        loop {
+            let starting = {
+                let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
+                let supervised = agents.get(agent).ok_or(RuntimeError::NotRunning)?;
+                let (status, port) = &*supervised.status.lock().unwrap_or_else(|p| p.into_inner());
+                match (status, port) {
+                    (RuntimeStatus::Ready { .. }, Some(port)) => return Ok(*port),
+                    (RuntimeStatus::Starting, _) => true,
+                    _ => false,
+                }
+            };
+            if !starting || tokio::time::Instant::now() >= deadline {
+                return Err(RuntimeError::NotRunning);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -404,7 +419,7 @@ impl AgentRuntime for LocalAgentHost {
         invocation: &Invocation,
         text: Option<&TextSink<'_>>,
     ) -> Result<AgentAnswer, RuntimeError> {
-        let port = self.port(agent)?;
+        let port = self.port(agent).await?;
         let mut request = self
             .http
             .post(format!("http://127.0.0.1:{port}/invocations"))
