@@ -245,11 +245,14 @@ async fn resending_codes_is_throttled_and_keeps_the_guess_budget() {
     // since the requests above count against this client).
     let other = TestPlatform::start().await;
     let mut statuses = Vec::new();
-    for i in 0..12 {
+    // Twenty-one requests span at most two of the limiter's one-minute windows: twenty
+    // at most get through.
+    for i in 0..21 {
         let email = format!("nobody{i}@elsewhere.example");
         statuses.push(other.post_json("/v1/auth/resend-code", None, json!({"email": email})).await.status().as_u16());
     }
-    assert_eq!(statuses, [[401; 10].as_slice(), &[429, 429]].concat());
+    assert!(statuses.iter().all(|s| [401, 429].contains(s)), "{statuses:?}");
+    assert!(statuses.iter().filter(|s| **s == 429).count() >= 1, "{statuses:?}");
 }
 
 #[tokio::test]
