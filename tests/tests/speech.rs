@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use oratio_core::speech::{Audio, Recognizer, Synthesizer, VoiceSettings, word_error_rate};
-use oratio_local::speech::{LocalSpeech, resample, worker};
+use oratio_local::speech::{LocalSpeech, VOICE, resample, worker};
 
 /// Callers, in their own words.
 const SAID: &[&str] = &[
@@ -64,6 +64,7 @@ async fn callers_are_recognised_on_both_lines_and_the_agents_voice_is_understood
     let log = tempfile::NamedTempFile::new().expect("a log file");
     let engine = spec.start(python, log.path().to_owned()).await.expect("the speech worker starts");
     let speech = LocalSpeech::new(engine.origin());
+    let joe = VoiceSettings { voice: VOICE.into(), ..VoiceSettings::default() };
 
     let (mut wideband, mut telephone, mut own) = (Vec::new(), Vec::new(), Vec::new());
     for said in SAID {
@@ -72,7 +73,7 @@ async fn callers_are_recognised_on_both_lines_and_the_agents_voice_is_understood
         // Through a phone line: 8 kHz, μ-law, and back.
         let line = Audio::from_mulaw(&resample(&caller, 8_000).expect("8 kHz").to_mulaw());
         telephone.push(speech.transcribe(&line).await.expect("recognised"));
-        let spoken = speech.synthesize(said, &VoiceSettings::default()).await.expect("synthesised");
+        let spoken = speech.synthesize(said, &joe).await.expect("synthesised");
         assert!(spoken.seconds() > 1.0, "{said}: {} s", spoken.seconds());
         own.push(speech.transcribe(&spoken).await.expect("recognised"));
     }
@@ -90,13 +91,11 @@ async fn callers_are_recognised_on_both_lines_and_the_agents_voice_is_understood
 
     // The voice's pace is a setting.
     let text = "Your appointment is confirmed for Tuesday at nine.";
-    let normal = speech.synthesize(text, &VoiceSettings::default()).await.expect("synthesised");
-    let slow = speech
-        .synthesize(text, &VoiceSettings { speaking_rate: 0.7, ..VoiceSettings::default() })
-        .await
-        .expect("synthesised");
+    let normal = speech.synthesize(text, &joe).await.expect("synthesised");
+    let slow =
+        speech.synthesize(text, &VoiceSettings { speaking_rate: 0.7, ..joe.clone() }).await.expect("synthesised");
     assert!(slow.seconds() > normal.seconds() * 1.2, "{} vs {}", slow.seconds(), normal.seconds());
-    let unknown = speech.synthesize(text, &VoiceSettings { voice: "nobody".into(), ..VoiceSettings::default() }).await;
+    let unknown = speech.synthesize(text, &VoiceSettings { voice: "nobody".into(), ..joe.clone() }).await;
     assert!(matches!(unknown, Err(oratio_core::speech::SpeechError::Invalid(_))), "{unknown:?}");
 }
 

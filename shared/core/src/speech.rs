@@ -1,10 +1,12 @@
 //! Speech: the audio a voice session carries (mono PCM16 at a sample rate; G.711 μ-law
 //! for telephony) and the ports a cascaded voice engine is made of: a `Recognizer`
-//! (speech to text) and a `Synthesizer` (text to speech). Word error rate, the figure
+//! (speech to text) and a `Synthesizer` (text to speech, with the agent's
+//! `VoiceSettings`). Word error rate, the figure
 //! recognisers are judged by, is here too.
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
+
+pub use crate::agents::VoiceSettings;
 
 /// Mono 16-bit PCM at `rate` samples a second.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -65,23 +67,6 @@ pub fn mulaw_to_linear(byte: u8) -> i16 {
     let mantissa = i32::from(byte & 0x0f);
     let magnitude = (((mantissa << 3) + MULAW_BIAS) << exponent) - MULAW_BIAS;
     (if byte & 0x80 != 0 { -magnitude } else { magnitude }) as i16
-}
-
-/// What a synthesiser speaks with; applies from the next session on (no redeploy).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VoiceSettings {
-    /// The engine's voice name (`joe` for the embedded engine).
-    pub voice: String,
-    /// BCP 47, e.g. `en-US`.
-    pub language: String,
-    /// 1.0 is the voice's own pace; 0.5 to 2.0.
-    pub speaking_rate: f32,
-}
-
-impl Default for VoiceSettings {
-    fn default() -> Self {
-        Self { voice: "joe".into(), language: "en-US".into(), speaking_rate: 1.0 }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,9 @@ use rubato::{FftFixedInOut, Resampler as _};
 
 use crate::python_engine::EngineSpec;
 
+/// The embedded engine's voice (Piper's `joe`); an agent's `VoiceSettings.voice` names it.
+pub const VOICE: &str = "joe";
+
 /// The recogniser's sample rate.
 pub const RECOGNIZER_RATE: u32 = 16_000;
 
