@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{sign_in_confirmed, signed_in, spawn, spawn_logging};
+use common::{create_agent, settled_status, sign_in_confirmed, signed_in, spawn, spawn_logging};
 
 /// Creates an agent; its id once the platform has acknowledged it.
 async fn acknowledged_agent(base: &str, token: &str, n: usize) -> Option<String> {
@@ -103,37 +103,9 @@ async fn a_stop_that_follows_an_agents_exit_is_no_crash_to_restart() {
     let token = signed_in(&url, "ops@example.com").await;
     let config = serde_json::json!({"name": "Desk", "kind": "text",
         "sop": "1. Greet the caller.\n2. Answer questions about opening hours.\n3. If they are unhappy, hand over to a person."});
-    let form = reqwest::multipart::Form::new().text("config", config.to_string());
-    let client = reqwest::Client::new();
-    let created: serde_json::Value = client
-        .post(format!("{url}/v1/agents"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
+    let created = create_agent(&url, &token, config).await;
     let agent = created["agent_id"].as_str().expect("an agent").to_owned();
-    let mut status = String::new();
-    for _ in 0..600 {
-        let view: serde_json::Value = client
-            .get(format!("{url}/v1/agents/{agent}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        status = view["status"].as_str().unwrap_or_default().to_owned();
-        if status != "creating" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, "active");
+    assert_eq!(settled_status(&url, &token, &agent).await, "active");
     // Ctrl-C or a service manager signals the whole group, and the agents may go first:
     // the agent's process ends, then the platform is told to stop.
     let agents = children(child.id());

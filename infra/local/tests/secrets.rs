@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{PASSWORD, post, signed_in, spawn_logging};
+use common::{PASSWORD, create_agent, post, signed_in, spawn_logging};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passwords_and_key_secrets_appear_in_no_file_and_no_log_line() {
@@ -26,17 +26,7 @@ async fn passwords_and_key_secrets_appear_in_no_file_and_no_log_line() {
         .await
         .expect("login");
     assert_eq!(wrong.status(), 401);
-    let form = reqwest::multipart::Form::new().text("config", r#"{"name":"Front desk","kind":"text"}"#);
-    let agent: serde_json::Value = client
-        .post(format!("{base}/v1/agents"))
-        .bearer_auth(&token)
-        .multipart(form)
-        .send()
-        .await
-        .expect("agent")
-        .json()
-        .await
-        .expect("json");
+    let agent = create_agent(&base, &token, serde_json::json!({"name": "Front desk", "kind": "text"})).await;
     let agent = agent["agent_id"].as_str().expect("id").to_owned();
     let key =
         post(&format!("{base}/v1/agents/{agent}/keys"), Some(&token), serde_json::json!({"name": "widget"})).await;

@@ -49,6 +49,35 @@ pub async fn post(url: &str, token: Option<&str>, body: serde_json::Value) -> se
     response.json().await.unwrap_or(serde_json::Value::Null)
 }
 
+/// Creates an agent from `config` (multipart, no documents); the platform's view of it.
+pub async fn create_agent(base: &str, token: &str, config: serde_json::Value) -> serde_json::Value {
+    let form = reqwest::multipart::Form::new().text("config", config.to_string());
+    let request = reqwest::Client::new().post(format!("{base}/v1/agents")).bearer_auth(token).multipart(form);
+    request.send().await.expect("create an agent").json().await.expect("json")
+}
+
+/// The agent's status once it is no longer `creating`.
+pub async fn settled_status(base: &str, token: &str, agent: &str) -> String {
+    let client = reqwest::Client::new();
+    for _ in 0..600 {
+        let view: serde_json::Value = client
+            .get(format!("{base}/v1/agents/{agent}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("get the agent")
+            .json()
+            .await
+            .expect("json");
+        let status = view["status"].as_str().unwrap_or_default();
+        if status != "creating" {
+            return status.to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the agent is still being created")
+}
+
 /// Registers, confirms (code from the outbox) and signs in; the access token.
 pub async fn signed_in(base: &str, email: &str) -> String {
     let register = serde_json::json!({"email": email, "password": PASSWORD, "organization_name": "Acme"});
