@@ -229,6 +229,24 @@ impl TestPlatform {
     }
 }
 
+/// The code a socket is closed with (within 10 s), skipping other frames; `None` when it
+/// ends without a close frame.
+pub async fn close_code<S>(socket: &mut S) -> Option<u16>
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), socket.next()).await.expect("closed in 10 s") {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
 /// The next JSON event on a dashboard socket (within 10 s), skipping non-text frames.
 pub async fn next_event<S>(socket: &mut S) -> serde_json::Value
 where

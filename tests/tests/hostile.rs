@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
-use oratio_tests::platform::{PASSWORD, TestPlatform};
+use futures::SinkExt;
+use oratio_tests::platform::{PASSWORD, TestPlatform, close_code};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -182,15 +182,7 @@ async fn a_text_frame_that_is_not_utf8_closes_the_socket_with_1007() {
         tokio_tungstenite::connect_async(platform.dashboard_socket(&ada.access_token)).await.expect("connect");
     let frame = Frame::message(vec![0xff, 0xfe, 0x41], OpCode::Data(Data::Text), true);
     socket.send(Message::Frame(frame)).await.expect("send");
-    let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("an answer") {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => panic!("{e}"),
-            None => break None,
-        }
-    };
-    assert_eq!(closed, Some(1007));
+    assert_eq!(close_code(&mut socket).await, Some(1007));
 }
 
 #[tokio::test]

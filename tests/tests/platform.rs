@@ -1,7 +1,7 @@
 //! The embedded platform end to end, spoken to only over HTTP and WebSocket.
 
 use futures::{SinkExt, StreamExt};
-use oratio_tests::platform::{PASSWORD, TestPlatform, test_config};
+use oratio_tests::platform::{PASSWORD, TestPlatform, close_code, test_config};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -126,14 +126,7 @@ async fn a_message_over_api_gateways_limit_closes_the_socket() {
         tokio_tungstenite::connect_async(platform.dashboard_socket(&ada.access_token)).await.expect("connect");
     let big = format!(r#"{{"action":"ping","pad":"{}"}}"#, "x".repeat(200 * 1024));
     let _ = socket.send(Message::text(big)).await;
-    let closed = loop {
-        match socket.next().await {
-            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => break None,
-        }
-    };
-    assert_eq!(closed, Some(1009));
+    assert_eq!(close_code(&mut socket).await, Some(1009));
 }
 
 #[tokio::test]
