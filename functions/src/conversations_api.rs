@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use oratio_core::agents;
+use oratio_core::{agents, voice};
 use oratio_core::conversations::{self as conv, ConversationError, Customer, Session, SessionStatus, Source, Turn};
 use oratio_core::ids::SessionId;
 use oratio_core::runtime::ToolTrace;
@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<Arc<Deps>> {
         .routes(routes!(end_session))
         .routes(routes!(list_sessions))
         .routes(routes!(get_session))
+        .routes(routes!(get_recording))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -266,7 +267,7 @@ async fn end_session(
     CustomerKey(key): CustomerKey,
     Path((agent, session)): Path<(String, String)>,
 ) -> Result<Json<SessionView>, ApiError> {
-    let ended = deps.turns().end(&key.tenant_id, &agent_id(&agent)?, &session_id(&session)?).await?;
+    let ended = deps.turns().end(&key.tenant_id, &agent_id(&agent)?, &session_id(&session)?, "customer").await?;
     Ok(Json(SessionView::of(ended, &deps)))
 }
 
@@ -320,4 +321,49 @@ async fn get_session(
     let session = conv::get(deps.table.as_ref(), &actor.tenant_id, &agent_id(&agent)?, &session_id(&session)?).await?;
     let turns = conv::transcript(deps.table.as_ref(), &session).await?;
     Ok(Json(Transcript { session: SessionView::of(session, &deps), turns }))
+}
+
+/// How long a recording link works.
+const RECORDING_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RecordingLinks {
+    /// The call as a WAV file: 16-bit PCM, two channels (left the caller, right the
+    /// agent), at the session's sample rate.
+    recording_url: String,
+    /// The transcript as JSON: the session, and each turn with its timings.
+    transcript_url: String,
+    /// When both links stop working.
+    expires_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Signed links to a voice session's recording and transcript, written when it ends.
+#[utoipa::path(get, path = "/v1/agents/{agent_id}/sessions/{session_id}/recording", tag = "sessions", security(("bearer" = [])),
+    params(("agent_id" = String, Path), ("session_id" = String, Path)),
+    responses(
+        (status = 200, body = RecordingLinks),
+        (status = 401, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "`not_found`, `session_not_found`, `recording_not_found`: not a voice session, or it has not ended yet"),
+    ))]
+async fn get_recording(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Path((agent, session)): Path<(String, String)>,
+) -> Result<Json<RecordingLinks>, ApiError> {
+    actor.require(oratio_core::tenancy::Permission::Read)?;
+    let session = conv::get(deps.table.as_ref(), &actor.tenant_id, &agent_id(&agent)?, &session_id(&session)?).await?;
+    let recording = voice::recording_key(&session.tenant_id, &session.session_id);
+    if !deps.blobs.list(recording.as_str()).await?.iter().any(|blob| blob.key == recording) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "recording_not_found",
+            "this session has no recording: it is not a voice session, or it has not ended yet",
+        ));
+    }
+    let transcript = voice::transcript_key(&session.tenant_id, &session.session_id);
+    Ok(Json(RecordingLinks {
+        recording_url: deps.blobs.signed_download_url(&recording, RECORDING_LINK_TTL).await?,
+        transcript_url: deps.blobs.signed_download_url(&transcript, RECORDING_LINK_TTL).await?,
+        expires_at: now() + chrono::Duration::seconds(RECORDING_LINK_TTL.as_secs() as i64),
+    }))
 }

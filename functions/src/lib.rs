@@ -19,6 +19,7 @@ pub mod request;
 pub mod runtime_api;
 pub mod socket;
 pub mod usage;
+pub mod voice_api;
 
 use std::sync::Arc;
 

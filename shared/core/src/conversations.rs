@@ -196,6 +196,9 @@ pub struct Turn {
     /// The primary model was unavailable and the fallback answered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fallback_used: bool,
+    /// The caller spoke over the agent (voice): `text` is what they heard, cut there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 /// The agent's answer to one message, as the session keeps it.
@@ -407,6 +410,7 @@ pub async fn begin_turn(
         tool_calls: Vec::new(),
         model: None,
         fallback_used: false,
+        interrupted: false,
     };
     let key = session_key(&session.tenant_id, &session.session_id);
     let lease_until = now.timestamp() + TURN_LEASE.as_secs() as i64;
@@ -472,6 +476,7 @@ pub async fn finish_turn(
         tool_calls: reply.tool_calls.clone(),
         model: reply.model.clone(),
         fallback_used: reply.fallback_used,
+        interrupted: false,
     };
     let mut update = Update::new()
         .remove("lease")
@@ -524,6 +529,17 @@ pub async fn finish_turn(
     session.turns = number;
     session.last_activity_at = now;
     Ok((session, turn))
+}
+
+/// Cuts a stored agent turn to what the caller heard before speaking over it.
+pub async fn cut_turn(table: &dyn Table, session: &Session, turn: u32, heard: &str) -> Result<Turn, ConversationError> {
+    let update = Update::new().set("text", heard).set("interrupted", true);
+    let key = turn_key(&session.tenant_id, &session.session_id, turn);
+    match table.update(&key, update, Some(Condition::equals("role", "agent"))).await {
+        Ok(item) => Ok(item.record()?),
+        Err(e) if e.is_condition_failed() => Err(ConversationError::Invalid(format!("turn {turn} is not the agent's"))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Gives the lease back without a reply (the agent failed); the customer's turn stays.

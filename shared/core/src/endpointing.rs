@@ -20,6 +20,8 @@ pub struct EndpointingSettings {
     pub speech_start: Duration,
     /// Unvoiced audio in a row that ends a turn.
     pub silence: Duration,
+    /// Unvoiced audio in a row that is a pause within a turn (recognition can catch up).
+    pub pause: Duration,
     /// The longest a turn may last.
     pub max_turn: Duration,
 }
@@ -30,6 +32,7 @@ impl Default for EndpointingSettings {
             threshold: 0.5,
             speech_start: Duration::from_millis(64),
             silence: Duration::from_millis(640),
+            pause: Duration::from_millis(240),
             max_turn: Duration::from_secs(20),
         }
     }
@@ -40,6 +43,8 @@ impl Default for EndpointingSettings {
 pub enum Endpoint {
     /// Speech began (at its first voiced frame).
     SpeechStarted { at_ms: u64 },
+    /// The caller paused within the turn (once per pause).
+    Paused { at_ms: u64 },
     /// The turn is over: a silence after speech, or `max_turn`.
     SpeechStopped { at_ms: u64, reason: StopReason },
 }
@@ -71,6 +76,8 @@ pub struct Endpointer {
     unvoiced_run: u64,
     /// The frame the current turn's speech started at.
     started: Option<u64>,
+    /// The frames heard so far when the last voiced one ended.
+    last_voiced: u64,
 }
 
 impl Endpointer {
@@ -88,7 +95,13 @@ impl Endpointer {
             voiced_run: 0,
             unvoiced_run: 0,
             started: None,
+            last_voiced: 0,
         }
+    }
+
+    /// Where the last voiced frame ended, in milliseconds of audio.
+    pub fn last_voiced_ms(&self) -> u64 {
+        self.last_voiced * FRAME_MS
     }
 
     /// Whether the caller is speaking (a turn is open).
@@ -124,6 +137,7 @@ impl Endpointer {
         if voiced {
             self.voiced_run += 1;
             self.unvoiced_run = 0;
+            self.last_voiced = self.frames;
         } else {
             self.unvoiced_run += 1;
             self.voiced_run = 0;
@@ -145,6 +159,7 @@ impl Endpointer {
                 self.reset_runs();
                 Some(Endpoint::SpeechStopped { at_ms: now_ms, reason: StopReason::MaxTurn })
             }
+            Some(_) if self.unvoiced_run == frames(self.settings.pause) => Some(Endpoint::Paused { at_ms: now_ms }),
             _ => None,
         }
     }

@@ -32,4 +32,5 @@ pub mod table;
 pub mod tenancy;
 pub mod time;
 pub mod turns;
+pub mod voice;
 pub mod workflow;

@@ -5,6 +5,7 @@
 //! recognisers are judged by, is here too.
 
 use async_trait::async_trait;
+use rubato::{FftFixedInOut, Resampler as _};
 
 pub use crate::agents::VoiceSettings;
 
@@ -84,6 +85,11 @@ pub enum SpeechError {
 pub trait Recognizer: Send + Sync {
     /// The words spoken in `audio` (any rate: the adapter converts to its model's).
     async fn transcribe(&self, audio: &Audio) -> Result<String, SpeechError>;
+
+    /// Whether it can take audio now (an engine still starting says why not).
+    fn ready(&self) -> Result<(), SpeechError> {
+        Ok(())
+    }
 }
 
 /// Text to speech.
@@ -130,6 +136,43 @@ pub fn word_error_rate(said: &str, heard: &str) -> f64 {
     previous[heard.len()] as f64 / said.len() as f64
 }
 
+/// `audio` at `rate` (band-limited FFT resampling).
+pub fn resample(audio: &Audio, rate: u32) -> Result<Audio, SpeechError> {
+    if audio.rate == rate || audio.samples.is_empty() {
+        return Ok(Audio::new(rate, audio.samples.clone()));
+    }
+    let failed = |e: &dyn std::fmt::Display| {
+        SpeechError::Invalid(format!("cannot resample {} Hz to {rate} Hz: {e}", audio.rate))
+    };
+    let mut resampler =
+        FftFixedInOut::<f32>::new(audio.rate as usize, rate as usize, 1024, 1).map_err(|e| failed(&e))?;
+    let input: Vec<f32> = audio.samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
+    let mut output = Vec::with_capacity(input.len() * rate as usize / audio.rate as usize + 2048);
+    let mut at = 0;
+    loop {
+        let needed = resampler.input_frames_next();
+        let chunk = if at + needed <= input.len() {
+            resampler.process(&[&input[at..at + needed]], None)
+        } else {
+            resampler.process_partial(Some(&[&input[at..]]), None)
+        }
+        .map_err(|e| failed(&e))?;
+        output.extend_from_slice(&chunk[0]);
+        at += needed;
+        if at >= input.len() {
+            break;
+        }
+    }
+    // What the resampler still holds, then its delay cut from the front.
+    let rest = resampler.process_partial::<&[f32]>(None, None).map_err(|e| failed(&e))?;
+    output.extend_from_slice(&rest[0]);
+    let delay = resampler.output_delay().min(output.len());
+    let expected = (input.len() as u64 * u64::from(rate) / u64::from(audio.rate)) as usize;
+    let samples =
+        output[delay..].iter().take(expected).map(|s| (s * 32768.0).clamp(-32768.0, 32767.0) as i16).collect();
+    Ok(Audio::new(rate, samples))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,5 +207,20 @@ mod tests {
         let audio = Audio::new(16_000, vec![0, 1, -1, i16::MAX, i16::MIN]);
         assert_eq!(Audio::from_le_bytes(16_000, &audio.to_le_bytes()), audio);
         assert_eq!(Audio::new(8_000, vec![0; 4_000]).seconds(), 0.5);
+    }
+
+    #[test]
+    fn resampling_keeps_length_and_pitch() {
+        // One second of a 440 Hz tone at 22.05 kHz, to 16 kHz and to 8 kHz.
+        let tone: Vec<i16> = (0..22_050)
+            .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 22_050.0).sin() * 12_000.0) as i16)
+            .collect();
+        for rate in [16_000, 8_000] {
+            let out = resample(&Audio::new(22_050, tone.clone()), rate).expect("resampled");
+            assert_eq!(out.samples.len(), rate as usize);
+            // Zero crossings: 880 a second for 440 Hz, whatever the rate.
+            let crossings = out.samples.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+            assert!((860..=900).contains(&crossings), "{rate} Hz: {crossings} crossings");
+        }
     }
 }

@@ -212,16 +212,59 @@ impl Turns {
         Ok(Answered { session, turn })
     }
 
-    /// Ends a session at the customer's request; `SessionEnded` if it had ended.
-    pub async fn end(&self, tenant: &TenantId, agent: &AgentId, session: &SessionId) -> Result<Session, TurnError> {
+    /// Opens a session before its first message (a voice call is a session from its
+    /// first second), if the agent takes conversations now.
+    pub async fn open(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        channel: &'static str,
+        customer: Customer,
+    ) -> Result<(Agent, Session), TurnError> {
+        let agent = agents::load(self.table.as_ref(), tenant, agent).await?;
+        ready(&agent)?;
+        let at = now();
+        let session = conv::start(self.table.as_ref(), tenant, &agent.agent_id, channel, customer, at).await?;
+        let event = Event::SessionStarted {
+            agent_id: session.agent_id.clone(),
+            session_id: session.session_id.clone(),
+            channel: session.channel.clone(),
+            customer: session.customer.clone(),
+            at,
+        };
+        self.publish(tenant, &[event]).await;
+        Ok((agent, session))
+    }
+
+    /// Cuts the agent's stored turn to what the caller heard (voice barge-in), and tells
+    /// the dashboards the turn as it now stands.
+    pub async fn cut(&self, session: &Session, turn: u32, heard: &str) -> Result<Turn, TurnError> {
+        let turn = conv::cut_turn(self.table.as_ref(), session, turn, heard).await?;
+        let event = Event::TurnAdded {
+            agent_id: session.agent_id.clone(),
+            session_id: session.session_id.clone(),
+            turn: turn.clone(),
+        };
+        self.publish(&session.tenant_id, &[event]).await;
+        Ok(turn)
+    }
+
+    /// Ends a session (`customer`: at the customer's request; `disconnected`: a voice
+    /// call that did not come back); `SessionEnded` if it had ended.
+    pub async fn end(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        session: &SessionId,
+        reason: &str,
+    ) -> Result<Session, TurnError> {
         let session = conv::get(self.table.as_ref(), tenant, agent, session).await?;
         let at = now();
-        let ended =
-            conv::end(self.table.as_ref(), &session, "customer", at).await?.ok_or(ConversationError::SessionEnded)?;
+        let ended = conv::end(self.table.as_ref(), &session, reason, at).await?.ok_or(ConversationError::SessionEnded)?;
         let event = Event::SessionEnded {
             agent_id: ended.agent_id.clone(),
             session_id: ended.session_id.clone(),
-            reason: "customer".into(),
+            reason: reason.into(),
             at,
         };
         self.publish(tenant, &[event]).await;

@@ -4,13 +4,16 @@
 //! worker (`speech_worker.py`, a `PythonEngine`), reached over loopback HTTP. Audio at any
 //! rate is resampled here (rubato) to the recogniser's 16 kHz.
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
 use oratio_core::health::HealthCheck;
+pub use oratio_core::speech::resample;
 use oratio_core::speech::{Audio, Recognizer, SpeechError, Synthesizer, VoiceSettings};
-use rubato::{FftFixedInOut, Resampler as _};
+
+use tokio::sync::Notify;
 
 use crate::python_engine::EngineSpec;
 
@@ -35,6 +38,90 @@ pub fn worker(threads: usize) -> EngineSpec {
         health: "/health",
         start_timeout: Duration::from_secs(120),
     }
+}
+
+/// The embedded engines once the speech worker is up (it may be installing, or wait to be
+/// wanted: the first voice session asks for it). Until then each call says why not.
+#[derive(Default)]
+pub struct LateSpeech {
+    inner: OnceLock<LocalSpeech>,
+    waiting: Mutex<String>,
+    wanted: Notify,
+}
+
+impl LateSpeech {
+    pub fn waiting(reason: impl Into<String>) -> Arc<Self> {
+        Arc::new(Self { waiting: Mutex::new(reason.into()), ..Self::default() })
+    }
+
+    pub fn set_waiting(&self, reason: impl Into<String>) {
+        *self.waiting.lock().unwrap_or_else(|p| p.into_inner()) = reason.into();
+    }
+
+    pub fn arrive(&self, speech: LocalSpeech) {
+        let _ = self.inner.set(speech);
+    }
+
+    /// Returns once a caller has wanted the engines (at once if one already has).
+    pub async fn wanted(&self) {
+        self.wanted.notified().await;
+    }
+
+    fn engines(&self) -> Result<&LocalSpeech, SpeechError> {
+        self.inner.get().ok_or_else(|| {
+            self.wanted.notify_one();
+            SpeechError::Unavailable(anyhow!("{}", self.waiting.lock().unwrap_or_else(|p| p.into_inner())))
+        })
+    }
+}
+
+#[async_trait]
+impl Recognizer for LateSpeech {
+    async fn transcribe(&self, audio: &Audio) -> Result<String, SpeechError> {
+        self.engines()?.transcribe(audio).await
+    }
+
+    fn ready(&self) -> Result<(), SpeechError> {
+        self.engines().map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Synthesizer for LateSpeech {
+    async fn synthesize(&self, text: &str, voice: &VoiceSettings) -> Result<Audio, SpeechError> {
+        self.engines()?.synthesize(text, voice).await
+    }
+}
+
+#[async_trait]
+impl HealthCheck for LateSpeech {
+    fn name(&self) -> &'static str {
+        "speech"
+    }
+
+    fn backend(&self) -> &'static str {
+        "faster-whisper+piper"
+    }
+
+    fn essential(&self) -> bool {
+        false
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        match self.inner.get() {
+            Some(speech) => speech.probe().await,
+            None => Err(self.waiting.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+        }
+    }
+}
+
+/// Nova 2 Sonic's English voices, which agents may name (its default, `matthew`, is every
+/// new agent's): the embedded engine speaks them all with its one voice.
+const SONIC_ENGLISH_VOICES: &[&str] = &["matthew", "tiffany", "amy", "olivia"];
+
+/// The worker's voice for an agent's voice name.
+fn local_voice(name: &str) -> &str {
+    if SONIC_ENGLISH_VOICES.contains(&name.to_ascii_lowercase().as_str()) { VOICE } else { name }
 }
 
 /// The speech worker's API at `origin` (`http://127.0.0.1:<port>`).
@@ -82,7 +169,8 @@ impl Recognizer for LocalSpeech {
 #[async_trait]
 impl Synthesizer for LocalSpeech {
     async fn synthesize(&self, text: &str, voice: &VoiceSettings) -> Result<Audio, SpeechError> {
-        let body = serde_json::json!({"text": text, "voice": voice.voice, "speaking_rate": voice.speaking_rate});
+        let body =
+            serde_json::json!({"text": text, "voice": local_voice(&voice.voice), "speaking_rate": voice.speaking_rate});
         let request = self.http.post(format!("{}/v1/synthesize", self.origin)).json(&body);
         let response = self.post("/v1/synthesize", request).await?;
         let rate = response
@@ -116,63 +204,6 @@ impl HealthCheck for LocalSpeech {
             Ok(r) if r.status().is_success() => Ok(()),
             Ok(r) => Err(format!("the speech worker answers {}: voice sessions cannot run", r.status())),
             Err(e) => Err(format!("the speech worker does not answer ({e}): voice sessions cannot run")),
-        }
-    }
-}
-
-/// `audio` at `rate` (band-limited FFT resampling).
-pub fn resample(audio: &Audio, rate: u32) -> Result<Audio, SpeechError> {
-    if audio.rate == rate || audio.samples.is_empty() {
-        return Ok(Audio::new(rate, audio.samples.clone()));
-    }
-    let failed = |e: &dyn std::fmt::Display| {
-        SpeechError::Invalid(format!("cannot resample {} Hz to {rate} Hz: {e}", audio.rate))
-    };
-    let mut resampler =
-        FftFixedInOut::<f32>::new(audio.rate as usize, rate as usize, 1024, 1).map_err(|e| failed(&e))?;
-    let input: Vec<f32> = audio.samples.iter().map(|s| f32::from(*s) / 32768.0).collect();
-    let mut output = Vec::with_capacity(input.len() * rate as usize / audio.rate as usize + 2048);
-    let mut at = 0;
-    loop {
-        let needed = resampler.input_frames_next();
-        let chunk = if at + needed <= input.len() {
-            resampler.process(&[&input[at..at + needed]], None)
-        } else {
-            resampler.process_partial(Some(&[&input[at..]]), None)
-        }
-        .map_err(|e| failed(&e))?;
-        output.extend_from_slice(&chunk[0]);
-        at += needed;
-        if at >= input.len() {
-            break;
-        }
-    }
-    // What the resampler still holds, then its delay cut from the front.
-    let rest = resampler.process_partial::<&[f32]>(None, None).map_err(|e| failed(&e))?;
-    output.extend_from_slice(&rest[0]);
-    let delay = resampler.output_delay().min(output.len());
-    let expected = (input.len() as u64 * u64::from(rate) / u64::from(audio.rate)) as usize;
-    let samples =
-        output[delay..].iter().take(expected).map(|s| (s * 32768.0).clamp(-32768.0, 32767.0) as i16).collect();
-    Ok(Audio::new(rate, samples))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn resampling_keeps_length_and_pitch() {
-        // One second of a 440 Hz tone at 22.05 kHz, to 16 kHz and to 8 kHz.
-        let tone: Vec<i16> = (0..22_050)
-            .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 22_050.0).sin() * 12_000.0) as i16)
-            .collect();
-        for rate in [16_000, 8_000] {
-            let out = resample(&Audio::new(22_050, tone.clone()), rate).expect("resampled");
-            assert_eq!(out.samples.len(), rate as usize);
-            // Zero crossings: 880 a second for 440 Hz, whatever the rate.
-            let crossings = out.samples.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
-            assert!((860..=900).contains(&crossings), "{rate} Hz: {crossings} crossings");
         }
     }
 }

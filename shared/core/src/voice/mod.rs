@@ -1,0 +1,1236 @@
+//! Voice sessions: a caller talks to an agent in real time. Each live session is one task
+//! (a [`Call`]) that outlives its connection: the socket in front of it only carries
+//! client events in and server events out, so a dropped connection can come back within
+//! the resume window and carry on where it was, and nothing the agent said meanwhile is
+//! lost.
+//!
+//! A turn: the caller's audio goes through the [`Endpointer`] as it arrives; at each pause
+//! the words so far are recognised, so that when the silence that ends the turn is heard
+//! the transcript is usually ready. The transcript goes to the agent through the same
+//! [`Turns`] service as a typed message; the reply is split into sentences as the agent
+//! writes it and each sentence is synthesised and sent as soon as it is complete. When
+//! the caller speaks over the agent, its audio stops, the client is told how much it
+//! played, and the stored turn is cut to what the caller heard.
+
+pub mod protocol;
+pub mod recording;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::agents::{Agent, AgentError, AgentKind};
+use crate::blob::{BlobKey, BlobStore};
+use crate::conversations::{self as conv, ConversationError, Session, SessionStatus, Turn};
+use crate::endpointing::{Endpoint, Endpointer, EndpointingSettings, StopReason};
+use crate::ids::{AgentId, SessionId, TenantId};
+use crate::speech::{Audio, Recognizer, SpeechError, Synthesizer, resample};
+use crate::turns::{Answered, CustomerMessage, TurnError, Turns};
+pub use protocol::{AudioFormat, ClientEvent, PROTOCOL, Refusal, ServerEvent, Start, StopCause, Timings};
+use recording::Recording;
+
+/// The engines a cascaded voice session runs on.
+#[derive(Clone)]
+pub struct VoiceEngines {
+    pub recognizer: Arc<dyn Recognizer>,
+    pub synthesizer: Arc<dyn Synthesizer>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct VoiceLimits {
+    /// How long a session whose connection dropped waits for its caller.
+    pub resume_window: Duration,
+    pub endpointing: EndpointingSettings,
+    /// Server events queued for a connection before its client counts as not reading.
+    pub outbox: usize,
+    /// Server events kept for a client that reconnects.
+    pub replay: usize,
+    /// The agent's audio is sent in chunks this long.
+    pub chunk: Duration,
+}
+
+impl Default for VoiceLimits {
+    fn default() -> Self {
+        Self {
+            resume_window: Duration::from_secs(90),
+            endpointing: EndpointingSettings::default(),
+            outbox: 512,
+            replay: 4_096,
+            chunk: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What a connection hands the socket to send.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Text(Arc<str>),
+    /// The session is over: close with this code.
+    Close { code: u16, reason: &'static str },
+}
+
+/// Why a connection could not start or resume a session.
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceError {
+    #[error(transparent)]
+    Turn(#[from] TurnError),
+    #[error("this server speaks {PROTOCOL}, not {0:?}")]
+    Protocol(String),
+    #[error("audio must be {{\"encoding\": \"pcm16\", \"sample_rate\": 16000}} or {{\"encoding\": \"mulaw\", \"sample_rate\": 8000}}")]
+    AudioFormat,
+    #[error("this agent takes text only; make it a voice agent (kind voice or both)")]
+    NotVoice,
+    #[error("the session cannot be resumed: it ended, its resume window passed, or the token is wrong")]
+    NotResumable,
+    #[error(transparent)]
+    Speech(#[from] SpeechError),
+}
+
+impl VoiceError {
+    /// The protocol's error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Turn(TurnError::AgentPaused) => "agent_paused",
+            Self::Turn(TurnError::AgentNotReady(_)) => "agent_not_ready",
+            Self::Turn(TurnError::Agent(AgentError::NotFound)) => "not_found",
+            Self::Turn(TurnError::Conversation(ConversationError::Invalid(_))) => "invalid_request",
+            Self::Turn(_) => "temporarily_unavailable",
+            Self::Protocol(_) => "unsupported_protocol",
+            Self::AudioFormat => "unsupported_audio_format",
+            Self::NotVoice => "not_a_voice_agent",
+            Self::NotResumable => "session_not_resumable",
+            Self::Speech(_) => "speech_unavailable",
+        }
+    }
+}
+
+enum Input {
+    Client(ClientEvent),
+    /// A client message that was not a client event.
+    Invalid(Refusal),
+    Attach { id: u64, outlet: mpsc::Sender<Outgoing>, last_event_seq: u64 },
+    Detach { id: u64 },
+    Shutdown,
+}
+
+/// A live session's entry: who may resume it, and its inbox.
+struct Entry {
+    tenant: TenantId,
+    agent: AgentId,
+    token: [u8; 32],
+    input: mpsc::UnboundedSender<Input>,
+    task: Option<JoinHandle<()>>,
+}
+
+struct Inner {
+    turns: Turns,
+    engines: VoiceEngines,
+    blobs: Arc<dyn BlobStore>,
+    limits: VoiceLimits,
+    live: Mutex<HashMap<SessionId, Entry>>,
+    connections: AtomicU64,
+}
+
+/// Every live voice session of this process.
+#[derive(Clone)]
+pub struct VoiceService {
+    inner: Arc<Inner>,
+}
+
+/// A connection to a live session: events from the client go in through `client`, and
+/// what to send comes out of `outgoing`. Dropping `client` detaches the session, which
+/// then waits for its caller to resume it.
+pub struct Connection {
+    pub session_id: SessionId,
+    pub client: ClientSide,
+    pub outgoing: mpsc::Receiver<Outgoing>,
+}
+
+pub struct ClientSide {
+    id: u64,
+    input: mpsc::UnboundedSender<Input>,
+}
+
+impl ClientSide {
+    pub fn send(&self, event: ClientEvent) {
+        let _ = self.input.send(Input::Client(event));
+    }
+
+    /// Tells the client (in the session's numbering) that a message was refused.
+    pub fn refuse(&self, refusal: Refusal) {
+        let _ = self.input.send(Input::Invalid(refusal));
+    }
+}
+
+impl Drop for ClientSide {
+    fn drop(&mut self) {
+        let _ = self.input.send(Input::Detach { id: self.id });
+    }
+}
+
+fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Where a session's recording and transcript are kept, under its tenant's prefix.
+pub fn recording_key(tenant: &TenantId, session: &SessionId) -> BlobKey {
+    BlobKey::for_tenant(tenant, &format!("voice/{session}/recording.wav")).expect("ids make valid keys")
+}
+
+pub fn transcript_key(tenant: &TenantId, session: &SessionId) -> BlobKey {
+    BlobKey::for_tenant(tenant, &format!("voice/{session}/transcript.json")).expect("ids make valid keys")
+}
+
+impl VoiceService {
+    pub fn new(turns: Turns, engines: VoiceEngines, blobs: Arc<dyn BlobStore>, limits: VoiceLimits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                turns,
+                engines,
+                blobs,
+                limits,
+                live: Mutex::new(HashMap::new()),
+                connections: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn limits(&self) -> VoiceLimits {
+        self.inner.limits
+    }
+
+    /// Live sessions in this process.
+    pub fn live(&self) -> usize {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Starts a session of `agent` (or resumes one, when `start` names it) for a caller
+    /// holding the agent's key.
+    pub async fn connect(&self, tenant: &TenantId, agent: &AgentId, start: Start) -> Result<Connection, VoiceError> {
+        let protocol = start.protocol.as_deref().unwrap_or(PROTOCOL);
+        if protocol != PROTOCOL {
+            return Err(VoiceError::Protocol(protocol.into()));
+        }
+        let (outlet, outgoing) = mpsc::channel(self.inner.limits.outbox);
+        let id = self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        if let Some(raw) = &start.session_id {
+            let input = self.resumable(tenant, agent, raw, start.resume_token.as_deref())?;
+            let session_id = raw.parse().map_err(|_| VoiceError::NotResumable)?;
+            input
+                .send(Input::Attach { id, outlet, last_event_seq: start.last_event_seq.unwrap_or(0) })
+                .map_err(|_| VoiceError::NotResumable)?;
+            return Ok(Connection { session_id, client: ClientSide { id, input }, outgoing });
+        }
+        let format = start.audio.unwrap_or(AudioFormat::PCM16);
+        if !format.supported() {
+            return Err(VoiceError::AudioFormat);
+        }
+        self.inner.engines.recognizer.ready()?;
+        let agent_record = crate::agents::load(self.inner.turns.table.as_ref(), tenant, agent)
+            .await
+            .map_err(TurnError::from)?;
+        if agent_record.kind == AgentKind::Text {
+            return Err(VoiceError::NotVoice);
+        }
+        let (agent_record, session) =
+            self.inner.turns.open(tenant, agent, "voice", start.customer.unwrap_or_default()).await?;
+        let mut token = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut token);
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+        let (input, inbox) = mpsc::unbounded_channel();
+        let session_id = session.session_id.clone();
+        let call = Call::new(self.clone(), agent_record, session, format, inbox);
+        let resume_token = token.clone();
+        // The entry is in place before the call runs, so that it can always remove it.
+        let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.insert(
+            session_id.clone(),
+            Entry {
+                tenant: tenant.clone(),
+                agent: agent.clone(),
+                token: token_hash(&token),
+                input: input.clone(),
+                task: None,
+            },
+        );
+        let task = tokio::spawn(call.run(resume_token, id, outlet));
+        if let Some(entry) = live.get_mut(&session_id) {
+            entry.task = Some(task);
+        }
+        drop(live);
+        Ok(Connection { session_id, client: ClientSide { id, input }, outgoing })
+    }
+
+    fn resumable(
+        &self,
+        tenant: &TenantId,
+        agent: &AgentId,
+        session: &str,
+        token: Option<&str>,
+    ) -> Result<mpsc::UnboundedSender<Input>, VoiceError> {
+        let live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = session.parse::<SessionId>().ok().and_then(|id| live.get(&id)).ok_or(VoiceError::NotResumable)?;
+        let token_ok = token.is_some_and(|t| {
+            let given = token_hash(t);
+            // Compared in full whatever the first difference.
+            given.iter().zip(entry.token.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        });
+        if &entry.tenant != tenant || &entry.agent != agent || !token_ok {
+            return Err(VoiceError::NotResumable);
+        }
+        Ok(entry.input.clone())
+    }
+
+    /// Ends every live session (reason `shutdown`), writing their recordings, and waits
+    /// for them to finish.
+    pub async fn shutdown(&self) {
+        let tasks: Vec<JoinHandle<()>> = {
+            let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.values_mut()
+                .filter_map(|entry| {
+                    let _ = entry.input.send(Input::Shutdown);
+                    entry.task.take()
+                })
+                .collect()
+        };
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+
+    fn forget(&self, session: &SessionId) {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).remove(session);
+    }
+}
+
+/// What the session's own tasks report back to it.
+enum Internal {
+    /// Words recognised in the utterance `utterance`, covering its first `covered` samples.
+    Recognised { utterance: u64, covered: usize, text: Result<String, SpeechError> },
+    /// The agent took the caller's turn (its number).
+    Accepted { response: u64, customer_turn: u32 },
+    /// A sentence of the reply, spoken.
+    Sentence { response: u64, text: String, audio: Audio, agent_ms: u64, synthesis_ms: u64 },
+    Answered { response: u64, result: Result<Answered, TurnError> },
+}
+
+/// The caller's words of one turn, ready for the agent.
+struct Said {
+    text: String,
+    /// When the turn's end was decided (for the timings), and its endpointing and
+    /// recognition times.
+    decided: Instant,
+    endpointing_ms: u64,
+    recognition_ms: u64,
+    speech: Option<(u64, u64)>,
+}
+
+/// The caller's utterance being heard.
+struct Utterance {
+    id: u64,
+    /// Session audio (the session's rate), from a little before speech was detected.
+    samples: Vec<i16>,
+    /// Where in the session's audio it starts (samples).
+    start: usize,
+    started_ms: u64,
+    /// Words recognised so far, and how many samples they cover.
+    heard: Option<(usize, String)>,
+    /// A recognition running, over this many samples.
+    recognising: Option<usize>,
+    /// The turn is over: waiting for words that cover the speech up to this sample.
+    closing: Option<Closing>,
+}
+
+struct Closing {
+    needed: usize,
+    decided: Instant,
+    endpointing_ms: u64,
+    stopped_ms: u64,
+}
+
+/// The reply being produced.
+struct Response {
+    id: u64,
+    said: Said,
+    interrupted: Arc<AtomicBool>,
+    customer_turn: Option<u32>,
+    timings: Option<Timings>,
+}
+
+/// What has been sent of the latest reply, for barge-in.
+#[derive(Default)]
+struct Playback {
+    response: u64,
+    /// When its first chunk went out.
+    started: Option<Instant>,
+    /// Where it starts in the recording (samples).
+    recording_at: usize,
+    sent_ms: u64,
+    /// The end of the last chunk the client marked as played.
+    marked_ms: u64,
+    chunks: Vec<(u64, u64)>,
+    /// Each sentence's start and end (ms into the reply) and text.
+    sentences: Vec<(u64, u64, String)>,
+    /// The agent's stored turn, once answered.
+    turn: Option<u32>,
+    /// Interrupted: what the caller heard, until the stored turn is cut.
+    cut: Option<String>,
+}
+
+impl Playback {
+    fn played_ms(&self, marks_seen: bool) -> u64 {
+        if marks_seen {
+            return self.marked_ms.min(self.sent_ms);
+        }
+        self.started.map_or(0, |s| (s.elapsed().as_millis() as u64).min(self.sent_ms))
+    }
+
+    fn heard(&self, played_ms: u64) -> String {
+        let mut heard = Vec::new();
+        for (start, end, text) in &self.sentences {
+            if *end <= played_ms {
+                heard.push(text.clone());
+            } else if *start < played_ms {
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let take = (words.len() as u64 * (played_ms - start) / (end - start).max(1)) as usize;
+                if take > 0 {
+                    heard.push(words[..take].join(" "));
+                }
+            }
+        }
+        heard.join(" ")
+    }
+}
+
+/// Per-turn figures kept for the transcript.
+#[derive(Serialize, Default)]
+struct TurnFacts {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speech_started_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    speech_stopped_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timings: Option<Timings>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    played_ms: Option<u64>,
+}
+
+/// One live session.
+struct Call {
+    service: VoiceService,
+    agent: Agent,
+    session: Session,
+    format: AudioFormat,
+    inbox: mpsc::UnboundedReceiver<Input>,
+    internal: mpsc::UnboundedSender<Internal>,
+    reports: mpsc::UnboundedReceiver<Internal>,
+    outlet: Option<(u64, mpsc::Sender<Outgoing>)>,
+    detached_at: Option<Instant>,
+    next_event: u64,
+    kept: VecDeque<(u64, Arc<str>)>,
+    last_frame: u64,
+    last_audio: Instant,
+    endpointer: Endpointer,
+    preroll: VecDeque<i16>,
+    /// The utterance being heard, and those heard that wait for their words.
+    utterance: Option<Utterance>,
+    closing: VecDeque<Utterance>,
+    utterances: u64,
+    queue: VecDeque<Said>,
+    response: Option<Response>,
+    responses: u64,
+    playback: Playback,
+    marks_seen: bool,
+    next_chunk: u64,
+    recording: Recording,
+    facts: HashMap<u32, TurnFacts>,
+    ending: Option<&'static str>,
+}
+
+/// Audio kept from before speech is detected, so that a turn's first word is whole.
+const PREROLL: Duration = Duration::from_millis(400);
+
+/// While the caller speaks, the words so far are recognised at least this often.
+const RECOGNISE_EVERY: Duration = Duration::from_millis(1_500);
+
+impl Call {
+    fn new(
+        service: VoiceService,
+        agent: Agent,
+        session: Session,
+        format: AudioFormat,
+        inbox: mpsc::UnboundedReceiver<Input>,
+    ) -> Self {
+        let (internal, reports) = mpsc::unbounded_channel();
+        let endpointing = service.inner.limits.endpointing;
+        Self {
+            service,
+            agent,
+            session,
+            format,
+            inbox,
+            internal,
+            reports,
+            outlet: None,
+            detached_at: None,
+            next_event: 1,
+            kept: VecDeque::new(),
+            last_frame: 0,
+            last_audio: Instant::now(),
+            endpointer: Endpointer::new(endpointing),
+            preroll: VecDeque::new(),
+            utterance: None,
+            closing: VecDeque::new(),
+            utterances: 0,
+            queue: VecDeque::new(),
+            response: None,
+            responses: 0,
+            playback: Playback::default(),
+            marks_seen: false,
+            next_chunk: 1,
+            recording: Recording::new(format.sample_rate),
+            facts: HashMap::new(),
+            ending: None,
+        }
+    }
+
+    fn limits(&self) -> VoiceLimits {
+        self.service.inner.limits
+    }
+
+    fn samples_of(&self, ms: u64) -> usize {
+        (ms * u64::from(self.format.sample_rate) / 1000) as usize
+    }
+
+    fn ms_of(&self, samples: usize) -> u64 {
+        samples as u64 * 1000 / u64::from(self.format.sample_rate)
+    }
+
+    async fn run(mut self, resume_token: String, connection: u64, outlet: mpsc::Sender<Outgoing>) {
+        self.outlet = Some((connection, outlet));
+        self.created(resume_token, false);
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let reason = loop {
+            tokio::select! {
+                input = self.inbox.recv() => match input {
+                    Some(Input::Client(event)) => self.client(event).await,
+                    Some(Input::Invalid(refusal)) => self.emit(ServerEvent::error(refusal)),
+                    Some(Input::Attach { id, outlet, last_event_seq }) => self.attach(id, outlet, last_event_seq),
+                    Some(Input::Detach { id }) => self.detach(id),
+                    Some(Input::Shutdown) | None => break "shutdown",
+                },
+                Some(report) = self.reports.recv() => self.report(report).await,
+                _ = tick.tick() => self.tick(),
+            }
+            if let Some(reason) = self.ending.filter(|_| self.response.is_none()) {
+                break reason;
+            }
+        };
+        self.finish(reason).await;
+    }
+
+    /// Sends (or keeps, while detached) a server event.
+    fn emit(&mut self, event: ServerEvent) {
+        let seq = self.next_event;
+        self.next_event += 1;
+        let text: Arc<str> = event.sequenced(seq).into();
+        self.kept.push_back((seq, text.clone()));
+        let keep = if self.outlet.is_some() { self.limits().replay } else { self.limits().replay * 4 };
+        while self.kept.len() > keep {
+            self.kept.pop_front();
+        }
+        if let Some((_, outlet)) = &self.outlet
+            && outlet.try_send(Outgoing::Text(text)).is_err()
+        {
+            // The client stopped reading (or its socket is gone): the connection is
+            // dropped, and the session waits to be resumed.
+            tracing::info!(session_id = %self.session.session_id, "a voice client stopped reading; detached");
+            self.outlet = None;
+            self.detached_at = Some(Instant::now());
+        }
+    }
+
+    fn error(&mut self, code: &'static str, message: impl Into<String>) {
+        self.emit(ServerEvent::error(Refusal::new(code, message)));
+    }
+
+    fn created(&mut self, resume_token: String, resumed: bool) {
+        self.emit(ServerEvent::SessionCreated {
+            session_id: self.session.session_id.to_string(),
+            resume_token,
+            protocol: PROTOCOL,
+            resumed,
+            input_audio: self.format,
+            output_audio: self.format,
+            resume_window_secs: self.limits().resume_window.as_secs(),
+            voice: self.agent.voice.clone(),
+        });
+    }
+
+    fn attach(&mut self, id: u64, outlet: mpsc::Sender<Outgoing>, last_event_seq: u64) {
+        if let Some((_, old)) = self.outlet.take() {
+            let _ = old.try_send(Outgoing::Close { code: 4409, reason: "resumed on another connection" });
+        }
+        self.detached_at = None;
+        let missed: Vec<Arc<str>> =
+            self.kept.iter().filter(|(seq, _)| *seq > last_event_seq).map(|(_, text)| text.clone()).collect();
+        let lost = self.kept.front().is_some_and(|(first, _)| *first > last_event_seq + 1);
+        for text in missed {
+            if outlet.try_send(Outgoing::Text(text)).is_err() {
+                break;
+            }
+        }
+        self.outlet = Some((id, outlet));
+        if lost {
+            self.error("events_lost", "some events from before the reconnection are no longer kept");
+        }
+        // The token stays the same: the client already has it.
+        self.created(String::new(), true);
+    }
+
+    fn detach(&mut self, id: u64) {
+        if self.outlet.as_ref().is_some_and(|(current, _)| *current == id) {
+            self.outlet = None;
+            self.detached_at = Some(Instant::now());
+            // Nothing more will come of the caller's words until they are back.
+            self.stop_speech(StopCause::AudioStopped);
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.detached_at.is_some_and(|at| at.elapsed() >= self.limits().resume_window) {
+            self.ending.get_or_insert("disconnected");
+        }
+        let silence = self.limits().endpointing.silence;
+        if self.utterance.is_some() && self.last_audio.elapsed() >= silence {
+            self.stop_speech(StopCause::AudioStopped);
+        }
+    }
+
+    async fn client(&mut self, event: ClientEvent) {
+        if self.ending.is_some() {
+            return;
+        }
+        match event {
+            ClientEvent::Start(_) => self.error("session_already_started", "session.start comes once, first"),
+            ClientEvent::Append { seq, audio } => self.audio(seq, &audio).await,
+            ClientEvent::Commit => {
+                if self.utterance.is_some() {
+                    self.stop_speech(StopCause::Commit);
+                } else {
+                    self.error("input_audio_buffer_empty", "there is no speech to commit");
+                }
+            }
+            ClientEvent::Text { text } => match conv::validate_message(&text) {
+                Ok(text) => {
+                    let said = Said {
+                        text: text.to_owned(),
+                        decided: Instant::now(),
+                        endpointing_ms: 0,
+                        recognition_ms: 0,
+                        speech: None,
+                    };
+                    self.queue.push_back(said);
+                    self.next_response();
+                }
+                Err(e) => self.error("invalid_text", e.to_string()),
+            },
+            ClientEvent::Mark { seq } => {
+                self.marks_seen = true;
+                if let Some((_, end)) = self.playback.chunks.iter().find(|(chunk, _)| *chunk == seq) {
+                    self.playback.marked_ms = self.playback.marked_ms.max(*end);
+                }
+            }
+            ClientEvent::End => {
+                self.ending = Some("customer");
+            }
+        }
+    }
+
+    async fn audio(&mut self, seq: u64, audio: &str) {
+        if seq <= self.last_frame {
+            return self.error(
+                "frame_out_of_order",
+                format!("frame {seq} came after frame {}; frames count up from 1, and it was dropped", self.last_frame),
+            );
+        }
+        let Ok(bytes) = BASE64.decode(audio) else {
+            return self.error("invalid_audio", format!("frame {seq}: `audio` is not base64"));
+        };
+        let duration = self.format.duration_ms(bytes.len());
+        if !duration.is_some_and(|ms| protocol::FRAME_MS.contains(&ms)) {
+            return self.error(
+                "invalid_audio_frame",
+                format!(
+                    "frame {seq}: {} bytes is not whole samples of 20 to 100 ms of {:?} at {} Hz",
+                    bytes.len(),
+                    self.format.encoding,
+                    self.format.sample_rate
+                ),
+            );
+        }
+        if seq > self.last_frame + 1 {
+            self.error("frames_missing", format!("frames {} to {} never came", self.last_frame + 1, seq - 1));
+        }
+        self.last_frame = seq;
+        self.last_audio = Instant::now();
+        let samples = self.format.decode(&bytes);
+        self.recording.caller(&samples);
+        self.preroll.extend(samples.iter().copied());
+        let keep = self.samples_of(PREROLL.as_millis() as u64);
+        while self.preroll.len() > keep {
+            self.preroll.pop_front();
+        }
+        let wideband = to_16k(&samples, self.format.sample_rate);
+        let opened_before = self.utterance.is_some();
+        if opened_before && let Some(utterance) = &mut self.utterance {
+            utterance.samples.extend_from_slice(&samples);
+        }
+        for endpoint in self.endpointer.push(&wideband) {
+            match endpoint {
+                Endpoint::SpeechStarted { at_ms } => self.speech_started(at_ms).await,
+                Endpoint::Paused { .. } => self.recognise_so_far(),
+                Endpoint::SpeechStopped { reason, .. } => self.stop_speech(match reason {
+                    StopReason::Silence => StopCause::Silence,
+                    StopReason::MaxTurn => StopCause::MaxTurn,
+                }),
+            }
+        }
+        let due = self.samples_of(RECOGNISE_EVERY.as_millis() as u64);
+        if let Some(u) = &self.utterance
+            && u.samples.len() >= u.heard.as_ref().map_or(0, |(covered, _)| *covered) + due
+        {
+            self.recognise_so_far();
+        }
+    }
+
+    async fn speech_started(&mut self, at_ms: u64) {
+        self.emit(ServerEvent::SpeechStarted { audio_ms: at_ms });
+        self.barge_in().await;
+        self.utterances += 1;
+        let samples: Vec<i16> = self.preroll.iter().copied().collect();
+        let start = self.recording.now().saturating_sub(samples.len());
+        self.utterance = Some(Utterance {
+            id: self.utterances,
+            samples,
+            start,
+            started_ms: at_ms,
+            heard: None,
+            recognising: None,
+            closing: None,
+        });
+    }
+
+    /// The caller spoke while the agent's audio was playing.
+    async fn barge_in(&mut self) {
+        let played = self.playback.played_ms(self.marks_seen);
+        if self.playback.cut.is_some() || self.playback.sent_ms == 0 || played >= self.playback.sent_ms {
+            return;
+        }
+        if let Some(response) = self.response.as_ref().filter(|r| r.id == self.playback.response) {
+            response.interrupted.store(true, Ordering::Relaxed);
+        }
+        let heard = self.playback.heard(played);
+        self.recording.cut_agent(self.playback.recording_at + self.samples_of(played));
+        self.emit(ServerEvent::ResponseInterrupted { turn: self.playback.turn, played_ms: played, heard: heard.clone() });
+        self.playback.cut = Some(heard);
+        if let Some(turn) = self.playback.turn {
+            self.facts.entry(turn).or_default().played_ms = Some(played);
+            self.cut_stored(turn).await;
+        }
+    }
+
+    async fn cut_stored(&mut self, turn: u32) {
+        let Some(heard) = self.playback.cut.clone() else { return };
+        if let Err(e) = self.service.inner.turns.cut(&self.session, turn, &heard).await {
+            tracing::warn!(cause = %e, turn, "cutting an interrupted turn failed");
+        }
+    }
+
+    /// Recognises the words of the open utterance so far, unless a recognition runs.
+    fn recognise_so_far(&mut self) {
+        let (recognizer, report) = (self.service.inner.engines.recognizer.clone(), self.internal.clone());
+        if let Some(utterance) = &mut self.utterance {
+            recognise(utterance, self.format.sample_rate, recognizer, report);
+        }
+    }
+
+    /// The caller's turn is over: its words are what was recognised if that covers the
+    /// speech, else what the recognition of the whole utterance says.
+    fn stop_speech(&mut self, cause: StopCause) {
+        let voiced_ms = self.endpointer.last_voiced_ms();
+        if cause != StopCause::Silence && cause != StopCause::MaxTurn {
+            self.endpointer.finish();
+        }
+        let Some(mut utterance) = self.utterance.take() else { return };
+        let stopped_ms = self.ms_of(self.recording.now());
+        let needed = (voiced_ms * u64::from(self.format.sample_rate) / 1000) as usize;
+        let needed = needed.saturating_sub(utterance.start).min(utterance.samples.len());
+        utterance.closing = Some(Closing {
+            needed,
+            decided: Instant::now(),
+            endpointing_ms: if cause == StopCause::Silence { stopped_ms.saturating_sub(voiced_ms) } else { 0 },
+            stopped_ms,
+        });
+        self.emit(ServerEvent::SpeechStopped { audio_ms: stopped_ms, reason: cause });
+        self.closing.push_back(utterance);
+        self.settle_utterances();
+    }
+
+    /// Closed utterances whose words are in become the caller's turns, in order; those
+    /// still without them get a recognition of all of their audio.
+    fn settle_utterances(&mut self) {
+        let (recognizer, rate) = (self.service.inner.engines.recognizer.clone(), self.format.sample_rate);
+        for u in &mut self.closing {
+            let needed = u.closing.as_ref().map_or(0, |c| c.needed);
+            if u.heard.as_ref().is_none_or(|(covered, _)| *covered < needed) {
+                recognise(u, rate, recognizer.clone(), self.internal.clone());
+            }
+        }
+        while self.closing.front().is_some_and(|u| {
+            let needed = u.closing.as_ref().map_or(0, |c| c.needed);
+            u.heard.as_ref().is_some_and(|(covered, _)| *covered >= needed)
+        }) {
+            let utterance = self.closing.pop_front().expect("checked above");
+            self.close_as_heard(utterance);
+        }
+    }
+
+    fn close_as_heard(&mut self, utterance: Utterance) {
+        let Some(closing) = utterance.closing else { return };
+        let text = utterance.heard.map(|(_, text)| text).unwrap_or_default();
+        let text = text.trim().to_owned();
+        if text.is_empty() {
+            return;
+        }
+        self.emit(ServerEvent::TranscriptionCompleted { transcript: text.clone() });
+        self.queue.push_back(Said {
+            text,
+            decided: closing.decided,
+            endpointing_ms: closing.endpointing_ms,
+            recognition_ms: closing.decided.elapsed().as_millis() as u64,
+            speech: Some((utterance.started_ms, closing.stopped_ms)),
+        });
+        self.next_response();
+    }
+
+    /// Starts the agent on the next turn waiting, if it is free.
+    fn next_response(&mut self) {
+        if self.response.is_some() || self.ending.is_some() {
+            return;
+        }
+        let Some(said) = self.queue.pop_front() else { return };
+        self.responses += 1;
+        let interrupted = Arc::new(AtomicBool::new(false));
+        let inner = self.service.inner.clone();
+        let message = CustomerMessage {
+            message: said.text.clone(),
+            session_id: Some(self.session.session_id.clone()),
+            customer: None,
+            channel: "voice",
+        };
+        let (tenant, agent) = (self.session.tenant_id.clone(), self.session.agent_id.clone());
+        let (report, voice, id, stop) = (self.internal.clone(), self.agent.voice.clone(), self.responses, interrupted.clone());
+        tokio::spawn(async move {
+            let accepted = match inner.turns.accept(&tenant, &agent, message).await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    let _ = report.send(Internal::Answered { response: id, result: Err(e) });
+                    return;
+                }
+            };
+            let _ = report.send(Internal::Accepted { response: id, customer_turn: accepted.turn.turn });
+            let began = Instant::now();
+            let (pieces, written) = mpsc::unbounded_channel::<String>();
+            let answering = async {
+                let sink = move |piece: &str| {
+                    let _ = pieces.send(piece.to_owned());
+                };
+                inner.turns.answer(&accepted, Some(&sink)).await
+            };
+            let speaking = speak(written, &inner.engines, &voice, id, &stop, &report, began);
+            let (result, spoken) = tokio::join!(answering, speaking);
+            // An agent that did not stream is spoken whole.
+            if let Ok(answered) = &result
+                && !spoken
+            {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let _ = tx.send(answered.turn.text.clone());
+                drop(tx);
+                speak(rx, &inner.engines, &voice, id, &stop, &report, began).await;
+            }
+            let _ = report.send(Internal::Answered { response: id, result });
+        });
+        self.response = Some(Response { id: self.responses, said, interrupted, customer_turn: None, timings: None });
+    }
+
+    async fn report(&mut self, report: Internal) {
+        match report {
+            Internal::Recognised { utterance, covered, text } => {
+                let open = self.utterance.as_mut().filter(|u| u.id == utterance);
+                let Some(u) = open.or_else(|| self.closing.iter_mut().find(|u| u.id == utterance)) else { return };
+                u.recognising = None;
+                match text {
+                    Ok(text) => {
+                        let text = text.trim().to_owned();
+                        if u.heard.as_ref().is_none_or(|(before, _)| covered > *before) {
+                            u.heard = Some((covered, text.clone()));
+                            if !text.is_empty() && u.closing.is_none() {
+                                self.emit(ServerEvent::TranscriptionDelta { text });
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "recognising the caller failed");
+                        if u.closing.is_some() {
+                            // Its words cannot be had: the caller is asked to say it again.
+                            self.closing.retain(|u| u.id != utterance);
+                            self.error("recognition_failed", "the speech could not be recognised; say it again");
+                        }
+                    }
+                }
+                self.settle_utterances();
+            }
+            Internal::Accepted { response, customer_turn } => {
+                if let Some(r) = self.response.as_mut().filter(|r| r.id == response) {
+                    r.customer_turn = Some(customer_turn);
+                    if let Some(speech) = r.said.speech {
+                        let facts = self.facts.entry(customer_turn).or_default();
+                        facts.speech_started_ms = Some(speech.0);
+                        facts.speech_stopped_ms = Some(speech.1);
+                    }
+                }
+            }
+            Internal::Sentence { response, text, audio, agent_ms, synthesis_ms } => {
+                self.sentence(response, text, audio, agent_ms, synthesis_ms)
+            }
+            Internal::Answered { response, result } => self.answered(response, result).await,
+        }
+    }
+
+    fn sentence(&mut self, response: u64, text: String, audio: Audio, agent_ms: u64, synthesis_ms: u64) {
+        let Some(r) = self.response.as_mut().filter(|r| r.id == response) else { return };
+        if r.interrupted.load(Ordering::Relaxed) {
+            return;
+        }
+        let audio = match resample(&audio, self.format.sample_rate) {
+            Ok(audio) => audio,
+            Err(e) => return tracing::warn!(cause = %e, "resampling the agent's voice failed"),
+        };
+        if self.playback.response != response {
+            self.playback = Playback { response, ..Playback::default() };
+        }
+        if r.timings.is_none() {
+            let total_ms = r.said.decided.elapsed().as_millis() as u64 + r.said.endpointing_ms;
+            let parts = r.said.endpointing_ms + r.said.recognition_ms + agent_ms + synthesis_ms;
+            r.timings = Some(Timings {
+                endpointing_ms: r.said.endpointing_ms,
+                recognition_ms: r.said.recognition_ms,
+                agent_ms,
+                synthesis_ms,
+                platform_ms: total_ms.saturating_sub(parts),
+                total_ms,
+            });
+        }
+        self.emit(ServerEvent::ResponseTranscriptDelta { text: text.clone() });
+        let start_ms = self.playback.sent_ms;
+        let chunk = self.samples_of(self.limits().chunk.as_millis() as u64).max(1);
+        for piece in audio.samples.chunks(chunk) {
+            let at = self.recording.agent(piece);
+            if self.playback.started.is_none() {
+                self.playback.started = Some(Instant::now());
+                self.playback.recording_at = at;
+            }
+            let duration_ms = self.ms_of(piece.len());
+            self.playback.sent_ms += duration_ms;
+            let seq = self.next_chunk;
+            self.next_chunk += 1;
+            self.playback.chunks.push((seq, self.playback.sent_ms));
+            let audio = BASE64.encode(self.format.encode(piece));
+            self.emit(ServerEvent::ResponseAudio { seq, audio, duration_ms });
+        }
+        self.playback.sentences.push((start_ms, self.playback.sent_ms, text));
+    }
+
+    async fn answered(&mut self, response: u64, result: Result<Answered, TurnError>) {
+        let Some(r) = self.response.take().filter(|r| r.id == response) else { return };
+        match result {
+            Ok(Answered { session, turn }) => {
+                let was = self.session.status;
+                self.session = session;
+                let mut stored = turn;
+                if self.playback.response == response {
+                    self.playback.turn = Some(stored.turn);
+                    if let Some(heard) = self.playback.cut.clone() {
+                        self.facts.entry(stored.turn).or_default().played_ms =
+                            Some(self.playback.played_ms(self.marks_seen));
+                        self.cut_stored(stored.turn).await;
+                        stored.text = heard;
+                        stored.interrupted = true;
+                    }
+                }
+                let timings = r.timings.unwrap_or_default();
+                self.facts.entry(stored.turn).or_default().timings = Some(timings);
+                self.emit(ServerEvent::ResponseDone {
+                    customer_turn: r.customer_turn.unwrap_or(stored.turn.saturating_sub(1)),
+                    turn: stored.turn,
+                    transcript: stored.text.clone(),
+                    sources: stored.sources.clone(),
+                    status: self.session.status.as_str().into(),
+                    timings,
+                });
+                if self.session.status == SessionStatus::HandoffRequested && was != SessionStatus::HandoffRequested {
+                    self.emit(ServerEvent::HandoffRequested {
+                        reason: self.session.handoff_reason.clone().unwrap_or_default(),
+                        summary: self.session.handoff_summary.clone(),
+                    });
+                }
+                if self.session.status == SessionStatus::Ended {
+                    self.ending = Some("agent");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(cause = %e, "a voice turn failed");
+                let code = match &e {
+                    TurnError::Conversation(ConversationError::SessionEnded) => {
+                        self.ending = Some("ended");
+                        "session_ended"
+                    }
+                    TurnError::AgentPaused => "agent_paused",
+                    TurnError::Runtime(_) => "agent_error",
+                    _ => "turn_failed",
+                };
+                self.error(code, format!("the agent could not answer: {e}"));
+            }
+        }
+        self.next_response();
+    }
+
+    /// Ends the session: stored as ended (unless the agent ended it), its recording and
+    /// transcript written, the client told.
+    async fn finish(&mut self, reason: &'static str) {
+        let inner = self.service.inner.clone();
+        let (tenant, agent, id) =
+            (self.session.tenant_id.clone(), self.session.agent_id.clone(), self.session.session_id.clone());
+        if reason != "agent" && reason != "ended" {
+            match inner.turns.end(&tenant, &agent, &id, reason).await {
+                Ok(ended) => self.session = ended,
+                Err(TurnError::Conversation(ConversationError::SessionEnded)) => {}
+                Err(e) => tracing::warn!(cause = %e, "ending a voice session failed"),
+            }
+        }
+        if let Err(e) = self.keep_recording().await {
+            tracing::error!(cause = %format!("{e:#}"), session_id = %id, "writing a voice session's recording failed");
+        }
+        self.emit(ServerEvent::SessionEnded { reason: reason.into() });
+        if let Some((_, outlet)) = self.outlet.take() {
+            let _ = outlet.try_send(Outgoing::Close { code: 1000, reason: "session ended" });
+        }
+        self.service.forget(&id);
+    }
+
+    async fn keep_recording(&mut self) -> anyhow::Result<()> {
+        let inner = &self.service.inner;
+        let table = inner.turns.table.as_ref();
+        let session = conv::get(table, &self.session.tenant_id, &self.session.agent_id, &self.session.session_id).await?;
+        let turns = conv::transcript(table, &session).await?;
+        let transcript = transcript_json(&session, &turns, &self.facts, self.format);
+        let (tenant, id) = (&session.tenant_id, &session.session_id);
+        inner.blobs.put(&recording_key(tenant, id), self.recording.wav(), "audio/wav").await?;
+        inner
+            .blobs
+            .put(&transcript_key(tenant, id), serde_json::to_vec_pretty(&transcript)?, "application/json")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The session's transcript as kept beside its recording.
+fn transcript_json(
+    session: &Session,
+    turns: &[Turn],
+    facts: &HashMap<u32, TurnFacts>,
+    format: AudioFormat,
+) -> serde_json::Value {
+    let turns: Vec<serde_json::Value> = turns
+        .iter()
+        .map(|turn| {
+            let mut value = serde_json::to_value(turn).unwrap_or_default();
+            if let (Some(facts), serde_json::Value::Object(map)) = (facts.get(&turn.turn), &mut value)
+                && let Ok(serde_json::Value::Object(more)) = serde_json::to_value(facts)
+            {
+                map.extend(more);
+            }
+            value
+        })
+        .collect();
+    serde_json::json!({
+        "session_id": session.session_id,
+        "agent_id": session.agent_id,
+        "channel": session.channel,
+        "customer": session.customer,
+        "started_at": session.started_at,
+        "ended_at": session.ended_at,
+        "end_reason": session.end_reason,
+        "status": session.status.as_str(),
+        "handoff_reason": session.handoff_reason,
+        "recording": {
+            "format": "wav",
+            "sample_rate": format.sample_rate,
+            "channels": ["caller", "agent"],
+        },
+        "turns": turns,
+    })
+}
+
+/// Starts recognising all of `utterance` heard so far, unless a recognition of it runs.
+fn recognise(
+    utterance: &mut Utterance,
+    rate: u32,
+    recognizer: Arc<dyn Recognizer>,
+    report: mpsc::UnboundedSender<Internal>,
+) {
+    if utterance.recognising.is_some() || utterance.samples.is_empty() {
+        return;
+    }
+    let covered = utterance.samples.len();
+    utterance.recognising = Some(covered);
+    let (audio, id) = (Audio::new(rate, utterance.samples.clone()), utterance.id);
+    tokio::spawn(async move {
+        let text = recognizer.transcribe(&audio).await;
+        let _ = report.send(Internal::Recognised { utterance: id, covered, text });
+    });
+}
+
+/// Session audio at 16 kHz for the endpointer (telephony's 8 kHz doubled; the detector
+/// needs no better).
+fn to_16k(samples: &[i16], rate: u32) -> Vec<i16> {
+    if rate == 16_000 {
+        return samples.to_vec();
+    }
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for (i, s) in samples.iter().enumerate() {
+        let next = samples.get(i + 1).copied().unwrap_or(*s);
+        out.push(*s);
+        out.push(((i32::from(*s) + i32::from(next)) / 2) as i16);
+    }
+    out
+}
+
+/// Speaks the reply as it is written: sentence by sentence, each sent as soon as it is
+/// spoken. Stops when interrupted. Whether anything was written.
+async fn speak(
+    mut written: mpsc::UnboundedReceiver<String>,
+    engines: &VoiceEngines,
+    voice: &crate::speech::VoiceSettings,
+    response: u64,
+    interrupted: &AtomicBool,
+    report: &mpsc::UnboundedSender<Internal>,
+    began: Instant,
+) -> bool {
+    let mut pending = String::new();
+    let mut wrote = false;
+    let mut first = true;
+    loop {
+        let piece = written.recv().await;
+        let done = piece.is_none();
+        if let Some(piece) = piece {
+            wrote |= !piece.trim().is_empty();
+            pending.push_str(&piece);
+        }
+        let mut sentences = take_sentences(&mut pending);
+        if done && !pending.trim().is_empty() {
+            sentences.push(std::mem::take(&mut pending));
+        }
+        for sentence in sentences {
+            let spoken = speakable(&sentence);
+            if spoken.is_empty() || interrupted.load(Ordering::Relaxed) {
+                continue;
+            }
+            let agent_ms = if first { began.elapsed().as_millis() as u64 } else { 0 };
+            let started = Instant::now();
+            match engines.synthesizer.synthesize(&spoken, voice).await {
+                Ok(audio) => {
+                    let synthesis_ms = started.elapsed().as_millis() as u64;
+                    first = false;
+                    let _ = report.send(Internal::Sentence { response, text: spoken, audio, agent_ms, synthesis_ms });
+                }
+                Err(e) => tracing::warn!(cause = %e, "synthesising a sentence failed"),
+            }
+        }
+        if done {
+            return wrote;
+        }
+    }
+}
+
+/// The whole sentences at the front of `text`, taken out of it. A sentence ends at `.`,
+/// `!`, `?`, `;` or a line break followed by a space, once it is long enough to be worth
+/// speaking on its own (so that "Dr. Lee" or "No." alone does not make a sentence).
+fn take_sentences(text: &mut String) -> Vec<String> {
+    const SHORTEST: usize = 16;
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    for (i, (at, c)) in chars.iter().enumerate() {
+        let ends = matches!(c, '.' | '!' | '?' | ';' | '\n')
+            && chars.get(i + 1).is_some_and(|(_, next)| next.is_whitespace());
+        if ends && text[start..=*at].trim().chars().count() >= SHORTEST {
+            sentences.push(text[start..=*at].to_owned());
+            start = at + c.len_utf8();
+        }
+    }
+    text.drain(..start);
+    sentences
+}
+
+/// A sentence as it is said: without the marks of written text (Markdown emphasis,
+/// headings, bullets, code ticks).
+fn speakable(sentence: &str) -> String {
+    let cleaned: String = sentence.chars().filter(|c| !matches!(c, '*' | '_' | '`' | '#')).collect();
+    cleaned
+        .lines()
+        .map(|line| line.trim().trim_start_matches(['-', '•']).trim())
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_cut_into_sentences_worth_speaking() {
+        let mut text = "Sure. Dr. Lee sees patients on Tuesdays. We open at 9.30 on Saturdays! And the rest".to_owned();
+        let sentences = take_sentences(&mut text);
+        assert_eq!(sentences, ["Sure. Dr. Lee sees patients on Tuesdays.", " We open at 9.30 on Saturdays!"]);
+        assert_eq!(text, " And the rest");
+        assert_eq!(speakable("**Hours:**\n- Mon to Fri"), "Hours: Mon to Fri");
+    }
+
+    #[test]
+    fn what_the_caller_heard_is_cut_where_the_audio_stopped() {
+        let playback = Playback {
+            sent_ms: 4_000,
+            sentences: vec![
+                (0, 2_000, "We are open until six.".into()),
+                (2_000, 4_000, "On Saturdays we close at noon.".into()),
+            ],
+            ..Playback::default()
+        };
+        assert_eq!(playback.heard(1_000), "We are");
+        assert_eq!(playback.heard(3_000), "We are open until six. On Saturdays we");
+        assert_eq!(playback.heard(4_000), "We are open until six. On Saturdays we close at noon.");
+    }
+}
