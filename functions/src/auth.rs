@@ -65,7 +65,11 @@ pub async fn customer_of(deps: &Deps, raw: Option<&str>, agent: Option<&AgentId>
     span.record("tenant_id", tracing::field::display(&principal.tenant_id));
     span.record("agent_id", tracing::field::display(&principal.agent_id));
     if agent != Some(&principal.agent_id) {
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "key_agent_mismatch", "this API key belongs to another agent"));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "key_agent_mismatch",
+            "this API key belongs to another agent",
+        ));
     }
     match deps.rate_limiter.check(principal.key_id.as_str(), principal.rate_limit_per_minute).await? {
         Decision::Allowed => {}

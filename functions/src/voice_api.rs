@@ -39,6 +39,9 @@ const IDLE: Duration = Duration::from_secs(600);
 /// A client that takes longer than this to take one frame is not reading.
 const SEND_WITHIN: Duration = Duration::from_secs(5);
 
+/// How long a closed connection waits for the client's own close.
+const CLOSE_WITHIN: Duration = Duration::from_secs(2);
+
 /// The browser form of the key: a subprotocol beside the protocol's own.
 const KEY_SUBPROTOCOL: &str = "oratio-key.";
 
@@ -110,13 +113,27 @@ fn close_code(code: &str) -> u16 {
         "agent_paused" | "agent_not_ready" => 4409,
         "session_not_resumable" => 4410,
         "rate_limited" => 4429,
+        "speech_unavailable" => 1013,
         _ => 1011,
     }
 }
 
+/// Closes with `code` (unless the client cannot even take the close frame), then waits a
+/// moment for the client's own close, as RFC 6455 asks: a connection dropped while the
+/// client still writes would be reset, and the client would lose the frames before it.
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.chars().take(120).collect::<String>().into() };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if !matches!(tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(frame)))).await, Ok(Ok(()))) {
+        return;
+    }
+    let answered = async {
+        while let Some(Ok(message)) = socket.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WITHIN, answered).await;
 }
 
 /// Refuses a connection before its session: an `error` message, then the close.
@@ -138,7 +155,9 @@ async fn converse(gateway: VoiceGateway, mut socket: WebSocket, agent: AgentId, 
     };
     let start = match first {
         Ok(ClientEvent::Start(start)) => start,
-        Ok(_) => return refuse(&mut socket, "session_start_expected", "the first message is session.start".into()).await,
+        Ok(_) => {
+            return refuse(&mut socket, "session_start_expected", "the first message is session.start".into()).await;
+        }
         Err(refusal) => return refuse(&mut socket, "session_start_expected", refusal.message).await,
     };
     let principal = match shown {
@@ -160,23 +179,44 @@ async fn converse(gateway: VoiceGateway, mut socket: WebSocket, agent: AgentId, 
         }
     };
     tracing::info!(session_id = %connection.session_id, agent_id = %agent, "voice connection");
-    relay(socket, connection, gateway.shutdown.clone()).await;
+    relay(socket, connection, gateway.voice.limits().keepalive, gateway.shutdown.clone()).await;
 }
 
 /// Carries client frames to the session and its events to the client until either ends.
-async fn relay(mut socket: WebSocket, connection: Connection, mut shutdown: watch::Receiver<bool>) {
+/// The client is pinged every `keepalive`; one that answers nothing (not even the pong
+/// its WebSocket library sends by itself) for twice that is not reading, or gone.
+async fn relay(
+    mut socket: WebSocket,
+    connection: Connection,
+    keepalive: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let Connection { client, mut outgoing, .. } = connection;
+    let mut ping = tokio::time::interval(keepalive);
+    let mut heard = tokio::time::Instant::now();
     let (code, reason) = loop {
         tokio::select! {
+            _ = ping.tick() => {
+                if heard.elapsed() >= keepalive * 2 {
+                    break (4008, "the client is not reading");
+                }
+                let sent = tokio::time::timeout(SEND_WITHIN, socket.send(Message::Ping(Default::default()))).await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    break (4008, "the client is not reading");
+                }
+            }
             incoming = tokio::time::timeout(IDLE, socket.next()) => match incoming {
-                Ok(Some(Ok(Message::Text(text)))) => match ClientEvent::parse(&text) {
-                    Ok(event) => client.send(event),
-                    Err(refusal) => client.refuse(refusal),
-                },
+                Ok(Some(Ok(Message::Text(text)))) => {
+                    heard = tokio::time::Instant::now();
+                    match ClientEvent::parse(&text) {
+                        Ok(event) => client.send(event),
+                        Err(refusal) => client.refuse(refusal),
+                    }
+                }
                 Ok(Some(Ok(Message::Binary(_)))) => {
                     client.refuse(Refusal::new("binary_not_supported", "send JSON text frames; audio goes base64 in input_audio_buffer.append"));
                 }
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => heard = tokio::time::Instant::now(),
                 Ok(Some(Ok(Message::Close(_))) | None) => break (1000, "client closed"),
                 Ok(Some(Err(e))) => break refusal(e),
                 Err(_) => break (4408, "idle: nothing came for 10 minutes"),
@@ -195,6 +235,7 @@ async fn relay(mut socket: WebSocket, connection: Connection, mut shutdown: watc
         }
     };
     drop(client);
+    tracing::info!(code, reason, "voice connection closing");
     close(&mut socket, code, reason).await;
 }
 

@@ -183,6 +183,21 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         )
         .await;
     }
+    // A's voice: B's key, and A's key of another agent, open no call to A's agent; B's
+    // token gets no link to A's recordings.
+    for key in [&b.secret, &a_second_secret] {
+        send(Method::GET, "/v1/agents/{agent_id}/voice", format!("/v1/agents/{live}/voice"), None, Some(key), None)
+            .await;
+    }
+    send(
+        Method::GET,
+        "/v1/agents/{agent_id}/sessions/{session_id}/recording",
+        format!("/v1/agents/{live}/sessions/{ses}/recording"),
+        bt,
+        None,
+        None,
+    )
+    .await;
     // The runtime API of agents: B's access token, and a token naming A's agent that this
     // platform did not sign, reach nothing.
     let forged = format!("{}.{}.{}", a.tenant_id, a.agent, "00".repeat(32));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use oratio_core::speech::{Audio, Recognizer, Synthesizer, VoiceSettings, word_error_rate};
 use oratio_local::speech::{LocalSpeech, VOICE, resample, worker};
+use oratio_tests::speech::{caller_says, python};
 
 /// Callers, in their own words.
 const SAID: &[&str] = &[
@@ -19,42 +20,6 @@ const SAID: &[&str] = &[
     "Are you open on Saturdays, and until what time?",
     "I have a terrible toothache and my jaw is swollen since last night.",
 ];
-
-fn python() -> PathBuf {
-    std::env::var_os("ORATIO_MOTO_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
-}
-
-/// `text` spoken by flite's `slt` voice, as a caller would.
-fn caller_says(text: &str) -> Audio {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let wav = dir.path().join("said.wav");
-    let status = std::process::Command::new("flite")
-        .args(["-voice", "slt", "-t", text, "-o"])
-        .arg(&wav)
-        .status()
-        .expect("flite (scripts/test installs it)");
-    assert!(status.success());
-    read_wav(&std::fs::read(wav).expect("the WAV"))
-}
-
-/// A mono PCM16 WAV's audio.
-fn read_wav(bytes: &[u8]) -> Audio {
-    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
-    let mut at = 12;
-    let mut rate = 0;
-    while at + 8 <= bytes.len() {
-        let (id, size) = (&bytes[at..at + 4], u32_at(at + 4) as usize);
-        if id == b"fmt " {
-            rate = u32_at(at + 12);
-        } else if id == b"data" {
-            return Audio::from_le_bytes(rate, &bytes[at + 8..(at + 8 + size).min(bytes.len())]);
-        }
-        at += 8 + size + size % 2;
-    }
-    panic!("no data chunk")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_are_recognised_on_both_lines_and_the_agents_voice_is_understood() {

@@ -260,7 +260,8 @@ impl Turns {
     ) -> Result<Session, TurnError> {
         let session = conv::get(self.table.as_ref(), tenant, agent, session).await?;
         let at = now();
-        let ended = conv::end(self.table.as_ref(), &session, reason, at).await?.ok_or(ConversationError::SessionEnded)?;
+        let ended =
+            conv::end(self.table.as_ref(), &session, reason, at).await?.ok_or(ConversationError::SessionEnded)?;
         let event = Event::SessionEnded {
             agent_id: ended.agent_id.clone(),
             session_id: ended.session_id.clone(),

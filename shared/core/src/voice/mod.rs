@@ -52,8 +52,10 @@ pub struct VoiceLimits {
     pub endpointing: EndpointingSettings,
     /// Server events queued for a connection before its client counts as not reading.
     pub outbox: usize,
-    /// Server events kept for a client that reconnects.
-    pub replay: usize,
+    /// Bytes of server events kept for a client that reconnects (the newest).
+    pub replay_bytes: usize,
+    /// The socket pings this often; a client that answers nothing for twice as long is let go.
+    pub keepalive: Duration,
     /// The agent's audio is sent in chunks this long.
     pub chunk: Duration,
 }
@@ -64,7 +66,8 @@ impl Default for VoiceLimits {
             resume_window: Duration::from_secs(90),
             endpointing: EndpointingSettings::default(),
             outbox: 512,
-            replay: 4_096,
+            replay_bytes: 8 * 1024 * 1024,
+            keepalive: Duration::from_secs(10),
             chunk: Duration::from_millis(100),
         }
     }
@@ -75,7 +78,10 @@ impl Default for VoiceLimits {
 pub enum Outgoing {
     Text(Arc<str>),
     /// The session is over: close with this code.
-    Close { code: u16, reason: &'static str },
+    Close {
+        code: u16,
+        reason: &'static str,
+    },
 }
 
 /// Why a connection could not start or resume a session.
@@ -85,7 +91,9 @@ pub enum VoiceError {
     Turn(#[from] TurnError),
     #[error("this server speaks {PROTOCOL}, not {0:?}")]
     Protocol(String),
-    #[error("audio must be {{\"encoding\": \"pcm16\", \"sample_rate\": 16000}} or {{\"encoding\": \"mulaw\", \"sample_rate\": 8000}}")]
+    #[error(
+        "audio must be {{\"encoding\": \"pcm16\", \"sample_rate\": 16000}} or {{\"encoding\": \"mulaw\", \"sample_rate\": 8000}}"
+    )]
     AudioFormat,
     #[error("this agent takes text only; make it a voice agent (kind voice or both)")]
     NotVoice,
@@ -117,8 +125,14 @@ enum Input {
     Client(ClientEvent),
     /// A client message that was not a client event.
     Invalid(Refusal),
-    Attach { id: u64, outlet: mpsc::Sender<Outgoing>, last_event_seq: u64 },
-    Detach { id: u64 },
+    Attach {
+        id: u64,
+        outlet: mpsc::Sender<Outgoing>,
+        last_event_seq: u64,
+    },
+    Detach {
+        id: u64,
+    },
     Shutdown,
 }
 
@@ -234,13 +248,12 @@ impl VoiceService {
         if !format.supported() {
             return Err(VoiceError::AudioFormat);
         }
-        self.inner.engines.recognizer.ready()?;
-        let agent_record = crate::agents::load(self.inner.turns.table.as_ref(), tenant, agent)
-            .await
-            .map_err(TurnError::from)?;
+        let agent_record =
+            crate::agents::load(self.inner.turns.table.as_ref(), tenant, agent).await.map_err(TurnError::from)?;
         if agent_record.kind == AgentKind::Text {
             return Err(VoiceError::NotVoice);
         }
+        self.inner.engines.recognizer.ready()?;
         let (agent_record, session) =
             self.inner.turns.open(tenant, agent, "voice", start.customer.unwrap_or_default()).await?;
         let mut token = [0u8; 32];
@@ -315,12 +328,28 @@ impl VoiceService {
 /// What the session's own tasks report back to it.
 enum Internal {
     /// Words recognised in the utterance `utterance`, covering its first `covered` samples.
-    Recognised { utterance: u64, covered: usize, text: Result<String, SpeechError> },
+    Recognised {
+        utterance: u64,
+        covered: usize,
+        text: Result<String, SpeechError>,
+    },
     /// The agent took the caller's turn (its number).
-    Accepted { response: u64, customer_turn: u32 },
+    Accepted {
+        response: u64,
+        customer_turn: u32,
+    },
     /// A sentence of the reply, spoken.
-    Sentence { response: u64, text: String, audio: Audio, agent_ms: u64, synthesis_ms: u64 },
-    Answered { response: u64, result: Result<Answered, TurnError> },
+    Sentence {
+        response: u64,
+        text: String,
+        audio: Audio,
+        agent_ms: u64,
+        synthesis_ms: u64,
+    },
+    Answered {
+        response: u64,
+        result: Box<Result<Answered, TurnError>>,
+    },
 }
 
 /// The caller's words of one turn, ready for the agent.
@@ -437,6 +466,7 @@ struct Call {
     detached_at: Option<Instant>,
     next_event: u64,
     kept: VecDeque<(u64, Arc<str>)>,
+    kept_bytes: usize,
     last_frame: u64,
     last_audio: Instant,
     endpointer: Endpointer,
@@ -484,6 +514,7 @@ impl Call {
             detached_at: None,
             next_event: 1,
             kept: VecDeque::new(),
+            kept_bytes: 0,
             last_frame: 0,
             last_audio: Instant::now(),
             endpointer: Endpointer::new(endpointing),
@@ -544,10 +575,12 @@ impl Call {
         let seq = self.next_event;
         self.next_event += 1;
         let text: Arc<str> = event.sequenced(seq).into();
+        self.kept_bytes += text.len();
         self.kept.push_back((seq, text.clone()));
-        let keep = if self.outlet.is_some() { self.limits().replay } else { self.limits().replay * 4 };
-        while self.kept.len() > keep {
-            self.kept.pop_front();
+        while self.kept_bytes > self.limits().replay_bytes
+            && let Some((_, old)) = self.kept.pop_front()
+        {
+            self.kept_bytes -= old.len();
         }
         if let Some((_, outlet)) = &self.outlet
             && outlet.try_send(Outgoing::Text(text)).is_err()
@@ -742,7 +775,11 @@ impl Call {
         }
         let heard = self.playback.heard(played);
         self.recording.cut_agent(self.playback.recording_at + self.samples_of(played));
-        self.emit(ServerEvent::ResponseInterrupted { turn: self.playback.turn, played_ms: played, heard: heard.clone() });
+        self.emit(ServerEvent::ResponseInterrupted {
+            turn: self.playback.turn,
+            played_ms: played,
+            heard: heard.clone(),
+        });
         self.playback.cut = Some(heard);
         if let Some(turn) = self.playback.turn {
             self.facts.entry(turn).or_default().played_ms = Some(played);
@@ -840,12 +877,13 @@ impl Call {
             channel: "voice",
         };
         let (tenant, agent) = (self.session.tenant_id.clone(), self.session.agent_id.clone());
-        let (report, voice, id, stop) = (self.internal.clone(), self.agent.voice.clone(), self.responses, interrupted.clone());
+        let (report, voice, id, stop) =
+            (self.internal.clone(), self.agent.voice.clone(), self.responses, interrupted.clone());
         tokio::spawn(async move {
             let accepted = match inner.turns.accept(&tenant, &agent, message).await {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    let _ = report.send(Internal::Answered { response: id, result: Err(e) });
+                    let _ = report.send(Internal::Answered { response: id, result: Box::new(Err(e)) });
                     return;
                 }
             };
@@ -869,7 +907,7 @@ impl Call {
                 drop(tx);
                 speak(rx, &inner.engines, &voice, id, &stop, &report, began).await;
             }
-            let _ = report.send(Internal::Answered { response: id, result });
+            let _ = report.send(Internal::Answered { response: id, result: Box::new(result) });
         });
         self.response = Some(Response { id: self.responses, said, interrupted, customer_turn: None, timings: None });
     }
@@ -914,7 +952,7 @@ impl Call {
             Internal::Sentence { response, text, audio, agent_ms, synthesis_ms } => {
                 self.sentence(response, text, audio, agent_ms, synthesis_ms)
             }
-            Internal::Answered { response, result } => self.answered(response, result).await,
+            Internal::Answered { response, result } => self.answered(response, *result).await,
         }
     }
 
@@ -1042,7 +1080,8 @@ impl Call {
     async fn keep_recording(&mut self) -> anyhow::Result<()> {
         let inner = &self.service.inner;
         let table = inner.turns.table.as_ref();
-        let session = conv::get(table, &self.session.tenant_id, &self.session.agent_id, &self.session.session_id).await?;
+        let session =
+            conv::get(table, &self.session.tenant_id, &self.session.agent_id, &self.session.session_id).await?;
         let turns = conv::transcript(table, &session).await?;
         let transcript = transcript_json(&session, &turns, &self.facts, self.format);
         let (tenant, id) = (&session.tenant_id, &session.session_id);
@@ -1183,8 +1222,8 @@ fn take_sentences(text: &mut String) -> Vec<String> {
     let mut start = 0;
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     for (i, (at, c)) in chars.iter().enumerate() {
-        let ends = matches!(c, '.' | '!' | '?' | ';' | '\n')
-            && chars.get(i + 1).is_some_and(|(_, next)| next.is_whitespace());
+        let ends =
+            matches!(c, '.' | '!' | '?' | ';' | '\n') && chars.get(i + 1).is_some_and(|(_, next)| next.is_whitespace());
         if ends && text[start..=*at].trim().chars().count() >= SHORTEST {
             sentences.push(text[start..=*at].to_owned());
             start = at + c.len_utf8();

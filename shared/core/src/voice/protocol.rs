@@ -52,7 +52,7 @@ impl AudioFormat {
     /// Milliseconds of audio in `bytes`, if they are whole samples.
     pub fn duration_ms(self, bytes: usize) -> Option<u64> {
         let per = self.bytes_per_sample();
-        (bytes % per == 0).then(|| (bytes / per) as u64 * 1000 / u64::from(self.sample_rate))
+        bytes.is_multiple_of(per).then(|| (bytes / per) as u64 * 1000 / u64::from(self.sample_rate))
     }
 
     pub fn decode(self, bytes: &[u8]) -> Vec<i16> {
