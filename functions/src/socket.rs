@@ -64,3 +64,13 @@ pub fn reply(status: u16, body: Option<String>) -> ApiGatewayProxyResponse {
     response.body = body.map(Body::Text);
     response
 }
+
+/// How a WebSocket connection ends on a frame it cannot take (RFC 6455, 7.4.1): its
+/// close code and reason.
+pub fn close_for(error: axum::Error) -> (u16, &'static str) {
+    match error.into_inner().downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Utf8(_)) => (1007, "Text frame is not valid UTF-8"),
+        Some(tungstenite::Error::Capacity(_)) => (1009, "Message too big"),
+        _ => (1002, "Malformed frame"),
+    }
+}

@@ -26,6 +26,7 @@ use crate::auth::{api_key, customer_of};
 use crate::body::Path;
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
+use crate::socket::close_for;
 
 /// API Gateway's frame limit, kept here too.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024;
@@ -218,7 +219,7 @@ async fn relay(
                 }
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => heard = tokio::time::Instant::now(),
                 Ok(Some(Ok(Message::Close(_))) | None) => break (1000, "client closed"),
-                Ok(Some(Err(e))) => break refusal(e),
+                Ok(Some(Err(e))) => break close_for(e),
                 Err(_) => break (4408, "idle: nothing came for 10 minutes"),
             },
             out = outgoing.recv() => match out {
@@ -237,13 +238,4 @@ async fn relay(
     drop(client);
     tracing::info!(code, reason, "voice connection closing");
     close(&mut socket, code, reason).await;
-}
-
-/// How a connection ends on a frame it cannot take (RFC 6455, 7.4.1).
-fn refusal(error: axum::Error) -> (u16, &'static str) {
-    match error.into_inner().downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Utf8(_)) => (1007, "text frame is not valid UTF-8"),
-        Some(tungstenite::Error::Capacity(_)) => (1009, "frame over 32 KB"),
-        _ => (1002, "malformed frame"),
-    }
 }

@@ -60,6 +60,8 @@ pub fn test_config() -> Config {
         llm: ModelConfig::Local,
         llm_fallback: None,
         embeddings,
+        // Voice tests start the shared speech worker themselves (`crate::speech`).
+        speech: oratio::SpeechConfig::Off,
         document_reader: document_reader(),
         ..Config::default()
     }

@@ -17,12 +17,16 @@ fn assert_error_body(body: &Value, code: &str) {
 
 #[tokio::test]
 async fn health_lists_every_component_and_its_backend() {
-    let platform = TestPlatform::start().await;
+    let speech = oratio::SpeechConfig::Running { url: oratio_tests::speech::worker_url() };
+    let config = oratio::Config { speech, ..oratio_tests::platform::test_config() };
+    let platform = TestPlatform::start_in(tempfile::tempdir().expect("a directory"), config).await;
     let response = platform.get("/health").await;
     assert_eq!(response.status(), 200);
     let body = json(response).await;
     assert_eq!(body["status"], "ok");
-    for (component, backend) in [("table", "sqlite"), ("blobs", "filesystem"), ("push", "in-process")] {
+    let components =
+        [("table", "sqlite"), ("blobs", "filesystem"), ("push", "in-process"), ("speech", "faster-whisper+piper")];
+    for (component, backend) in components {
         assert_eq!(body["components"][component]["status"], "ok", "{body}");
         assert_eq!(body["components"][component]["backend"], backend, "{body}");
     }

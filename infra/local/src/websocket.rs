@@ -20,7 +20,7 @@ use oratio_core::ids::ConnectionId;
 use oratio_functions::body::Query;
 use oratio_functions::error::ApiError;
 use oratio_functions::request::new_request_id;
-use oratio_functions::socket::{CONNECT, DISCONNECT, MAX_MESSAGE_BYTES, SocketApi, select_route};
+use oratio_functions::socket::{CONNECT, DISCONNECT, MAX_MESSAGE_BYTES, SocketApi, close_for, select_route};
 use oratio_local::ConnectionRegistry;
 use oratio_local::push::Outbound;
 use rand::RngCore;
@@ -140,15 +140,6 @@ pub async fn upgrade(
         .on_upgrade(move |socket: WebSocket| run_connection(socket, connection, connected_at, endpoint, outbound))
 }
 
-/// How a connection ends on a frame it cannot take (RFC 6455, 7.4.1).
-fn refusal(error: axum::Error) -> (&'static str, u16) {
-    match error.into_inner().downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Utf8(_)) => ("Text frame is not valid UTF-8", 1007),
-        Some(tungstenite::Error::Capacity(_)) => ("Message too big", 1009),
-        _ => ("Malformed frame", 1002),
-    }
-}
-
 /// Drives one connection until either side closes it, a limit ends it, or the platform
 /// stops. Generic over the socket so that tests can drive it with channels.
 pub async fn run_connection<S>(
@@ -173,7 +164,10 @@ pub async fn run_connection<S>(
                     Some(Ok(Message::Binary(bytes))) => (base64::engine::general_purpose::STANDARD.encode(bytes), true),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(Message::Close(_))) | None => break ("Client closed the connection", 1000),
-                    Some(Err(e)) => break refusal(e),
+                    Some(Err(e)) => {
+                        let (code, reason) = close_for(e);
+                        break (reason, code);
+                    }
                 };
                 let route = if base64 { oratio_functions::socket::DEFAULT } else { select_route(&body, endpoint.api.routes()) };
                 let message = event(route, "MESSAGE", &connection, connected_at, json!({"body": body, "isBase64Encoded": base64}));
