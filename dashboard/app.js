@@ -1,6 +1,7 @@
 // The tenant dashboard: every page of it, on the public REST API and dashboard WebSocket.
 
 import * as api from "./api.js";
+import { startCall } from "./voice.js";
 import { badge, confirmDialog, copyButton, describe, field, h, invalid, loading, notice, when, wireForm } from "./ui.js";
 
 const app = document.getElementById("app");
@@ -387,6 +388,8 @@ function endpointsTab(agent) {
   return h("div", {},
     h("p", {}, "Your application sends each customer message with an API key of this agent. Continue a conversation by sending the ", h("code", {}, "session_id"), " of the previous answer."),
     block("Send a message", message), block("Stream the reply (Server-Sent Events)", stream),
+    agent.kind === "text" ? null : block("Talk (WebSocket, protocol oratio.voice.v1; messages in the README)",
+      `${base.replace(/^http/, "ws")}/v1/agents/${agent.agent_id}/voice\n  X-Api-Key: $ORATIO_KEY   (browsers: subprotocols ["oratio.voice.v1", "oratio-key.<key>"])\n  first message: {"type":"session.start","audio":{"encoding":"pcm16","sample_rate":16000}}`),
     h("p", {}, "Every route is described in the ", h("a", { href: `${base}/openapi.json` }, "OpenAPI document"), "."));
 }
 
@@ -430,7 +433,69 @@ function tryTab(agent) {
     },
   });
   const restart = h("button", { type: "button", class: "secondary small", onclick: () => { sessionId = null; log.replaceChildren(); } }, "New conversation");
-  return h("div", { class: "try" }, h("div", { class: "label-row" }, h("p", {}, "Talk to the agent as a customer would."), restart), log, form);
+  const voice = agent.kind === "text" ? null : talkControls(agent, () => (fresh?.secret ?? key.value).trim(), log);
+  return h("div", { class: "try" }, h("div", { class: "label-row" }, h("p", {}, "Talk to the agent as a customer would."), restart), log, voice, form);
+}
+
+/** *Talk*: a voice call from the microphone, its transcript growing in `log`. */
+function talkControls(agent, secret, log) {
+  const status = h("p", { class: "call-status", role: "status" });
+  let call = null;
+  let caller = null;
+  let reply = null;
+  const line = (role) => {
+    const item = h("li", { class: role }, h("p", {}));
+    log.append(item);
+    return item;
+  };
+  const onEvent = (event) => {
+    switch (event.type) {
+      case "session.created": status.textContent = "Listening…"; break;
+      case "input_audio_buffer.speech_started": status.textContent = "Hearing you…"; break;
+      case "conversation.item.input_audio_transcription.delta": (caller ??= line("customer")).firstChild.textContent = event.text; break;
+      case "conversation.item.input_audio_transcription.completed":
+        (caller ?? line("customer")).firstChild.textContent = event.transcript;
+        caller = null;
+        status.textContent = "The agent is answering…";
+        break;
+      case "response.audio_transcript.delta": {
+        reply ??= line("agent");
+        reply.firstChild.textContent = `${reply.firstChild.textContent} ${event.text}`.trim();
+        status.textContent = "The agent is speaking…";
+        break;
+      }
+      case "response.interrupted":
+        reply?.append(h("p", { class: "muted" }, "(interrupted)"));
+        break;
+      case "response.done":
+        (reply ?? line("agent")).firstChild.textContent = event.transcript;
+        reply = null;
+        status.textContent = "Listening…";
+        break;
+      case "handoff.requested": log.append(h("li", { class: "agent" }, notice("warning", `Handed to a person: ${event.reason}`))); break;
+      case "error": status.textContent = `${event.code}: ${event.message}`; break;
+    }
+  };
+  const button = h("button", { type: "button", class: "secondary" }, "Talk");
+  button.onclick = async () => {
+    if (call) return call.hangUp();
+    if (!secret()) { status.textContent = "Paste an API key of this agent to talk."; return; }
+    button.disabled = true;
+    try {
+      call = await startCall({ agentId: agent.agent_id, key: secret(), onEvent, onClose: (close) => {
+        call = null;
+        button.textContent = "Talk";
+        status.textContent = close.code === 1000 ? "Call ended." : `The call closed (${close.code}${close.reason ? `: ${close.reason}` : ""}).`;
+      } });
+      button.textContent = "Hang up";
+      status.textContent = "Connecting…";
+    } catch (error) {
+      status.textContent = `The call could not start: ${error.message}`;
+    } finally {
+      button.disabled = false;
+    }
+  };
+  return h("div", { class: "label-row talk" }, button, status);
 }
 
 /** The agent's sessions, newest first, and one transcript; both follow the live events. */

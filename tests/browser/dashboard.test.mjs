@@ -234,3 +234,65 @@ test("a viewer sees no write controls, and the API refuses a viewer's writes", a
   assert.equal((await call("GET", `/v1/agents/${agent}`, { token: admin })).body.name, "Reception");
   assert.deepEqual(errors, []);
 });
+
+test("a tenant talks to a voice agent from Try it, through the microphone", async () => {
+  const stamp = Date.now();
+  const admin = await account(`voice.${stamp}@example.com`, { organization_name: "Voice Clinic" });
+  const form = new FormData();
+  form.append("config", JSON.stringify({ name: "Phone desk", kind: "voice", sop: SOP }));
+  form.append("documents", new Blob(["# Opening hours\nWe open Monday to Friday 8am to 6pm and Saturdays 9am to 1pm.\n"], { type: "text/markdown" }), "faq.md");
+  const agent = (await call("POST", "/v1/agents", { token: admin, form })).body.agent_id;
+  for (let i = 0; i < 600; i++) {
+    const { body } = await call("GET", `/v1/agents/${agent}`, { token: admin });
+    if (body.status === "active") break;
+    assert.equal(body.status, "creating", JSON.stringify(body));
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const key = (await call("POST", `/v1/agents/${agent}/keys`, { token: admin, json: { name: "talk" } })).body.secret;
+
+  // A browser whose microphone says the caller's question once.
+  const voiceBrowser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-dev-shm-usage", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+      `--use-file-for-fake-audio-capture=${process.env.ORATIO_CALLER_WAV}%noloop`, "--autoplay-policy=no-user-gesture-required"],
+  });
+  try {
+    const context = await voiceBrowser.newContext({ viewport: { width: 1280, height: 900 }, permissions: ["microphone"] });
+    const page = await context.newPage();
+    const errors = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    mkdirSync(`${OUT}/talk`, { recursive: true });
+    const shot = (name) => page.screenshot({ path: `${OUT}/talk/${name}.png`, fullPage: true });
+    await page.goto(`${URL}/#/signin`);
+    await page.getByLabel("Email").fill(`voice.${stamp}@example.com`);
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    await page.getByRole("link", { name: "Phone desk" }).click();
+    await page.getByRole("link", { name: "Try it" }).first().click();
+    await page.getByLabel("API key of this agent").fill(key);
+    await page.getByRole("button", { name: "Talk" }).click();
+    await page.getByRole("button", { name: "Hang up" }).waitFor();
+    const caller = page.locator("ol.chat li.customer").first();
+    await caller.getByText(/saturday/i).waitFor({ timeout: 30_000 });
+    const answer = page.locator("ol.chat li.agent").first();
+    await answer.getByText(/9am/).waitFor({ timeout: 30_000 });
+    await page.getByRole("status").getByText("Listening…").waitFor({ timeout: 30_000 });
+    await shot("talk-answered");
+    await page.getByRole("button", { name: "Hang up" }).click();
+    await page.getByRole("status").getByText("Call ended.").waitFor({ timeout: 15_000 });
+    await shot("talk-ended");
+    assert.deepEqual(errors, []);
+
+    // The call is a voice session with both turns, and its audio was played: the agent's
+    // chunks were marked as heard, so its stored turn is whole, not cut.
+    const { body } = await call("GET", `/v1/agents/${agent}/sessions`, { token: admin });
+    const session = body.sessions[0];
+    assert.equal(session.channel, "voice");
+    const transcript = (await call("GET", `/v1/agents/${agent}/sessions/${session.session_id}`, { token: admin })).body;
+    assert.equal(transcript.turns.length, 2, JSON.stringify(transcript));
+    assert.match(transcript.turns[1].text, /9am/);
+    assert.equal(transcript.turns[1].interrupted, undefined);
+  } finally {
+    await voiceBrowser.close();
+  }
+});

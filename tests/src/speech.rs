@@ -102,6 +102,23 @@ pub fn read_wav(bytes: &[u8]) -> Audio {
     Audio::new(rate, samples)
 }
 
+/// Mono PCM16 as a WAV file.
+pub fn mono_wav(rate: u32, samples: &[i16]) -> Vec<u8> {
+    let data = (samples.len() * 2) as u32;
+    let mut out = Vec::with_capacity(44 + data as usize);
+    for part in [&b"RIFF"[..], &(36 + data).to_le_bytes(), b"WAVEfmt ", &16u32.to_le_bytes(), &1u16.to_le_bytes()] {
+        out.extend_from_slice(part);
+    }
+    for part in [&1u16.to_le_bytes()[..], &rate.to_le_bytes(), &(rate * 2).to_le_bytes(), &2u16.to_le_bytes()] {
+        out.extend_from_slice(part);
+    }
+    out.extend_from_slice(&16u16.to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&data.to_le_bytes());
+    out.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+    out
+}
+
 /// A PCM16 WAV's (sample rate, channels, data).
 pub fn wav_parts(bytes: &[u8]) -> (u32, usize, &[u8]) {
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));

@@ -1234,15 +1234,22 @@ fn take_sentences(text: &mut String) -> Vec<String> {
 }
 
 /// A sentence as it is said: without the marks of written text (Markdown emphasis,
-/// headings, bullets, code ticks).
+/// headings, bullets, code ticks) and without citations (`(source: faq.md, Hours)`),
+/// which the transcript keeps and the caller need not hear.
 fn speakable(sentence: &str) -> String {
-    let cleaned: String = sentence.chars().filter(|c| !matches!(c, '*' | '_' | '`' | '#')).collect();
+    let mut uncited = sentence.to_owned();
+    while let Some(at) = uncited.find("(source").or_else(|| uncited.find("(Source")) {
+        let end = uncited[at..].find(')').map_or(uncited.len(), |close| at + close + 1);
+        uncited.replace_range(at..end, "");
+    }
+    let cleaned: String = uncited.chars().filter(|c| !matches!(c, '*' | '_' | '`' | '#')).collect();
     cleaned
         .lines()
         .map(|line| line.trim().trim_start_matches(['-', '•']).trim())
         .filter(|line| !line.is_empty())
         .collect::<Vec<_>>()
         .join(" ")
+        .replace(" .", ".")
 }
 
 #[cfg(test)]
@@ -1256,6 +1263,7 @@ mod tests {
         assert_eq!(sentences, ["Sure. Dr. Lee sees patients on Tuesdays.", " We open at 9.30 on Saturdays!"]);
         assert_eq!(text, " And the rest");
         assert_eq!(speakable("**Hours:**\n- Mon to Fri"), "Hours: Mon to Fri");
+        assert_eq!(speakable("We open at 9am (source: faq.md, Opening hours)."), "We open at 9am.");
     }
 
     #[test]
