@@ -105,10 +105,21 @@ async fn a_caller_asks_by_voice_and_hears_the_answer_from_the_documents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_line_at_8_khz_mu_law_is_understood_and_answered_in_kind() {
     let p = platform(VoiceLimits::default()).await;
-    let (_, agent, key) = agent_of(&p, "desk@canalhotel.example.com", "hotel-front-desk", "both").await;
+    let (token, agent, key) = agent_of(&p, "desk@canalhotel.example.com", "hotel-front-desk", "both").await;
+    // The tenant gives the agent a greeting: it is spoken as the call opens.
+    let greeting = "Good evening, Canal Hotel front desk, how can I help?";
+    let patched = p
+        .request(reqwest::Method::PATCH, &format!("/v1/agents/{agent}"), Some(&token))
+        .json(&json!({"greeting": greeting}))
+        .send()
+        .await
+        .expect("patched");
+    assert_eq!(patched.status(), 200);
     let mut call = VoiceClient::connect(&p.url, &agent, Some(&key)).await.expect("connected");
     let created = call.start(json!({"audio": {"encoding": "mulaw", "sample_rate": 8000}})).await;
     assert_eq!(created["output_audio"], json!({"encoding": "mulaw", "sample_rate": 8000}));
+    assert_eq!(call.until("response.audio_transcript.delta").await["text"], greeting);
+    call.until("response.audio.delta").await;
     call.say(&caller_says("Hello, what time can we check in?"), 1_200, false).await;
     let done = call.until("response.done").await;
     assert!(done["transcript"].as_str().expect("text").contains("15:00"), "{done}");

@@ -486,6 +486,9 @@ struct Call {
     ending: Option<&'static str>,
 }
 
+/// The greeting's place among responses (replies count from 1).
+const GREETING: u64 = 0;
+
 /// Audio kept from before speech is detected, so that a turn's first word is whole.
 const PREROLL: Duration = Duration::from_millis(400);
 
@@ -549,6 +552,7 @@ impl Call {
     async fn run(mut self, resume_token: String, connection: u64, outlet: mpsc::Sender<Outgoing>) {
         self.outlet = Some((connection, outlet));
         self.created(resume_token, false);
+        self.greet();
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
@@ -607,6 +611,29 @@ impl Call {
             output_audio: self.format,
             resume_window_secs: self.limits().resume_window.as_secs(),
             voice: self.agent.voice.clone(),
+        });
+    }
+
+    /// Speaks the agent's greeting, if it has one, as the call opens (not a stored turn).
+    fn greet(&mut self) {
+        let Some(greeting) = self.agent.greeting.as_deref().map(speakable).filter(|g| !g.is_empty()) else { return };
+        let (synthesizer, voice, report) =
+            (self.service.inner.engines.synthesizer.clone(), self.agent.voice.clone(), self.internal.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match synthesizer.synthesize(&greeting, &voice).await {
+                Ok(audio) => {
+                    let synthesis_ms = started.elapsed().as_millis() as u64;
+                    let _ = report.send(Internal::Sentence {
+                        response: GREETING,
+                        text: greeting,
+                        audio,
+                        agent_ms: 0,
+                        synthesis_ms,
+                    });
+                }
+                Err(e) => tracing::warn!(cause = %e, "synthesising the greeting failed"),
+            }
         });
     }
 
@@ -957,9 +984,25 @@ impl Call {
     }
 
     fn sentence(&mut self, response: u64, text: String, audio: Audio, agent_ms: u64, synthesis_ms: u64) {
-        let Some(r) = self.response.as_mut().filter(|r| r.id == response) else { return };
-        if r.interrupted.load(Ordering::Relaxed) {
-            return;
+        match self.response.as_mut().filter(|r| r.id == response) {
+            Some(r) if r.interrupted.load(Ordering::Relaxed) => return,
+            Some(r) => {
+                if r.timings.is_none() {
+                    let total_ms = r.said.decided.elapsed().as_millis() as u64 + r.said.endpointing_ms;
+                    let parts = r.said.endpointing_ms + r.said.recognition_ms + agent_ms + synthesis_ms;
+                    r.timings = Some(Timings {
+                        endpointing_ms: r.said.endpointing_ms,
+                        recognition_ms: r.said.recognition_ms,
+                        agent_ms,
+                        synthesis_ms,
+                        platform_ms: total_ms.saturating_sub(parts),
+                        total_ms,
+                    });
+                }
+            }
+            // The greeting, unless a reply or the caller came first.
+            None if response == GREETING && self.responses == 0 && self.playback.cut.is_none() => {}
+            None => return,
         }
         let audio = match resample(&audio, self.format.sample_rate) {
             Ok(audio) => audio,
@@ -967,18 +1010,6 @@ impl Call {
         };
         if self.playback.response != response {
             self.playback = Playback { response, ..Playback::default() };
-        }
-        if r.timings.is_none() {
-            let total_ms = r.said.decided.elapsed().as_millis() as u64 + r.said.endpointing_ms;
-            let parts = r.said.endpointing_ms + r.said.recognition_ms + agent_ms + synthesis_ms;
-            r.timings = Some(Timings {
-                endpointing_ms: r.said.endpointing_ms,
-                recognition_ms: r.said.recognition_ms,
-                agent_ms,
-                synthesis_ms,
-                platform_ms: total_ms.saturating_sub(parts),
-                total_ms,
-            });
         }
         self.emit(ServerEvent::ResponseTranscriptDelta { text: text.clone() });
         let start_ms = self.playback.sent_ms;
