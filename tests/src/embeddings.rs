@@ -24,7 +24,8 @@ fn python() -> PathBuf {
     if venv.exists() { venv } else { PathBuf::from("python3") }
 }
 
-fn healthy(port: u16) -> bool {
+/// Whether a loopback engine on `port` answers `GET /health` with 200.
+pub(crate) fn healthy(port: u16) -> bool {
     use std::io::Write as _;
     let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));

@@ -2,7 +2,6 @@
 //! the Python `scripts/test` provisions and stopped when the process exits; callers'
 //! voices from Debian's `flite` (not the agent's voice); and a client of the voice socket.
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -30,18 +29,6 @@ struct Worker {
 
 static WORKER: OnceLock<Worker> = OnceLock::new();
 
-fn healthy(port: u16) -> bool {
-    use std::io::Write as _;
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.") && answer.contains(" 200 ")
-}
-
 fn start_worker() -> Worker {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a port").port();
     let program = format!(
@@ -61,7 +48,7 @@ fn start_worker() -> Worker {
         if let Ok(Some(exit)) = child.try_wait() {
             panic!("the speech worker stopped ({exit}): run scripts/test, which installs its packages");
         }
-        if healthy(port) {
+        if crate::embeddings::healthy(port) {
             return Worker { url: format!("http://127.0.0.1:{port}"), _child: Mutex::new(child) };
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -214,16 +214,9 @@ impl Turns {
 
     /// Opens a session before its first message (a voice call is a session from its
     /// first second), if the agent takes conversations now.
-    pub async fn open(
-        &self,
-        tenant: &TenantId,
-        agent: &AgentId,
-        channel: &'static str,
-        customer: Customer,
-    ) -> Result<(Agent, Session), TurnError> {
-        let agent = agents::load(self.table.as_ref(), tenant, agent).await?;
-        ready(&agent)?;
-        let at = now();
+    pub async fn open(&self, agent: &Agent, channel: &'static str, customer: Customer) -> Result<Session, TurnError> {
+        ready(agent)?;
+        let (tenant, at) = (&agent.tenant_id, now());
         let session = conv::start(self.table.as_ref(), tenant, &agent.agent_id, channel, customer, at).await?;
         let event = Event::SessionStarted {
             agent_id: session.agent_id.clone(),
@@ -233,7 +226,7 @@ impl Turns {
             at,
         };
         self.publish(tenant, &[event]).await;
-        Ok((agent, session))
+        Ok(session)
     }
 
     /// Cuts the agent's stored turn to what the caller heard (voice barge-in), and tells

@@ -184,21 +184,9 @@ impl Synthesizer for LocalSpeech {
     }
 }
 
-#[async_trait]
-impl HealthCheck for LocalSpeech {
-    fn name(&self) -> &'static str {
-        "speech"
-    }
-
-    fn backend(&self) -> &'static str {
-        "faster-whisper+piper"
-    }
-
-    fn essential(&self) -> bool {
-        false
-    }
-
-    async fn probe(&self) -> Result<(), String> {
+impl LocalSpeech {
+    /// Whether the worker answers, for `/health`.
+    pub async fn probe(&self) -> Result<(), String> {
         let health = self.http.get(format!("{}/health", self.origin)).timeout(Duration::from_secs(2)).send().await;
         match health {
             Ok(r) if r.status().is_success() => Ok(()),

@@ -254,8 +254,7 @@ impl VoiceService {
             return Err(VoiceError::NotVoice);
         }
         self.inner.engines.recognizer.ready()?;
-        let (agent_record, session) =
-            self.inner.turns.open(tenant, agent, "voice", start.customer.unwrap_or_default()).await?;
+        let session = self.inner.turns.open(&agent_record, "voice", start.customer.unwrap_or_default()).await?;
         let mut token = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut token);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
