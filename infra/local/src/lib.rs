@@ -30,7 +30,7 @@ use oratio_core::knowledge::DocumentReader;
 use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::runtime::{AgentRef, AgentRuntime};
 use oratio_core::table::Table;
-use oratio_core::voice::{VoiceEngines, VoiceLimits, VoiceService};
+use oratio_core::voice::{Cascaded, PassThrough, VoiceEngine, VoiceLimits, VoiceService};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::Deps;
@@ -129,15 +129,20 @@ pub enum SpeechConfig {
     Bundled { python: Option<PathBuf> },
     /// A worker already running at `url` (tests share one).
     Running { url: String },
+    /// No speech at all: the caller's audio comes straight back as the agent's
+    /// (`ORATIO_SPEECH=passthrough`; load tests of the voice socket).
+    PassThrough,
 }
 
 impl SpeechConfig {
-    /// `ORATIO_SPEECH=off`, or `ORATIO_SPEECH_URL`, or the embedded worker
-    /// (`ORATIO_SPEECH_PYTHON` names a Python that has its packages).
+    /// `ORATIO_SPEECH=off` or `passthrough`, or `ORATIO_SPEECH_URL`, or the embedded
+    /// worker (`ORATIO_SPEECH_PYTHON` names a Python that has its packages).
     pub fn from_env() -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        if var("ORATIO_SPEECH").is_some_and(|v| v == "off") {
-            return Self::Off;
+        match var("ORATIO_SPEECH").as_deref() {
+            Some("off") => return Self::Off,
+            Some("passthrough") => return Self::PassThrough,
+            _ => {}
         }
         match var("ORATIO_SPEECH_URL") {
             Some(url) => Self::Running { url },
@@ -355,12 +360,11 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     });
 
     let (speech, speech_task) = speech(&config, data.path());
-    let voice = VoiceService::new(
-        deps.turns(),
-        VoiceEngines { recognizer: speech.clone(), synthesizer: speech.clone() },
-        blobs.clone(),
-        config.voice,
-    );
+    let voice_engine: Arc<dyn VoiceEngine> = match config.speech {
+        SpeechConfig::PassThrough => Arc::new(PassThrough),
+        _ => Arc::new(Cascaded { recognizer: speech.clone(), synthesizer: speech.clone() }),
+    };
+    let voice = VoiceService::new(deps.turns(), voice_engine, blobs.clone(), config.voice);
     let gateway = VoiceGateway { deps: deps.clone(), voice: voice.clone(), shutdown: stop_rx.clone() };
     let checks: Vec<Arc<dyn HealthCheck>> =
         vec![Arc::new(table.clone()), blobs.clone(), Arc::new(registry.clone()), embeddings.clone(), speech];
@@ -507,6 +511,7 @@ fn speech(config: &Config, data_dir: &Path) -> (Arc<LateSpeech>, JoinHandle<()>)
     let task = tokio::spawn(async move {
         let given = match setting {
             SpeechConfig::Off => return arriving.set_waiting("voice is off (ORATIO_SPEECH=off)"),
+            SpeechConfig::PassThrough => return arriving.set_waiting("voice echoes (ORATIO_SPEECH=passthrough)"),
             SpeechConfig::Running { url } => return arriving.arrive(LocalSpeech::new(url)),
             SpeechConfig::Bundled { python: given } => given.unwrap_or(python),
         };

@@ -9,6 +9,7 @@ pub mod push;
 pub mod s3;
 pub mod ses;
 pub mod sfn;
+pub mod sonic;
 
 pub use agentcore::{AgentCoreRuntime, AgentCoreSettings};
 pub use bedrock::{BedrockLlm, TitanEmbeddings};
@@ -19,6 +20,7 @@ pub use push::ApiGatewayPush;
 pub use s3::S3BlobStore;
 pub use ses::SesMailer;
 pub use sfn::StepFunctionsWorkflow;
+pub use sonic::{NovaSonic, SonicSettings};
 
 /// A DynamoDB client for the shared configuration.
 pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {

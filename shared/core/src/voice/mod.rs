@@ -4,19 +4,19 @@
 //! the resume window and carry on where it was, and nothing the agent said meanwhile is
 //! lost.
 //!
-//! A turn: the caller's audio goes through the [`Endpointer`] as it arrives; at each pause
-//! the words so far are recognised, so that when the silence that ends the turn is heard
-//! the transcript is usually ready. The transcript goes to the agent through the same
-//! [`Turns`] service as a typed message; the reply is split into sentences as the agent
-//! writes it and each sentence is synthesised and sent as soon as it is complete. When
-//! the caller speaks over the agent, its audio stops, the client is told how much it
-//! played, and the stored turn is cut to what the caller heard.
+//! The hearing and the speaking are a [`VoiceEngine`]'s (see [`engine`]); the session
+//! keeps what every engine shares: the events and their replay, the recording, what was
+//! played. When the caller speaks over the agent, its audio stops, the client is told how
+//! much it played, and the stored turn is cut to what the caller heard.
 
+pub mod cascaded;
+pub mod engine;
+pub mod passthrough;
 pub mod protocol;
 pub mod recording;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,19 +31,15 @@ use tokio::time::Instant;
 use crate::agents::{Agent, AgentError, AgentKind};
 use crate::blob::{BlobKey, BlobStore};
 use crate::conversations::{self as conv, ConversationError, Session, SessionStatus, Turn};
-use crate::endpointing::{Endpoint, Endpointer, EndpointingSettings, StopReason};
+use crate::endpointing::EndpointingSettings;
 use crate::ids::{AgentId, SessionId, TenantId};
-use crate::speech::{Audio, Recognizer, SpeechError, Synthesizer, resample};
-use crate::turns::{Answered, CustomerMessage, TurnError, Turns};
+use crate::speech::{Audio, SpeechError, resample};
+use crate::turns::{Answered, TurnError, Turns};
+pub use cascaded::Cascaded;
+pub use engine::{EngineCall, EngineEvent, EngineSession, VoiceEngine};
+pub use passthrough::PassThrough;
 pub use protocol::{AudioFormat, ClientEvent, PROTOCOL, Refusal, ServerEvent, Start, StopCause, Timings};
 use recording::Recording;
-
-/// The engines a cascaded voice session runs on.
-#[derive(Clone)]
-pub struct VoiceEngines {
-    pub recognizer: Arc<dyn Recognizer>,
-    pub synthesizer: Arc<dyn Synthesizer>,
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct VoiceLimits {
@@ -147,7 +143,7 @@ struct Entry {
 
 struct Inner {
     turns: Turns,
-    engines: VoiceEngines,
+    engine: Arc<dyn VoiceEngine>,
     blobs: Arc<dyn BlobStore>,
     limits: VoiceLimits,
     live: Mutex<HashMap<SessionId, Entry>>,
@@ -205,11 +201,11 @@ pub fn transcript_key(tenant: &TenantId, session: &SessionId) -> BlobKey {
 }
 
 impl VoiceService {
-    pub fn new(turns: Turns, engines: VoiceEngines, blobs: Arc<dyn BlobStore>, limits: VoiceLimits) -> Self {
+    pub fn new(turns: Turns, engine: Arc<dyn VoiceEngine>, blobs: Arc<dyn BlobStore>, limits: VoiceLimits) -> Self {
         Self {
             inner: Arc::new(Inner {
                 turns,
-                engines,
+                engine,
                 blobs,
                 limits,
                 live: Mutex::new(HashMap::new()),
@@ -253,14 +249,29 @@ impl VoiceService {
         if agent_record.kind == AgentKind::Text {
             return Err(VoiceError::NotVoice);
         }
-        self.inner.engines.recognizer.ready()?;
+        self.inner.engine.ready()?;
         let session = self.inner.turns.open(&agent_record, "voice", start.customer.unwrap_or_default()).await?;
+        let call = EngineCall {
+            agent: agent_record.clone(),
+            session: session.clone(),
+            format,
+            limits: self.inner.limits,
+            turns: self.inner.turns.clone(),
+        };
+        let engine = match self.inner.engine.open(call).await {
+            Ok(engine) => engine,
+            Err(e) => {
+                // Nothing of the session is left open.
+                let _ = self.inner.turns.end(tenant, agent, &session.session_id, "failed").await;
+                return Err(e.into());
+            }
+        };
         let mut token = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut token);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
         let (input, inbox) = mpsc::unbounded_channel();
         let session_id = session.session_id.clone();
-        let call = Call::new(self.clone(), agent_record, session, format, inbox);
+        let call = Call::new(self.clone(), agent_record, session, format, engine, inbox);
         let resume_token = token.clone();
         // The entry is in place before the call runs, so that it can always remove it.
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -324,76 +335,6 @@ impl VoiceService {
     }
 }
 
-/// What the session's own tasks report back to it.
-enum Internal {
-    /// Words recognised in the utterance `utterance`, covering its first `covered` samples.
-    Recognised {
-        utterance: u64,
-        covered: usize,
-        text: Result<String, SpeechError>,
-    },
-    /// The agent took the caller's turn (its number).
-    Accepted {
-        response: u64,
-        customer_turn: u32,
-    },
-    /// A sentence of the reply, spoken.
-    Sentence {
-        response: u64,
-        text: String,
-        audio: Audio,
-        agent_ms: u64,
-        synthesis_ms: u64,
-    },
-    Answered {
-        response: u64,
-        result: Box<Result<Answered, TurnError>>,
-    },
-}
-
-/// The caller's words of one turn, ready for the agent.
-struct Said {
-    text: String,
-    /// When the turn's end was decided (for the timings), and its endpointing and
-    /// recognition times.
-    decided: Instant,
-    endpointing_ms: u64,
-    recognition_ms: u64,
-    speech: Option<(u64, u64)>,
-}
-
-/// The caller's utterance being heard.
-struct Utterance {
-    id: u64,
-    /// Session audio (the session's rate), from a little before speech was detected.
-    samples: Vec<i16>,
-    /// Where in the session's audio it starts (samples).
-    start: usize,
-    started_ms: u64,
-    /// Words recognised so far, and how many samples they cover.
-    heard: Option<(usize, String)>,
-    /// A recognition running, over this many samples.
-    recognising: Option<usize>,
-    /// The turn is over: waiting for words that cover the speech up to this sample.
-    closing: Option<Closing>,
-}
-
-struct Closing {
-    needed: usize,
-    decided: Instant,
-    endpointing_ms: u64,
-    stopped_ms: u64,
-}
-
-/// The reply being produced.
-struct Response {
-    id: u64,
-    said: Said,
-    interrupted: Arc<AtomicBool>,
-    customer_turn: Option<u32>,
-    timings: Option<Timings>,
-}
-
 /// What has been sent of the latest reply, for barge-in.
 #[derive(Default)]
 struct Playback {
@@ -452,31 +393,28 @@ struct TurnFacts {
     played_ms: Option<u64>,
 }
 
+/// The reply being played or produced: its stored customer turn and its timings.
+struct Reply {
+    id: u64,
+    customer_turn: u32,
+    timings: Option<Timings>,
+}
+
 /// One live session.
 struct Call {
     service: VoiceService,
     agent: Agent,
     session: Session,
     format: AudioFormat,
+    engine: Box<dyn EngineSession>,
     inbox: mpsc::UnboundedReceiver<Input>,
-    internal: mpsc::UnboundedSender<Internal>,
-    reports: mpsc::UnboundedReceiver<Internal>,
     outlet: Option<(u64, mpsc::Sender<Outgoing>)>,
     detached_at: Option<Instant>,
     next_event: u64,
     kept: VecDeque<(u64, Arc<str>)>,
     kept_bytes: usize,
     last_frame: u64,
-    last_audio: Instant,
-    endpointer: Endpointer,
-    preroll: VecDeque<i16>,
-    /// The utterance being heard, and those heard that wait for their words.
-    utterance: Option<Utterance>,
-    closing: VecDeque<Utterance>,
-    utterances: u64,
-    queue: VecDeque<Said>,
-    response: Option<Response>,
-    responses: u64,
+    reply: Option<Reply>,
     playback: Playback,
     marks_seen: bool,
     next_chunk: u64,
@@ -485,48 +423,29 @@ struct Call {
     ending: Option<&'static str>,
 }
 
-/// The greeting's place among responses (replies count from 1).
-const GREETING: u64 = 0;
-
-/// Audio kept from before speech is detected, so that a turn's first word is whole.
-const PREROLL: Duration = Duration::from_millis(400);
-
-/// While the caller speaks, the words so far are recognised at least this often.
-const RECOGNISE_EVERY: Duration = Duration::from_millis(1_500);
-
 impl Call {
     fn new(
         service: VoiceService,
         agent: Agent,
         session: Session,
         format: AudioFormat,
+        engine: Box<dyn EngineSession>,
         inbox: mpsc::UnboundedReceiver<Input>,
     ) -> Self {
-        let (internal, reports) = mpsc::unbounded_channel();
-        let endpointing = service.inner.limits.endpointing;
         Self {
             service,
             agent,
             session,
             format,
+            engine,
             inbox,
-            internal,
-            reports,
             outlet: None,
             detached_at: None,
             next_event: 1,
             kept: VecDeque::new(),
             kept_bytes: 0,
             last_frame: 0,
-            last_audio: Instant::now(),
-            endpointer: Endpointer::new(endpointing),
-            preroll: VecDeque::new(),
-            utterance: None,
-            closing: VecDeque::new(),
-            utterances: 0,
-            queue: VecDeque::new(),
-            response: None,
-            responses: 0,
+            reply: None,
             playback: Playback::default(),
             marks_seen: false,
             next_chunk: 1,
@@ -551,7 +470,9 @@ impl Call {
     async fn run(mut self, resume_token: String, connection: u64, outlet: mpsc::Sender<Outgoing>) {
         self.outlet = Some((connection, outlet));
         self.created(resume_token, false);
-        self.greet();
+        if let Some(greeting) = self.agent.greeting.as_deref().map(speakable).filter(|g| !g.is_empty()) {
+            self.engine.greet(greeting);
+        }
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let reason = loop {
@@ -563,11 +484,14 @@ impl Call {
                     Some(Input::Detach { id }) => self.detach(id),
                     Some(Input::Shutdown) | None => break "shutdown",
                 },
-                Some(report) = self.reports.recv() => self.report(report).await,
+                event = self.engine.next() => self.engine_event(event).await,
                 _ = tick.tick() => self.tick(),
             }
-            if let Some(reason) = self.ending.filter(|_| self.response.is_none()) {
-                break reason;
+            if let Some(reason) = self.ending {
+                self.engine.wind_down();
+                if !self.engine.busy() {
+                    break reason;
+                }
             }
         };
         self.finish(reason).await;
@@ -613,29 +537,6 @@ impl Call {
         });
     }
 
-    /// Speaks the agent's greeting, if it has one, as the call opens (not a stored turn).
-    fn greet(&mut self) {
-        let Some(greeting) = self.agent.greeting.as_deref().map(speakable).filter(|g| !g.is_empty()) else { return };
-        let (synthesizer, voice, report) =
-            (self.service.inner.engines.synthesizer.clone(), self.agent.voice.clone(), self.internal.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            match synthesizer.synthesize(&greeting, &voice).await {
-                Ok(audio) => {
-                    let synthesis_ms = started.elapsed().as_millis() as u64;
-                    let _ = report.send(Internal::Sentence {
-                        response: GREETING,
-                        text: greeting,
-                        audio,
-                        agent_ms: 0,
-                        synthesis_ms,
-                    });
-                }
-                Err(e) => tracing::warn!(cause = %e, "synthesising the greeting failed"),
-            }
-        });
-    }
-
     fn attach(&mut self, id: u64, outlet: mpsc::Sender<Outgoing>, last_event_seq: u64) {
         if let Some((_, old)) = self.outlet.take() {
             let _ = old.try_send(Outgoing::Close { code: 4409, reason: "resumed on another connection" });
@@ -662,7 +563,7 @@ impl Call {
             self.outlet = None;
             self.detached_at = Some(Instant::now());
             // Nothing more will come of the caller's words until they are back.
-            self.stop_speech(StopCause::AudioStopped);
+            self.engine.hold();
         }
     }
 
@@ -670,10 +571,7 @@ impl Call {
         if self.detached_at.is_some_and(|at| at.elapsed() >= self.limits().resume_window) {
             self.ending.get_or_insert("disconnected");
         }
-        let silence = self.limits().endpointing.silence;
-        if self.utterance.is_some() && self.last_audio.elapsed() >= silence {
-            self.stop_speech(StopCause::AudioStopped);
-        }
+        self.engine.tick();
     }
 
     async fn client(&mut self, event: ClientEvent) {
@@ -682,26 +580,14 @@ impl Call {
         }
         match event {
             ClientEvent::Start(_) => self.error("session_already_started", "session.start comes once, first"),
-            ClientEvent::Append { seq, audio } => self.audio(seq, &audio).await,
+            ClientEvent::Append { seq, audio } => self.audio(seq, &audio),
             ClientEvent::Commit => {
-                if self.utterance.is_some() {
-                    self.stop_speech(StopCause::Commit);
-                } else {
+                if !self.engine.commit() {
                     self.error("input_audio_buffer_empty", "there is no speech to commit");
                 }
             }
             ClientEvent::Text { text } => match conv::validate_message(&text) {
-                Ok(text) => {
-                    let said = Said {
-                        text: text.to_owned(),
-                        decided: Instant::now(),
-                        endpointing_ms: 0,
-                        recognition_ms: 0,
-                        speech: None,
-                    };
-                    self.queue.push_back(said);
-                    self.next_response();
-                }
+                Ok(text) => self.engine.text(text.to_owned()),
                 Err(e) => self.error("invalid_text", e.to_string()),
             },
             ClientEvent::Mark { seq } => {
@@ -716,7 +602,7 @@ impl Call {
         }
     }
 
-    async fn audio(&mut self, seq: u64, audio: &str) {
+    fn audio(&mut self, seq: u64, audio: &str) {
         if seq <= self.last_frame {
             return self.error(
                 "frame_out_of_order",
@@ -742,52 +628,35 @@ impl Call {
             self.error("frames_missing", format!("frames {} to {} never came", self.last_frame + 1, seq - 1));
         }
         self.last_frame = seq;
-        self.last_audio = Instant::now();
         let samples = self.format.decode(&bytes);
         self.recording.caller(&samples);
-        self.preroll.extend(samples.iter().copied());
-        let keep = self.samples_of(PREROLL.as_millis() as u64);
-        while self.preroll.len() > keep {
-            self.preroll.pop_front();
-        }
-        let wideband = to_16k(&samples, self.format.sample_rate);
-        let opened_before = self.utterance.is_some();
-        if opened_before && let Some(utterance) = &mut self.utterance {
-            utterance.samples.extend_from_slice(&samples);
-        }
-        for endpoint in self.endpointer.push(&wideband) {
-            match endpoint {
-                Endpoint::SpeechStarted { at_ms } => self.speech_started(at_ms).await,
-                Endpoint::Paused { .. } => self.recognise_so_far(),
-                Endpoint::SpeechStopped { reason, .. } => self.stop_speech(match reason {
-                    StopReason::Silence => StopCause::Silence,
-                    StopReason::MaxTurn => StopCause::MaxTurn,
-                }),
-            }
-        }
-        let due = self.samples_of(RECOGNISE_EVERY.as_millis() as u64);
-        if let Some(u) = &self.utterance
-            && u.samples.len() >= u.heard.as_ref().map_or(0, |(covered, _)| *covered) + due
-        {
-            self.recognise_so_far();
-        }
+        self.engine.audio(&samples);
     }
 
-    async fn speech_started(&mut self, at_ms: u64) {
-        self.emit(ServerEvent::SpeechStarted { audio_ms: at_ms });
-        self.barge_in().await;
-        self.utterances += 1;
-        let samples: Vec<i16> = self.preroll.iter().copied().collect();
-        let start = self.recording.now().saturating_sub(samples.len());
-        self.utterance = Some(Utterance {
-            id: self.utterances,
-            samples,
-            start,
-            started_ms: at_ms,
-            heard: None,
-            recognising: None,
-            closing: None,
-        });
+    async fn engine_event(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::SpeechStarted { audio_ms } => {
+                self.emit(ServerEvent::SpeechStarted { audio_ms });
+                self.barge_in().await;
+            }
+            EngineEvent::SpeechStopped { audio_ms, reason } => {
+                self.emit(ServerEvent::SpeechStopped { audio_ms, reason })
+            }
+            EngineEvent::Heard { text } => self.emit(ServerEvent::TranscriptionDelta { text }),
+            EngineEvent::Transcribed { text } => self.emit(ServerEvent::TranscriptionCompleted { transcript: text }),
+            EngineEvent::Accepted { response, customer_turn, speech } => {
+                self.reply = Some(Reply { id: response, customer_turn, timings: None });
+                if let Some((started, stopped)) = speech {
+                    let facts = self.facts.entry(customer_turn).or_default();
+                    facts.speech_started_ms = Some(started);
+                    facts.speech_stopped_ms = Some(stopped);
+                }
+            }
+            EngineEvent::Speech { response, text, audio, timings } => self.speech(response, text, audio, timings),
+            EngineEvent::Interrupted => self.barge_in().await,
+            EngineEvent::Answered { response, result } => self.answered(response, *result).await,
+            EngineEvent::Error { code, message } => self.error(code, message),
+        }
     }
 
     /// The caller spoke while the agent's audio was playing.
@@ -796,9 +665,7 @@ impl Call {
         if self.playback.cut.is_some() || self.playback.sent_ms == 0 || played >= self.playback.sent_ms {
             return;
         }
-        if let Some(response) = self.response.as_ref().filter(|r| r.id == self.playback.response) {
-            response.interrupted.store(true, Ordering::Relaxed);
-        }
+        self.engine.barge_in(self.playback.response);
         let heard = self.playback.heard(played);
         self.recording.cut_agent(self.playback.recording_at + self.samples_of(played));
         self.emit(ServerEvent::ResponseInterrupted {
@@ -820,188 +687,14 @@ impl Call {
         }
     }
 
-    /// Recognises the words of the open utterance so far, unless a recognition runs.
-    fn recognise_so_far(&mut self) {
-        let (recognizer, report) = (self.service.inner.engines.recognizer.clone(), self.internal.clone());
-        if let Some(utterance) = &mut self.utterance {
-            recognise(utterance, self.format.sample_rate, recognizer, report);
-        }
-    }
-
-    /// The caller's turn is over: its words are what was recognised if that covers the
-    /// speech, else what the recognition of the whole utterance says.
-    fn stop_speech(&mut self, cause: StopCause) {
-        let voiced_ms = self.endpointer.last_voiced_ms();
-        if cause != StopCause::Silence && cause != StopCause::MaxTurn {
-            self.endpointer.finish();
-        }
-        let Some(mut utterance) = self.utterance.take() else { return };
-        let stopped_ms = self.ms_of(self.recording.now());
-        let needed = (voiced_ms * u64::from(self.format.sample_rate) / 1000) as usize;
-        let needed = needed.saturating_sub(utterance.start).min(utterance.samples.len());
-        utterance.closing = Some(Closing {
-            needed,
-            decided: Instant::now(),
-            endpointing_ms: if cause == StopCause::Silence { stopped_ms.saturating_sub(voiced_ms) } else { 0 },
-            stopped_ms,
-        });
-        self.emit(ServerEvent::SpeechStopped { audio_ms: stopped_ms, reason: cause });
-        self.closing.push_back(utterance);
-        self.settle_utterances();
-    }
-
-    /// Closed utterances whose words are in become the caller's turns, in order; those
-    /// still without them get a recognition of all of their audio.
-    fn settle_utterances(&mut self) {
-        let (recognizer, rate) = (self.service.inner.engines.recognizer.clone(), self.format.sample_rate);
-        for u in &mut self.closing {
-            let needed = u.closing.as_ref().map_or(0, |c| c.needed);
-            if u.heard.as_ref().is_none_or(|(covered, _)| *covered < needed) {
-                recognise(u, rate, recognizer.clone(), self.internal.clone());
-            }
-        }
-        while self.closing.front().is_some_and(|u| {
-            let needed = u.closing.as_ref().map_or(0, |c| c.needed);
-            u.heard.as_ref().is_some_and(|(covered, _)| *covered >= needed)
-        }) {
-            let utterance = self.closing.pop_front().expect("checked above");
-            self.close_as_heard(utterance);
-        }
-    }
-
-    fn close_as_heard(&mut self, utterance: Utterance) {
-        let Some(closing) = utterance.closing else { return };
-        let text = utterance.heard.map(|(_, text)| text).unwrap_or_default();
-        let text = text.trim().to_owned();
-        if text.is_empty() {
+    /// Audio of a reply, sent in chunks; unless a later reply plays, or this one was
+    /// interrupted.
+    fn speech(&mut self, response: u64, text: String, audio: Audio, timings: Option<Timings>) {
+        if response < self.playback.response || (response == self.playback.response && self.playback.cut.is_some()) {
             return;
         }
-        self.emit(ServerEvent::TranscriptionCompleted { transcript: text.clone() });
-        self.queue.push_back(Said {
-            text,
-            decided: closing.decided,
-            endpointing_ms: closing.endpointing_ms,
-            recognition_ms: closing.decided.elapsed().as_millis() as u64,
-            speech: Some((utterance.started_ms, closing.stopped_ms)),
-        });
-        self.next_response();
-    }
-
-    /// Starts the agent on the next turn waiting, if it is free.
-    fn next_response(&mut self) {
-        if self.response.is_some() || self.ending.is_some() {
-            return;
-        }
-        let Some(said) = self.queue.pop_front() else { return };
-        self.responses += 1;
-        let interrupted = Arc::new(AtomicBool::new(false));
-        let inner = self.service.inner.clone();
-        let message = CustomerMessage {
-            message: said.text.clone(),
-            session_id: Some(self.session.session_id.clone()),
-            customer: None,
-            channel: "voice",
-        };
-        let (tenant, agent) = (self.session.tenant_id.clone(), self.session.agent_id.clone());
-        let (report, voice, id, stop) =
-            (self.internal.clone(), self.agent.voice.clone(), self.responses, interrupted.clone());
-        tokio::spawn(async move {
-            let accepted = match inner.turns.accept(&tenant, &agent, message).await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    let _ = report.send(Internal::Answered { response: id, result: Box::new(Err(e)) });
-                    return;
-                }
-            };
-            let _ = report.send(Internal::Accepted { response: id, customer_turn: accepted.turn.turn });
-            let began = Instant::now();
-            let (pieces, written) = mpsc::unbounded_channel::<String>();
-            let answering = async {
-                let sink = move |piece: &str| {
-                    let _ = pieces.send(piece.to_owned());
-                };
-                inner.turns.answer(&accepted, Some(&sink)).await
-            };
-            let speaking = speak(written, &inner.engines, &voice, id, &stop, &report, began);
-            let (result, spoken) = tokio::join!(answering, speaking);
-            // An agent that did not stream is spoken whole.
-            if let Ok(answered) = &result
-                && !spoken
-            {
-                let (tx, rx) = mpsc::unbounded_channel();
-                let _ = tx.send(answered.turn.text.clone());
-                drop(tx);
-                speak(rx, &inner.engines, &voice, id, &stop, &report, began).await;
-            }
-            let _ = report.send(Internal::Answered { response: id, result: Box::new(result) });
-        });
-        self.response = Some(Response { id: self.responses, said, interrupted, customer_turn: None, timings: None });
-    }
-
-    async fn report(&mut self, report: Internal) {
-        match report {
-            Internal::Recognised { utterance, covered, text } => {
-                let open = self.utterance.as_mut().filter(|u| u.id == utterance);
-                let Some(u) = open.or_else(|| self.closing.iter_mut().find(|u| u.id == utterance)) else { return };
-                u.recognising = None;
-                match text {
-                    Ok(text) => {
-                        let text = text.trim().to_owned();
-                        if u.heard.as_ref().is_none_or(|(before, _)| covered > *before) {
-                            u.heard = Some((covered, text.clone()));
-                            if !text.is_empty() && u.closing.is_none() {
-                                self.emit(ServerEvent::TranscriptionDelta { text });
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(cause = %e, "recognising the caller failed");
-                        if u.closing.is_some() {
-                            // Its words cannot be had: the caller is asked to say it again.
-                            self.closing.retain(|u| u.id != utterance);
-                            self.error("recognition_failed", "the speech could not be recognised; say it again");
-                        }
-                    }
-                }
-                self.settle_utterances();
-            }
-            Internal::Accepted { response, customer_turn } => {
-                if let Some(r) = self.response.as_mut().filter(|r| r.id == response) {
-                    r.customer_turn = Some(customer_turn);
-                    if let Some(speech) = r.said.speech {
-                        let facts = self.facts.entry(customer_turn).or_default();
-                        facts.speech_started_ms = Some(speech.0);
-                        facts.speech_stopped_ms = Some(speech.1);
-                    }
-                }
-            }
-            Internal::Sentence { response, text, audio, agent_ms, synthesis_ms } => {
-                self.sentence(response, text, audio, agent_ms, synthesis_ms)
-            }
-            Internal::Answered { response, result } => self.answered(response, *result).await,
-        }
-    }
-
-    fn sentence(&mut self, response: u64, text: String, audio: Audio, agent_ms: u64, synthesis_ms: u64) {
-        match self.response.as_mut().filter(|r| r.id == response) {
-            Some(r) if r.interrupted.load(Ordering::Relaxed) => return,
-            Some(r) => {
-                if r.timings.is_none() {
-                    let total_ms = r.said.decided.elapsed().as_millis() as u64 + r.said.endpointing_ms;
-                    let parts = r.said.endpointing_ms + r.said.recognition_ms + agent_ms + synthesis_ms;
-                    r.timings = Some(Timings {
-                        endpointing_ms: r.said.endpointing_ms,
-                        recognition_ms: r.said.recognition_ms,
-                        agent_ms,
-                        synthesis_ms,
-                        platform_ms: total_ms.saturating_sub(parts),
-                        total_ms,
-                    });
-                }
-            }
-            // The greeting, unless a reply or the caller came first.
-            None if response == GREETING && self.responses == 0 && self.playback.cut.is_none() => {}
-            None => return,
+        if let (Some(reply), Some(timings)) = (self.reply.as_mut().filter(|r| r.id == response), timings) {
+            reply.timings.get_or_insert(timings);
         }
         let audio = match resample(&audio, self.format.sample_rate) {
             Ok(audio) => audio,
@@ -1010,7 +703,9 @@ impl Call {
         if self.playback.response != response {
             self.playback = Playback { response, ..Playback::default() };
         }
-        self.emit(ServerEvent::ResponseTranscriptDelta { text: text.clone() });
+        if !text.is_empty() {
+            self.emit(ServerEvent::ResponseTranscriptDelta { text: text.clone() });
+        }
         let start_ms = self.playback.sent_ms;
         let chunk = self.samples_of(self.limits().chunk.as_millis() as u64).max(1);
         for piece in audio.samples.chunks(chunk) {
@@ -1027,11 +722,17 @@ impl Call {
             let audio = BASE64.encode(self.format.encode(piece));
             self.emit(ServerEvent::ResponseAudio { seq, audio, duration_ms });
         }
-        self.playback.sentences.push((start_ms, self.playback.sent_ms, text));
+        let end_ms = self.playback.sent_ms;
+        match self.playback.sentences.last_mut() {
+            // More audio of the words before.
+            Some(last) if text.is_empty() => last.1 = end_ms,
+            _ if text.is_empty() => {}
+            _ => self.playback.sentences.push((start_ms, end_ms, text)),
+        }
     }
 
     async fn answered(&mut self, response: u64, result: Result<Answered, TurnError>) {
-        let Some(r) = self.response.take().filter(|r| r.id == response) else { return };
+        let reply = self.reply.take_if(|r| r.id == response);
         match result {
             Ok(Answered { session, turn }) => {
                 let was = self.session.status;
@@ -1047,10 +748,10 @@ impl Call {
                         stored.interrupted = true;
                     }
                 }
-                let timings = r.timings.unwrap_or_default();
+                let timings = reply.as_ref().and_then(|r| r.timings).unwrap_or_default();
                 self.facts.entry(stored.turn).or_default().timings = Some(timings);
                 self.emit(ServerEvent::ResponseDone {
-                    customer_turn: r.customer_turn.unwrap_or(stored.turn.saturating_sub(1)),
+                    customer_turn: reply.map_or(stored.turn.saturating_sub(1), |r| r.customer_turn),
                     turn: stored.turn,
                     transcript: stored.text.clone(),
                     sources: stored.sources.clone(),
@@ -1081,12 +782,12 @@ impl Call {
                 self.error(code, format!("the agent could not answer: {e}"));
             }
         }
-        self.next_response();
     }
 
     /// Ends the session: stored as ended (unless the agent ended it), its recording and
     /// transcript written, the client told.
     async fn finish(&mut self, reason: &'static str) {
+        self.engine.close().await;
         let inner = self.service.inner.clone();
         let (tenant, agent, id) =
             (self.session.tenant_id.clone(), self.session.agent_id.clone(), self.session.session_id.clone());
@@ -1162,111 +863,10 @@ fn transcript_json(
     })
 }
 
-/// Starts recognising all of `utterance` heard so far, unless a recognition of it runs.
-fn recognise(
-    utterance: &mut Utterance,
-    rate: u32,
-    recognizer: Arc<dyn Recognizer>,
-    report: mpsc::UnboundedSender<Internal>,
-) {
-    if utterance.recognising.is_some() || utterance.samples.is_empty() {
-        return;
-    }
-    let covered = utterance.samples.len();
-    utterance.recognising = Some(covered);
-    let (audio, id) = (Audio::new(rate, utterance.samples.clone()), utterance.id);
-    tokio::spawn(async move {
-        let text = recognizer.transcribe(&audio).await;
-        let _ = report.send(Internal::Recognised { utterance: id, covered, text });
-    });
-}
-
-/// Session audio at 16 kHz for the endpointer (telephony's 8 kHz doubled; the detector
-/// needs no better).
-fn to_16k(samples: &[i16], rate: u32) -> Vec<i16> {
-    if rate == 16_000 {
-        return samples.to_vec();
-    }
-    let mut out = Vec::with_capacity(samples.len() * 2);
-    for (i, s) in samples.iter().enumerate() {
-        let next = samples.get(i + 1).copied().unwrap_or(*s);
-        out.push(*s);
-        out.push(((i32::from(*s) + i32::from(next)) / 2) as i16);
-    }
-    out
-}
-
-/// Speaks the reply as it is written: sentence by sentence, each sent as soon as it is
-/// spoken. Stops when interrupted. Whether anything was written.
-async fn speak(
-    mut written: mpsc::UnboundedReceiver<String>,
-    engines: &VoiceEngines,
-    voice: &crate::speech::VoiceSettings,
-    response: u64,
-    interrupted: &AtomicBool,
-    report: &mpsc::UnboundedSender<Internal>,
-    began: Instant,
-) -> bool {
-    let mut pending = String::new();
-    let mut wrote = false;
-    let mut first = true;
-    loop {
-        let piece = written.recv().await;
-        let done = piece.is_none();
-        if let Some(piece) = piece {
-            wrote |= !piece.trim().is_empty();
-            pending.push_str(&piece);
-        }
-        let mut sentences = take_sentences(&mut pending);
-        if done && !pending.trim().is_empty() {
-            sentences.push(std::mem::take(&mut pending));
-        }
-        for sentence in sentences {
-            let spoken = speakable(&sentence);
-            if spoken.is_empty() || interrupted.load(Ordering::Relaxed) {
-                continue;
-            }
-            let agent_ms = if first { began.elapsed().as_millis() as u64 } else { 0 };
-            let started = Instant::now();
-            match engines.synthesizer.synthesize(&spoken, voice).await {
-                Ok(audio) => {
-                    let synthesis_ms = started.elapsed().as_millis() as u64;
-                    first = false;
-                    let _ = report.send(Internal::Sentence { response, text: spoken, audio, agent_ms, synthesis_ms });
-                }
-                Err(e) => tracing::warn!(cause = %e, "synthesising a sentence failed"),
-            }
-        }
-        if done {
-            return wrote;
-        }
-    }
-}
-
-/// The whole sentences at the front of `text`, taken out of it. A sentence ends at `.`,
-/// `!`, `?`, `;` or a line break followed by a space, once it is long enough to be worth
-/// speaking on its own (so that "Dr. Lee" or "No." alone does not make a sentence).
-fn take_sentences(text: &mut String) -> Vec<String> {
-    const SHORTEST: usize = 16;
-    let mut sentences = Vec::new();
-    let mut start = 0;
-    let chars: Vec<(usize, char)> = text.char_indices().collect();
-    for (i, (at, c)) in chars.iter().enumerate() {
-        let ends =
-            matches!(c, '.' | '!' | '?' | ';' | '\n') && chars.get(i + 1).is_some_and(|(_, next)| next.is_whitespace());
-        if ends && text[start..=*at].trim().chars().count() >= SHORTEST {
-            sentences.push(text[start..=*at].to_owned());
-            start = at + c.len_utf8();
-        }
-    }
-    text.drain(..start);
-    sentences
-}
-
 /// A sentence as it is said: without the marks of written text (Markdown emphasis,
 /// headings, bullets, code ticks) and without citations (`(source: faq.md, Hours)`),
 /// which the transcript keeps and the caller need not hear.
-fn speakable(sentence: &str) -> String {
+pub fn speakable(sentence: &str) -> String {
     let mut uncited = sentence.to_owned();
     while let Some(at) = uncited.find("(source").or_else(|| uncited.find("(Source")) {
         let end = uncited[at..].find(')').map_or(uncited.len(), |close| at + close + 1);
@@ -1287,11 +887,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_are_cut_into_sentences_worth_speaking() {
-        let mut text = "Sure. Dr. Lee sees patients on Tuesdays. We open at 9.30 on Saturdays! And the rest".to_owned();
-        let sentences = take_sentences(&mut text);
-        assert_eq!(sentences, ["Sure. Dr. Lee sees patients on Tuesdays.", " We open at 9.30 on Saturdays!"]);
-        assert_eq!(text, " And the rest");
+    fn what_is_spoken_leaves_out_the_marks_of_written_text() {
         assert_eq!(speakable("**Hours:**\n- Mon to Fri"), "Hours: Mon to Fri");
         assert_eq!(speakable("We open at 9am (source: faq.md, Opening hours)."), "We open at 9am.");
     }
