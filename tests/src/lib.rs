@@ -9,6 +9,7 @@ pub mod hostile;
 pub mod moto;
 pub mod platform;
 pub mod scripted_model;
+pub mod sonic;
 pub mod speech;
 
 /// Logs stay silent unless `TEST_LOG` is set.

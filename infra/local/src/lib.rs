@@ -22,6 +22,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use oratio_auth::{JwksVerifier, VerifierConfig};
+use oratio_aws::{NovaSonic, SonicSettings};
 use oratio_core::api_keys::UsageRecorder;
 use oratio_core::creation::{self, CreationTasks};
 use oratio_core::embeddings::Embeddings;
@@ -119,7 +120,7 @@ impl EmbeddingsConfig {
 }
 
 /// Where the voice sessions' speech engines come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum SpeechConfig {
     /// None: voice sessions are refused (`speech_unavailable`).
     Off,
@@ -132,6 +133,10 @@ pub enum SpeechConfig {
     /// No speech at all: the caller's audio comes straight back as the agent's
     /// (`ORATIO_SPEECH=passthrough`; load tests of the voice socket).
     PassThrough,
+    /// Amazon Nova 2 Sonic on Bedrock (`ORATIO_SPEECH=sonic`, with the AWS SDK's usual
+    /// region, credentials and `AWS_ENDPOINT_URL_BEDROCK_RUNTIME`; `ORATIO_SONIC_MODEL`;
+    /// `AWS_CA_BUNDLE`). `aws` replaces the SDK's configuration from the environment.
+    Sonic { settings: SonicSettings, aws: Option<Box<aws_config::SdkConfig>>, ca_bundle: Option<PathBuf> },
 }
 
 impl SpeechConfig {
@@ -142,6 +147,13 @@ impl SpeechConfig {
         match var("ORATIO_SPEECH").as_deref() {
             Some("off") => return Self::Off,
             Some("passthrough") => return Self::PassThrough,
+            Some("sonic") => {
+                let mut settings = SonicSettings::default();
+                if let Some(model) = var("ORATIO_SONIC_MODEL") {
+                    settings.model_id = model;
+                }
+                return Self::Sonic { settings, aws: None, ca_bundle: var("AWS_CA_BUNDLE").map(PathBuf::from) };
+            }
             _ => {}
         }
         match var("ORATIO_SPEECH_URL") {
@@ -360,8 +372,11 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     });
 
     let (speech, speech_task) = speech(&config, data.path());
-    let voice_engine: Arc<dyn VoiceEngine> = match config.speech {
+    let voice_engine: Arc<dyn VoiceEngine> = match &config.speech {
         SpeechConfig::PassThrough => Arc::new(PassThrough),
+        SpeechConfig::Sonic { settings, aws, ca_bundle } => {
+            Arc::new(sonic(settings.clone(), aws.as_deref().cloned(), ca_bundle.as_deref()).await?)
+        }
         _ => Arc::new(Cascaded { recognizer: speech.clone(), synthesizer: speech.clone() }),
     };
     let voice = VoiceService::new(deps.turns(), voice_engine, blobs.clone(), config.voice);
@@ -511,7 +526,9 @@ fn speech(config: &Config, data_dir: &Path) -> (Arc<LateSpeech>, JoinHandle<()>)
     let task = tokio::spawn(async move {
         let given = match setting {
             SpeechConfig::Off => return arriving.set_waiting("voice is off (ORATIO_SPEECH=off)"),
-            SpeechConfig::PassThrough => return arriving.set_waiting("voice echoes (ORATIO_SPEECH=passthrough)"),
+            SpeechConfig::PassThrough | SpeechConfig::Sonic { .. } => {
+                return arriving.set_waiting("the embedded speech worker is not used (ORATIO_SPEECH)");
+            }
             SpeechConfig::Running { url } => return arriving.arrive(LocalSpeech::new(url)),
             SpeechConfig::Bundled { python: given } => given.unwrap_or(python),
         };
@@ -537,6 +554,24 @@ fn speech(config: &Config, data_dir: &Path) -> (Arc<LateSpeech>, JoinHandle<()>)
         drop(engine);
     });
     (late, task)
+}
+
+/// Nova 2 Sonic, on `aws` or the AWS SDK's configuration from the environment.
+async fn sonic(
+    settings: SonicSettings,
+    aws: Option<aws_config::SdkConfig>,
+    ca_bundle: Option<&Path>,
+) -> anyhow::Result<NovaSonic> {
+    let aws = match aws {
+        Some(aws) => aws,
+        None => aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await,
+    };
+    let ca = match ca_bundle {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading AWS_CA_BUNDLE {}", path.display()))?),
+        None => None,
+    };
+    let client = oratio_aws::sonic::client(&aws, ca)?;
+    Ok(NovaSonic::new(client, settings))
 }
 
 /// An engine run by `python`, installed first into `engines/<name>` when it lacks it.

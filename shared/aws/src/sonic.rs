@@ -25,7 +25,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use futures::channel::mpsc as stream_channel;
 use oratio_core::conversations::{self as conv, Role};
 use oratio_core::speech::{self, Audio, SpeechError};
-use oratio_core::turns::{CustomerMessage, TurnError};
+use oratio_core::turns::{Answered, CustomerMessage, TurnError};
 use oratio_core::voice::{EngineCall, EngineEvent, EngineSession, Timings, VoiceEngine, speakable};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -38,7 +38,7 @@ pub const OUTPUT_RATE: u32 = 24_000;
 /// The tool through which Sonic asks the agent.
 pub const AGENT_TOOL: &str = "ask_agent";
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SonicSettings {
     /// `amazon.nova-2-sonic-v1:0`, or an inference profile.
     pub model_id: String,
@@ -59,6 +59,24 @@ impl Default for SonicSettings {
             history_chars: 40_000,
         }
     }
+}
+
+/// A Bedrock runtime client for Sonic. `ca_pem` is a certificate authority to trust
+/// besides the system's (a TLS-inspecting proxy; the local server the tests play Sonic
+/// with), as `AWS_CA_BUNDLE` is to the AWS CLI.
+pub fn client(config: &aws_config::SdkConfig, ca_pem: Option<Vec<u8>>) -> anyhow::Result<Client> {
+    use aws_smithy_http_client::tls::{self, TlsContext, TrustStore, rustls_provider::CryptoMode};
+    let mut builder = aws_sdk_bedrockruntime::config::Builder::from(config);
+    if let Some(pem) = ca_pem {
+        let trust = TrustStore::empty().with_native_roots(true).with_pem_certificate(pem);
+        let context = TlsContext::builder().with_trust_store(trust).build()?;
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+            .tls_context(context)
+            .build_https();
+        builder = builder.http_client(http);
+    }
+    Ok(Client::from_conf(builder.build()))
 }
 
 pub struct NovaSonic {
@@ -88,8 +106,10 @@ impl VoiceEngine for NovaSonic {
             said_at: None,
             first_audio: None,
             spoken: None,
+            saying: None,
+            speaking: None,
         };
-        let stream = driver.connect().await?;
+        let stream = driver.connect().await;
         let task = tokio::spawn(driver.run(stream, inbox));
         Ok(Box::new(SonicSession { commands, events: outbox, asking: 0, task: Some(task) }))
     }
@@ -157,11 +177,6 @@ impl EngineSession for SonicSession {
     }
 }
 
-type Output = aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
-    InvokeModelWithBidirectionalStreamOutput,
-    aws_sdk_bedrockruntime::types::error::InvokeModelWithBidirectionalStreamOutputError,
->;
-
 /// One Sonic stream: where its input goes, its output, and its names.
 struct Stream {
     input: stream_channel::UnboundedSender<Result<InvokeModelWithBidirectionalStreamInput, InputError>>,
@@ -173,7 +188,55 @@ struct Stream {
 
 type InputError = InvokeModelWithBidirectionalStreamInputError;
 
+/// A stream's output. The SDK's `send()` returns only once Bedrock's first event has
+/// arrived (it reads the event stream's optional initial response: smithy-rs#4435), and
+/// Sonic says nothing before it has heard something; so the request runs in its own task
+/// while the caller's audio already flows into the input.
+enum Output {
+    Opening(tokio::task::JoinHandle<Result<Events, String>>),
+    Open(Box<Events>),
+}
+
+type Events = aws_sdk_bedrockruntime::primitives::event_stream::EventReceiver<
+    InvokeModelWithBidirectionalStreamOutput,
+    aws_sdk_bedrockruntime::types::error::InvokeModelWithBidirectionalStreamOutputError,
+>;
+
+/// What a stream's output gave.
+enum Received {
+    Event(Value),
+    Ended(Option<String>),
+}
+
 impl Stream {
+    /// Sonic's next event; cancel-safe.
+    async fn next(&mut self) -> Received {
+        loop {
+            match &mut self.output {
+                Output::Opening(request) => match request.await {
+                    Ok(Ok(events)) => self.output = Output::Open(Box::new(events)),
+                    Ok(Err(cause)) => return Received::Ended(Some(cause)),
+                    Err(e) => return Received::Ended(Some(e.to_string())),
+                },
+                Output::Open(events) => {
+                    return match events.recv().await {
+                        Ok(Some(InvokeModelWithBidirectionalStreamOutput::Chunk(part))) => {
+                            match part.bytes.and_then(|b| serde_json::from_slice::<Value>(b.as_ref()).ok()) {
+                                Some(event) => Received::Event(event),
+                                None => continue,
+                            }
+                        }
+                        Ok(Some(_)) => continue,
+                        Ok(None) => Received::Ended(None),
+                        Err(e) => {
+                            Received::Ended(Some(aws_sdk_bedrockruntime::error::DisplayErrorContext(e).to_string()))
+                        }
+                    };
+                }
+            }
+        }
+    }
+
     fn send(&self, event: Value) {
         let bytes = Blob::new(serde_json::to_vec(&event).unwrap_or_default());
         let chunk = BidirectionalInputPayloadPart::builder().bytes(bytes).build();
@@ -208,21 +271,35 @@ impl Stream {
         self.send(json!({"event": {"contentEnd": {"promptName": self.prompt, "contentName": content}}}));
     }
 
-    /// Closes the stream in Sonic's order: the audio, the prompt, the session.
-    fn close(&self) {
+    /// Closes the stream in Sonic's order (the audio, the prompt, the session) and lets
+    /// Sonic finish: dropping the output before it ends would reset the HTTP/2 stream and
+    /// lose the closing events.
+    async fn close(mut self) {
         self.send(json!({"event": {"contentEnd": {"promptName": self.prompt, "contentName": self.audio}}}));
         self.send(json!({"event": {"promptEnd": {"promptName": self.prompt}}}));
         self.send(json!({"event": {"sessionEnd": {}}}));
         self.input.close_channel();
+        let _ = tokio::time::timeout(CLOSE_WITHIN, async { while let Received::Event(_) = self.next().await {} }).await;
     }
 }
 
-/// An answer of the agent, for Sonic to say; `agent_ms` after it was asked.
+/// An answer of the agent, for Sonic to say; `agent_ms` after it was asked. The turn's
+/// outcome (`answered`) is reported once Sonic has finished saying it.
 struct AgentAnswer {
     tool_use_id: String,
     result: Value,
     agent_ms: u64,
+    answered: Option<(u64, Outcome)>,
 }
+
+/// A turn's outcome, as the voice call takes it.
+type Outcome = Box<Result<Answered, TurnError>>;
+
+/// How long a closed stream is given to end.
+const CLOSE_WITHIN: Duration = Duration::from_secs(3);
+
+/// How long an answer waits for Sonic to start saying it before the turn is reported done.
+const SAY_WITHIN: Duration = Duration::from_secs(20);
 
 /// Runs a session's Sonic streams.
 struct Driver {
@@ -241,6 +318,10 @@ struct Driver {
     first_audio: Option<(Instant, u64)>,
     /// Words Sonic is about to say (its speculative text), for the audio that follows.
     spoken: Option<String>,
+    /// The agent's turn whose answer Sonic is saying: reported when its audio ends.
+    saying: Option<(u64, Outcome, Instant)>,
+    /// Sonic's audio content now being spoken.
+    speaking: Option<String>,
 }
 
 /// What the caller says or the agent said, for a renewed stream.
@@ -269,23 +350,18 @@ impl Driver {
 
     /// Opens a stream and sends its opening: the session, the prompt (voice, tools), the
     /// system prompt, the conversation so far, and the start of the caller's audio.
-    async fn connect(&self) -> Result<Stream, SpeechError> {
+    async fn connect(&self) -> Stream {
         let (input, rx) = stream_channel::unbounded();
-        let output = self
-            .client
-            .invoke_model_with_bidirectional_stream()
-            .model_id(&self.settings.model_id)
-            .body(rx.into())
-            .send()
-            .await
-            .map_err(|e| {
-                let cause = aws_sdk_bedrockruntime::error::DisplayErrorContext(e).to_string();
-                SpeechError::Unavailable(anyhow::anyhow!("opening a Nova Sonic stream: {cause}"))
-            })?
-            .body;
+        let request =
+            self.client.invoke_model_with_bidirectional_stream().model_id(&self.settings.model_id).body(rx.into());
+        let opening = tokio::spawn(async move {
+            request.send().await.map(|output| output.body).map_err(|e| {
+                format!("opening a Nova Sonic stream: {}", aws_sdk_bedrockruntime::error::DisplayErrorContext(e))
+            })
+        });
         let stream = Stream {
             input,
-            output,
+            output: Output::Opening(opening),
             prompt: ulid::Ulid::new().to_string(),
             audio: ulid::Ulid::new().to_string(),
             opened: Instant::now(),
@@ -320,7 +396,7 @@ impl Driver {
             "promptName": stream.prompt, "contentName": stream.audio, "type": "AUDIO", "interactive": true,
             "role": "USER", "audioInputConfiguration": {"mediaType": "audio/lpcm", "sampleRateHertz": INPUT_RATE,
                 "sampleSizeBits": 16, "channelCount": 1, "audioType": "SPEECH", "encoding": "base64"}}}}));
-        Ok(stream)
+        stream
     }
 
     async fn run(mut self, mut stream: Stream, mut inbox: mpsc::UnboundedReceiver<Command>) {
@@ -333,56 +409,59 @@ impl Driver {
                     Some(Command::Text(text)) => stream.text("USER", true, &text),
                     Some(Command::Close) | None => break,
                 },
-                output = stream.output.recv() => match output {
-                    Ok(Some(InvokeModelWithBidirectionalStreamOutput::Chunk(part))) => {
-                        if let Some(event) = part.bytes.and_then(|b| serde_json::from_slice::<Value>(b.as_ref()).ok()) {
-                            self.output(&event);
-                        }
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => {
-                        if let Err(e) = &output {
-                            tracing::warn!(cause = %aws_sdk_bedrockruntime::error::DisplayErrorContext(e), "a Nova Sonic stream failed");
+                received = stream.next() => match received {
+                    Received::Event(event) => self.output(&event),
+                    Received::Ended(cause) => {
+                        if let Some(cause) = &cause {
+                            tracing::warn!(%cause, "a Nova Sonic stream failed");
                         }
                         // The stream ended before the session: a new one goes on from here,
-                        // unless the last one failed just now too.
-                        let again = failed_at.is_some_and(|at| at.elapsed() < Duration::from_secs(10));
-                        failed_at = Some(Instant::now());
-                        match self.connect().await {
-                            Ok(renewed) if !again => stream = renewed,
-                            Ok(_) => {
-                                self.report(EngineEvent::Error { code: "engine_error", message: "the voice engine keeps failing".into() });
-                                break;
-                            }
-                            Err(e) => {
-                                self.report(EngineEvent::Error { code: "engine_error", message: format!("the voice engine stopped: {e}") });
-                                break;
-                            }
+                        // unless the last one ended just now too.
+                        if failed_at.is_some_and(|at| at.elapsed() < Duration::from_secs(10)) {
+                            let message = match cause {
+                                Some(cause) => format!("the voice engine stopped: {cause}"),
+                                None => "the voice engine keeps ending the call".into(),
+                            };
+                            self.report(EngineEvent::Error { code: "engine_error", message });
+                            break;
                         }
+                        failed_at = Some(Instant::now());
+                        stream = self.connect().await;
                     }
                 },
                 Some(answer) = self.answers.1.recv() => {
-                    self.asking = self.asking.saturating_sub(1);
                     self.first_audio = Some((Instant::now(), answer.agent_ms));
                     stream.tool_result(&answer.tool_use_id, &answer.result);
+                    if let Some((response, result)) = answer.answered {
+                        self.asking = self.asking.saturating_sub(1);
+                        self.said();
+                        self.saying = Some((response, result, Instant::now()));
+                    }
                 }
                 _ = tick.tick() => {
+                    if self.speaking.is_none() && self.saying.as_ref().is_some_and(|(_, _, at)| at.elapsed() > SAY_WITHIN) {
+                        self.said();
+                    }
                     let age = stream.opened.elapsed();
                     if (age >= self.settings.renew_after && self.asking == 0 && self.first_audio.is_none())
                         || age >= self.settings.renew_by
                     {
-                        match self.connect().await {
-                            Ok(renewed) => {
-                                tracing::info!(session_id = %self.call.session.session_id, "renewed the Nova Sonic stream");
-                                std::mem::replace(&mut stream, renewed).close();
-                            }
-                            Err(e) => tracing::warn!(cause = %e, "renewing a Nova Sonic stream failed; trying again"),
-                        }
+                        let renewed = self.connect().await;
+                        tracing::info!(session_id = %self.call.session.session_id, "renewed the Nova Sonic stream");
+                        tokio::spawn(std::mem::replace(&mut stream, renewed).close());
                     }
                 }
             }
         }
-        stream.close();
+        self.said();
+        stream.close().await;
+    }
+
+    /// The turn Sonic was saying is over.
+    fn said(&mut self) {
+        if let Some((response, result, _)) = self.saying.take() {
+            self.report(EngineEvent::Answered { response, result });
+        }
     }
 
     /// One event from Sonic.
@@ -400,6 +479,9 @@ impl Driver {
                     .and_then(|f| f.get("generationStage").and_then(Value::as_str).map(str::to_owned));
                 if text("role") == "ASSISTANT" && text("type") == "TEXT" && stage.as_deref() == Some("SPECULATIVE") {
                     self.spoken = Some(String::new());
+                }
+                if text("role") == "ASSISTANT" && text("type") == "AUDIO" {
+                    self.speaking = Some(text("contentId").to_owned());
                 }
             }
             "textOutput" => {
@@ -443,9 +525,15 @@ impl Driver {
                 let request = input.get("request").and_then(Value::as_str).unwrap_or_default().trim().to_owned();
                 self.ask(text("toolUseId").to_owned(), text("toolName").to_owned(), request);
             }
-            "contentEnd" if text("stopReason") == "INTERRUPTED" => {
-                self.spoken = None;
-                self.report(EngineEvent::Interrupted);
+            "contentEnd" => {
+                if text("stopReason") == "INTERRUPTED" {
+                    self.spoken = None;
+                    self.report(EngineEvent::Interrupted);
+                }
+                if self.speaking.as_deref().is_some_and(|id| id == text("contentId")) {
+                    self.speaking = None;
+                    self.said();
+                }
             }
             _ => {}
         }
@@ -460,6 +548,7 @@ impl Driver {
                 tool_use_id,
                 result: json!({"error": format!("call {AGENT_TOOL} with the caller's request")}),
                 agent_ms: 0,
+                answered: None,
             });
             return;
         }
@@ -492,8 +581,8 @@ impl Driver {
                 Err(_) => json!({"error": "the assistant could not answer; apologise and offer to try again"}),
             };
             let agent_ms = asked.elapsed().as_millis() as u64;
-            let _ = answers.send(AgentAnswer { tool_use_id, result: said, agent_ms });
-            report(EngineEvent::Answered { response, result: Box::new(result) });
+            let answered = Some((response, Box::new(result)));
+            let _ = answers.send(AgentAnswer { tool_use_id, result: said, agent_ms, answered });
             let _ = events.send(Event::Asking(-1));
         });
     }
