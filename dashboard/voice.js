@@ -4,6 +4,11 @@
 // is still queued stops at once. Played chunks are acknowledged with marks, so that the
 // server knows what the caller heard.
 
+import { config } from "./api.js";
+
+/** Where voice sockets are: the voice gateway's URL in `config.json` (AWS), else this origin. */
+export const voiceBase = () => config.voice || location.origin.replace(/^http/, "ws");
+
 const toBase64 = (buffer) => {
   const bytes = new Uint8Array(buffer);
   let text = "";
@@ -26,7 +31,7 @@ export async function startCall({ agentId, key, onEvent, onClose }) {
   const capture = new AudioWorkletNode(context, "pcm16-frames");
   context.createMediaStreamSource(microphone).connect(capture);
 
-  const url = `${location.origin.replace(/^http/, "ws")}/v1/agents/${agentId}/voice`;
+  const url = `${voiceBase()}/v1/agents/${agentId}/voice`;
   // Browsers cannot set headers on a WebSocket: the key goes as a subprotocol.
   const socket = new WebSocket(url, ["oratio.voice.v1", `oratio-key.${key}`]);
   let started = false;

@@ -5,7 +5,8 @@
 //!
 //! Callers are flite's `slt` voice saying the corpus's questions (the `facts` of every
 //! entry), streamed in real time in 20 ms frames, one voice agent per corpus entry.
-//! Run: `cargo bench -p oratio-tests --bench voice`.
+//! Then how many concurrent real-time sessions one process carries ([`load`]).
+//! Run: `cargo bench -p oratio-tests --bench voice` (`-- load`: only the concurrency part).
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,9 @@ use oratio_tests::speech::{caller_says, worker_url};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[path = "voice/load.rs"]
+mod load;
 
 const TURNS: usize = 50;
 
@@ -98,6 +102,9 @@ async fn ask(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if std::env::args().any(|a| a == "load") {
+        return load::run().await;
+    }
     let config = Config { speech: oratio::SpeechConfig::Running { url: worker_url() }, ..test_config() };
     let p = TestPlatform::start_in(tempfile::tempdir().expect("a directory"), config).await;
     let account = p.sign_up("bench@voice.example.com", "Voice bench").await;
@@ -212,4 +219,5 @@ async fn main() {
         word_error_rate(&said.join(" "), &telephone.join(" ")) * 100.0
     );
     drop(p);
+    load::run().await;
 }

@@ -139,6 +139,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Dressed<S> {
 /// The standard answer for `bytes`, when they are one of hyper's own: a 400, 414 or 431
 /// head without the `x-request-id` every answer from the router carries.
 fn dressed(bytes: &[u8]) -> Option<Vec<u8>> {
+    // Every write of every connection passes here (WebSocket frames too): most are not a
+    // head at all, and cost no more than this look.
+    if !bytes.starts_with(b"HTTP/1.1 4") {
+        return None;
+    }
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&bytes[..end]).ok()?.to_ascii_lowercase();
     let status: u16 = head.strip_prefix("http/1.1 ")?.get(..3)?.parse().ok()?;

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -72,12 +73,10 @@ impl Default for VoiceLimits {
 /// What a connection hands the socket to send.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
-    Text(Arc<str>),
+    /// A JSON text frame (UTF-8), shared with the replay kept for a reconnect.
+    Text(Bytes),
     /// The session is over: close with this code.
-    Close {
-        code: u16,
-        reason: &'static str,
-    },
+    Close { code: u16, reason: &'static str },
 }
 
 /// Why a connection could not start or resume a session.
@@ -411,7 +410,7 @@ struct Call {
     outlet: Option<(u64, mpsc::Sender<Outgoing>)>,
     detached_at: Option<Instant>,
     next_event: u64,
-    kept: VecDeque<(u64, Arc<str>)>,
+    kept: VecDeque<(u64, Bytes)>,
     kept_bytes: usize,
     last_frame: u64,
     reply: Option<Reply>,
@@ -501,7 +500,7 @@ impl Call {
     fn emit(&mut self, event: ServerEvent) {
         let seq = self.next_event;
         self.next_event += 1;
-        let text: Arc<str> = event.sequenced(seq).into();
+        let text = Bytes::from(event.sequenced(seq));
         self.kept_bytes += text.len();
         self.kept.push_back((seq, text.clone()));
         while self.kept_bytes > self.limits().replay_bytes
@@ -542,7 +541,7 @@ impl Call {
             let _ = old.try_send(Outgoing::Close { code: 4409, reason: "resumed on another connection" });
         }
         self.detached_at = None;
-        let missed: Vec<Arc<str>> =
+        let missed: Vec<Bytes> =
             self.kept.iter().filter(|(seq, _)| *seq > last_event_seq).map(|(_, text)| text.clone()).collect();
         let lost = self.kept.front().is_some_and(|(first, _)| *first > last_event_seq + 1);
         for text in missed {
