@@ -129,6 +129,7 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         // The Lambda binary answers `read-document` as the child (see `bin/agents_api.rs`).
         documents: Arc::new(oratio_local::documents::ChildReader::of_this_program()?.with_limits(reading_limits()?)),
         conversations: conversation_settings()?,
+        dashboard_url: std::env::var("DASHBOARD_URL").unwrap_or_default().into(),
     })
 }
 

@@ -33,6 +33,8 @@ pub struct Deps {
     /// could not read before anything is stored.
     pub documents: Arc<dyn DocumentReader>,
     pub conversations: ConversationSettings,
+    /// The dashboard's origin, for links in emails (`DASHBOARD_URL` in AWS).
+    pub dashboard_url: Arc<str>,
 }
 
 pub use oratio_core::conversations::ConversationSettings;
@@ -44,6 +46,8 @@ impl Deps {
             table: self.table.clone(),
             runtime: self.runtime.clone(),
             push: self.push.clone(),
+            mailer: self.mailer.clone(),
+            dashboard_url: self.dashboard_url.clone(),
             settings: self.conversations,
         }
     }

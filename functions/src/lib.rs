@@ -13,6 +13,7 @@ pub mod identity_api;
 pub mod keys_api;
 pub mod logging;
 pub mod members_api;
+pub mod notifications_api;
 pub mod openapi;
 pub mod platform;
 pub mod request;
@@ -43,6 +44,7 @@ pub fn body_limit(method: &axum::http::Method, path: &str) -> usize {
 pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
     identity_api::routes()
         .merge(members_api::routes())
+        .merge(notifications_api::routes())
         .merge(agents_api::routes())
         .merge(keys_api::routes())
         .merge(customer_api::routes())

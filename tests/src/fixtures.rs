@@ -291,6 +291,7 @@ pub async fn local_auth() -> LocalAuth {
         push: Arc::new(oratio_local::ConnectionRegistry::new()),
         documents: Arc::new(oratio_local::documents::InProcessReader(Default::default())),
         conversations: Default::default(),
+        dashboard_url: "http://dashboard.test".into(),
     });
     LocalAuth { deps, identity, outbox, _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }
 }

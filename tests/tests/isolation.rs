@@ -68,6 +68,13 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     let (status, first) = p.message(&a_live_key, &a_live, json!({"message": "Hello"})).await;
     assert_eq!(status, 200, "{first}");
     let a_session = first["session_id"].as_str().expect("session").to_owned();
+    // And one who wants a refund: a handoff notification of A.
+    let (status, refund) = p
+        .message(&a_live_key, &a_live, json!({"message": "I was charged twice for one check-up; I want a refund."}))
+        .await;
+    assert_eq!((status, refund["status"].as_str()), (200, Some("handoff_requested")), "{refund}");
+    let a_notes = p.get_json("/v1/notifications", Some(&a.token)).await;
+    let a_notification = a_notes["notifications"][0]["notification_id"].as_str().expect("a notification").to_owned();
 
     let mut answers = Vec::new();
     let mut send = async |method: Method,
@@ -221,6 +228,29 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         )
         .await;
     }
+    // A's handoff notifications: B lists only its own (none), and acknowledges or
+    // resolves none of A's.
+    send(Method::GET, "/v1/notifications", "/v1/notifications".into(), bt, None, None).await;
+    send(Method::GET, "/v1/notifications", "/v1/notifications?status=all".into(), bt, None, None).await;
+    let note = &a_notification;
+    send(
+        Method::POST,
+        "/v1/notifications/{notification_id}/ack",
+        format!("/v1/notifications/{note}/ack"),
+        bt,
+        None,
+        None,
+    )
+    .await;
+    send(
+        Method::POST,
+        "/v1/notifications/{notification_id}/resolve",
+        format!("/v1/notifications/{note}/resolve"),
+        bt,
+        None,
+        Some(json!({"outcome": "closed by someone else"})),
+    )
+    .await;
     // A forged query or body naming A's tenant changes nothing.
     send(Method::GET, "/v1/agents", format!("/v1/agents?tenant_id={}", a.tenant_id), bt, None, None).await;
     let mut create = reqwest::multipart::Form::new()
@@ -243,6 +273,7 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         &a_second_agent,
         &a_live,
         &a_session,
+        &a_notification,
         &"Acme".to_owned(),
     ];
     for answer in &answers {
@@ -284,6 +315,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     assert_eq!(profile.status(), 200, "A's key still works");
     let me: Value = p.get_json("/v1/me", Some(&a.token)).await;
     assert_eq!(me["role"], "admin");
+    let unread = p.get_json("/v1/notifications", Some(&a.token)).await;
+    assert_eq!(unread["notifications"][0]["status"], "unread", "A's notification is untouched: {unread}");
     // B signing out leaves A signed in.
     assert_eq!(p.request(Method::POST, "/v1/auth/logout", bt).send().await.expect("logout").status(), 204);
     assert_eq!(p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").status(), 200);

@@ -369,6 +369,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         push: Arc::new(registry.clone()),
         documents,
         conversations: config.conversations,
+        dashboard_url: format!("http://{addr}").into(),
     });
 
     let (speech, speech_task) = speech(&config, data.path());

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{AgentId, SessionId, TenantId};
 use crate::knowledge::Passage;
+use crate::notifications::{self, Notification};
 use crate::runtime::{AgentAnswer, Handoff, ToolTrace};
 use crate::table::{Condition, Cursor, Index, Item, Key, Page, Query, Table, TableError, Update, Write};
 
@@ -462,7 +463,7 @@ pub async fn finish_turn(
     lease: &str,
     reply: &Reply,
     now: DateTime<Utc>,
-) -> Result<(Session, Turn), ConversationError> {
+) -> Result<(Session, Turn, Option<Notification>), ConversationError> {
     let number = session.turns + 1;
     let turn = Turn {
         turn: number,
@@ -509,7 +510,7 @@ pub async fn finish_turn(
         session.end_reason = Some("agent".into());
         tracing::debug!(%reason, "the agent ended the conversation");
     }
-    let writes = vec![
+    let mut writes = vec![
         Write::Update {
             key: session_key(&session.tenant_id, &session.session_id),
             update,
@@ -520,6 +521,13 @@ pub async fn finish_turn(
             condition: Some(Condition::NotExists),
         },
     ];
+    // A handoff is stored with its notification, or not at all.
+    let mut notification = None;
+    if let Some(handoff) = &reply.handoff {
+        let (record, item) = notifications::of_handoff(&session, handoff, now)?;
+        writes.push(Write::Put { item, condition: Some(Condition::NotExists) });
+        notification = Some(record);
+    }
     match table.transact(writes).await {
         Ok(()) => {}
         // The lease expired and another message took the session: this reply is dropped.
@@ -528,7 +536,7 @@ pub async fn finish_turn(
     }
     session.turns = number;
     session.last_activity_at = now;
-    Ok((session, turn))
+    Ok((session, turn, notification))
 }
 
 /// Cuts a stored agent turn to what the caller heard before speaking over it.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::connections;
 use crate::conversations::{Customer, Turn};
-use crate::ids::{AgentId, SessionId, TenantId};
+use crate::ids::{AgentId, NotificationId, SessionId, TenantId};
 use crate::push::{Push, PushError};
 use crate::table::Table;
 
@@ -23,7 +23,14 @@ pub enum Event {
     #[serde(rename = "turn.added")]
     TurnAdded { agent_id: AgentId, session_id: SessionId, turn: Turn },
     #[serde(rename = "handoff.requested")]
-    HandoffRequested { agent_id: AgentId, session_id: SessionId, reason: String, at: DateTime<Utc> },
+    HandoffRequested {
+        agent_id: AgentId,
+        session_id: SessionId,
+        notification_id: NotificationId,
+        reason: String,
+        summary: Option<String>,
+        at: DateTime<Utc>,
+    },
     #[serde(rename = "session.ended")]
     SessionEnded { agent_id: AgentId, session_id: SessionId, reason: String, at: DateTime<Utc> },
 }

@@ -95,6 +95,10 @@ ulid_id!(
     /// One conversation of a customer with an agent.
     SessionId, "session id", "ses_"
 );
+ulid_id!(
+    /// One handoff notification.
+    NotificationId, "notification id", "ntf_"
+);
 
 /// One WebSocket connection, named by API Gateway (or by the embedded emulation, which
 /// mints ids of the same shape).

@@ -22,6 +22,7 @@ pub mod knowledge;
 pub mod language;
 pub mod llm;
 pub mod mail;
+pub mod notifications;
 pub mod push;
 pub mod ratelimit;
 pub mod runtime;

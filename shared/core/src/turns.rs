@@ -17,6 +17,8 @@ use crate::conversations::{
 use crate::events::{self, Event};
 use crate::ids::{AgentId, SessionId, TenantId};
 use crate::llm::{Speaker, TextSink};
+use crate::mail::Mailer;
+use crate::notifications;
 use crate::push::Push;
 use crate::runtime::{AgentRef, AgentRuntime, HistoryTurn, Invocation, LiveConfig, RuntimeError};
 use crate::table::Table;
@@ -71,6 +73,9 @@ pub struct Turns {
     pub table: Arc<dyn Table>,
     pub runtime: Arc<dyn AgentRuntime>,
     pub push: Arc<dyn Push>,
+    /// Handoffs are emailed through it, with links into the dashboard at `dashboard_url`.
+    pub mailer: Arc<dyn Mailer>,
+    pub dashboard_url: Arc<str>,
     pub settings: ConversationSettings,
 }
 
@@ -186,17 +191,19 @@ impl Turns {
         };
         let reply = Reply::of(answer, started.elapsed().as_millis() as u64);
         let at = Utc::now();
-        let (session, turn) = conv::finish_turn(table, session, &accepted.lease, &reply, at).await?;
+        let (session, turn, notification) = conv::finish_turn(table, session, &accepted.lease, &reply, at).await?;
         let mut news = vec![Event::TurnAdded {
             agent_id: session.agent_id.clone(),
             session_id: session.session_id.clone(),
             turn: turn.clone(),
         }];
-        if let Some(handoff) = &reply.handoff {
+        if let Some(notification) = &notification {
             news.push(Event::HandoffRequested {
                 agent_id: session.agent_id.clone(),
                 session_id: session.session_id.clone(),
-                reason: handoff.reason.clone(),
+                notification_id: notification.notification_id.clone(),
+                reason: notification.reason.clone(),
+                summary: notification.summary.clone(),
                 at,
             });
         }
@@ -209,6 +216,9 @@ impl Turns {
             });
         }
         self.publish(&session.tenant_id, &news).await;
+        if let Some(notification) = &notification {
+            notifications::email(table, self.mailer.as_ref(), notification, &self.dashboard_url).await;
+        }
         Ok(Answered { session, turn })
     }
 

@@ -1,6 +1,6 @@
 //! The pass-through engine: each frame of the caller's audio goes straight back as the
 //! agent's, with no inference. It measures what the platform itself costs a live session
-//! (the voice benchmark's concurrency run), and is `ORATIO_VOICE_ENGINE=passthrough`.
+//! (the voice benchmark's concurrency run), and is `ORATIO_SPEECH=passthrough`.
 
 use std::collections::VecDeque;
 
