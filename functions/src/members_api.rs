@@ -30,6 +30,8 @@ pub struct MemberView {
     /// `admin`, `operator` or `viewer`.
     role: String,
     joined_at: DateTime<Utc>,
+    /// Whether handoffs are emailed to them (by default: admins and operators).
+    handoff_emails: bool,
 }
 
 impl From<TenantMember> for MemberView {
@@ -38,6 +40,7 @@ impl From<TenantMember> for MemberView {
             user_id: m.user_id.to_string(),
             email: m.email.to_string(),
             role: m.role.as_str().into(),
+            handoff_emails: m.takes_handoff_emails(),
             joined_at: m.joined_at,
         }
     }
@@ -108,21 +111,26 @@ async fn invite_member(
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-pub struct RoleChange {
-    /// `admin`, `operator` or `viewer`.
-    #[schema(value_type = String)]
-    role: Role,
+#[serde(deny_unknown_fields)]
+pub struct MemberChange {
+    /// `admin`, `operator` or `viewer` (admins only).
+    #[schema(value_type = Option<String>)]
+    role: Option<Role>,
+    /// Whether handoffs are emailed to them (a member's own, or anyone's for an admin).
+    handoff_emails: Option<bool>,
 }
 
 fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| TenancyError::MemberNotFound.into())
 }
 
-/// Changes a member's role (admins only). The last admin cannot be demoted.
-#[utoipa::path(patch, path = "/v1/members/{user_id}", tag = "members", security(("bearer" = [])), request_body = RoleChange,
+/// Changes a member's role (admins only; the last admin cannot be demoted) or whether
+/// handoffs are emailed to them (a member's own setting, or anyone's for an admin).
+#[utoipa::path(patch, path = "/v1/members/{user_id}", tag = "members", security(("bearer" = [])), request_body = MemberChange,
     params(("user_id" = String, Path)),
     responses(
         (status = 200, body = MemberView),
+        (status = 400, body = ErrorBody, description = "`invalid_body`: nothing to change"),
         (status = 403, body = ErrorBody, description = "`forbidden`"),
         (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "`last_admin`"),
@@ -131,9 +139,20 @@ async fn change_role(
     State(deps): State<Arc<Deps>>,
     Member(actor): Member,
     Path(user): Path<String>,
-    Body(body): Body<RoleChange>,
+    Body(body): Body<MemberChange>,
 ) -> Result<Json<MemberView>, ApiError> {
-    let member = tenancy::change_role(deps.table.as_ref(), &actor, &user_id(&user)?, body.role).await?;
+    let (table, user) = (deps.table.as_ref(), user_id(&user)?);
+    // The role first: it is the change that may be refused.
+    let changed = match body.role {
+        Some(role) => Some(tenancy::change_role(table, &actor, &user, role).await?),
+        None => None,
+    };
+    let member = match body.handoff_emails {
+        Some(on) => tenancy::set_handoff_emails(table, &actor, &user, on).await?,
+        None => {
+            changed.ok_or_else(|| ApiError::bad_request("invalid_body", "send `role`, `handoff_emails` or both"))?
+        }
+    };
     Ok(Json(member.into()))
 }
 

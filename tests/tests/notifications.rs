@@ -56,7 +56,7 @@ async fn a_handoff_is_a_notification_that_is_mailed_acknowledged_and_resolved() 
         .find(|m| m["subject"].as_str().is_some_and(|s| s.starts_with("A customer needs a person")))
         .unwrap_or_else(|| panic!("no handoff mail: {outbox}"));
     let text = mail["text"].as_str().expect("text");
-    assert!(text.contains(&format!("#/agents/{agent}/conversations/{session}")), "{text}");
+    assert!(text.contains(&format!("#/agents/{agent}/conversations?session={session}")), "{text}");
 
     // Acknowledged: by whom, when, how long after; out of the unread list; the first stands.
     let acked = p.post_json(&format!("/v1/notifications/{id}/ack"), Some(token), json!({})).await;
@@ -88,6 +88,30 @@ async fn a_handoff_is_a_notification_that_is_mailed_acknowledged_and_resolved() 
     assert_eq!(twice.status(), 409);
     let all = p.get_json("/v1/notifications?status=all", Some(token)).await;
     assert_eq!(all["notifications"][0]["status"], "resolved", "{all}");
+
+    // A member who does not want the emails turns them off; the next handoff is stored
+    // and listed, but not mailed to them.
+    let me = format!("/v1/members/{}", admin.user_id);
+    let off =
+        p.request(Method::PATCH, &me, Some(token)).json(&json!({"handoff_emails": false})).send().await.expect("patch");
+    assert_eq!(off.status(), 200);
+    assert_eq!(off.json::<Value>().await.expect("json")["handoff_emails"], false);
+    let nothing = p.request(Method::PATCH, &me, Some(token)).json(&json!({})).send().await.expect("patch");
+    assert_eq!(nothing.status(), 400);
+    let mails_before =
+        p.get_json(&format!("/local/outbox?to={}", admin.email), None).await["mails"].as_array().map_or(0, Vec::len);
+    let (_, again) = p
+        .message(
+            &key,
+            &agent,
+            json!({"message": "Honestly I'd rather talk to a human about getting a refund for my crown."}),
+        )
+        .await;
+    assert_eq!(again["status"], "handoff_requested", "{again}");
+    assert_eq!(p.get_json("/v1/notifications", Some(token)).await["notifications"].as_array().map(Vec::len), Some(1));
+    let mails_after =
+        p.get_json(&format!("/local/outbox?to={}", admin.email), None).await["mails"].as_array().map_or(0, Vec::len);
+    assert_eq!(mails_after, mails_before, "no handoff email to a member who turned them off");
 
     // Bad queries and ids get the standard errors.
     let bad = p.request(Method::GET, "/v1/notifications?status=someday", Some(token)).send().await.expect("get");

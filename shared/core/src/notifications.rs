@@ -19,7 +19,7 @@ use crate::ids::{AgentId, NotificationId, SessionId, TenantId};
 use crate::mail::{Mail, Mailer};
 use crate::runtime::Handoff;
 use crate::table::{Condition, Cursor, Index, Item, Key, Query, SortKey, Table, TableError, Update};
-use crate::tenancy::{Member, Membership, Permission, Role, TenancyError};
+use crate::tenancy::{Member, Membership, Permission, TenancyError};
 
 /// The longest outcome a resolution may record.
 pub const MAX_OUTCOME_CHARS: usize = 500;
@@ -195,13 +195,7 @@ async fn get(table: &dyn Table, tenant: &TenantId, id: &NotificationId) -> Resul
     }
 }
 
-/// Whether a member is emailed about handoffs: the people who can take a conversation
-/// over (admins and operators).
-fn takes_handoffs(member: &Member) -> bool {
-    matches!(member.role, Role::Admin | Role::Operator)
-}
-
-/// Emails the members who take handoffs. Best effort, like the live event: the record is
+/// Emails the members who take handoff emails (see `Member::takes_handoff_emails`). Best effort, like the live event: the record is
 /// stored already, and a mail that cannot go now is logged, not retried into the turn.
 pub async fn email(table: &dyn Table, mailer: &dyn Mailer, notification: &Notification, dashboard_url: &str) {
     let partition = format!("TENANT#{}", notification.tenant_id);
@@ -212,11 +206,14 @@ pub async fn email(table: &dyn Table, mailer: &dyn Mailer, notification: &Notifi
     };
     let link = match dashboard_url.trim_end_matches('/') {
         "" => format!("Agent {}, session {}", notification.agent_id, notification.session_id),
-        url => format!("Open it: {url}/#/agents/{}/conversations/{}", notification.agent_id, notification.session_id),
+        url => format!(
+            "Open it: {url}/#/agents/{}/conversations?session={}",
+            notification.agent_id, notification.session_id
+        ),
     };
     let summary = notification.summary.as_deref().unwrap_or("(no summary)");
     let details: String = notification.details.iter().map(|(k, v)| format!("\n  {k}: {v}")).collect();
-    for member in members.iter().filter(|m| takes_handoffs(m)) {
+    for member in members.iter().filter(|m| m.takes_handoff_emails()) {
         let mail = Mail {
             to: member.email.clone(),
             subject: format!("A customer needs a person: {}", notification.reason),

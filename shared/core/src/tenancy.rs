@@ -99,6 +99,16 @@ pub struct Member {
     pub email: Email,
     pub role: Role,
     pub joined_at: DateTime<Utc>,
+    /// Whether handoffs are emailed to this member; unset, the role decides (admins and
+    /// operators, who can take a conversation over, yes; viewers no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_emails: Option<bool>,
+}
+
+impl Member {
+    pub fn takes_handoff_emails(&self) -> bool {
+        self.handoff_emails.unwrap_or(matches!(self.role, Role::Admin | Role::Operator))
+    }
 }
 
 /// Who is calling, in which tenant, with which role: established once per request from a
@@ -244,8 +254,13 @@ pub async fn register(
     let organization_name = validate_organization_name(organization_name)?;
     let user_id = identity.sign_up(email, password).await?;
     let tenant = Tenant { tenant_id: TenantId::generate(), organization_name, created_at: now(), metadata: Map::new() };
-    let member =
-        Member { user_id: user_id.clone(), email: email.clone(), role: Role::Admin, joined_at: tenant.created_at };
+    let member = Member {
+        user_id: user_id.clone(),
+        email: email.clone(),
+        role: Role::Admin,
+        joined_at: tenant.created_at,
+        handoff_emails: None,
+    };
     let mut writes = vec![Write::Put {
         item: Item::from_record(
             tenant_key(&tenant.tenant_id),
@@ -275,7 +290,13 @@ pub async fn join(
     }
     let user_id = identity.sign_up(email, password).await?;
     let tenant = invitation.tenant_id.clone();
-    let member = Member { user_id: user_id.clone(), email: email.clone(), role: invitation.role, joined_at: now() };
+    let member = Member {
+        user_id: user_id.clone(),
+        email: email.clone(),
+        role: invitation.role,
+        joined_at: now(),
+        handoff_emails: None,
+    };
     let mut writes = member_writes(&tenant, &member)?;
     writes.push(Write::Delete { key: invite_code_key(&code_hash), condition: Some(Condition::Exists) });
     writes.push(Write::Delete { key: invite_key(&tenant, email), condition: Some(Condition::Exists) });
@@ -444,6 +465,25 @@ pub async fn change_role(
     );
     member.role = role;
     Ok(member)
+}
+
+/// Turns a member's handoff emails on or off: their own, or anyone's for an admin.
+pub async fn set_handoff_emails(
+    table: &dyn Table,
+    actor: &Membership,
+    user: &UserId,
+    on: bool,
+) -> Result<Member, TenancyError> {
+    if &actor.user_id != user {
+        actor.require(Permission::ManageMembers)?;
+    }
+    let update = Update::new().set("handoff_emails", on);
+    let item = match table.update(&member_key(&actor.tenant_id, user), update, Some(Condition::Exists)).await {
+        Ok(item) => item,
+        Err(e) if e.is_condition_failed() => return Err(TenancyError::MemberNotFound),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(item.record()?)
 }
 
 /// Removes a member from the tenant; their account can no longer reach it. The last
