@@ -648,6 +648,62 @@ async function membersView() {
   return page("Members", ...content);
 }
 
+// ------------------------------------------------------------------ handoffs
+
+/** The unread handoff notifications' count in the navigation; kept by the live events. */
+const unread = { count: 0, element: h("span", { class: "count", "aria-label": "unread" }) };
+
+async function refreshUnread() {
+  if (!api.me()) return;
+  try {
+    const { notifications } = await api.request("GET", "/v1/notifications?status=unread&limit=100");
+    unread.count = notifications.length;
+  } catch { /* the badge waits for the next event */ }
+  unread.element.textContent = unread.count ? String(unread.count) : "";
+  unread.element.hidden = !unread.count;
+}
+
+/** Handoffs: unread first (or all), each acknowledged and resolved by an operator. */
+async function notificationsView(params) {
+  const all = params.get("status") === "all";
+  const { notifications } = await api.request("GET", `/v1/notifications?status=${all ? "all" : "unread"}&limit=100`);
+  const writable = api.can("manage_agents");
+  const item = (n) => {
+    const conversation = `#/agents/${n.agent_id}/conversations?session=${n.session_id}`;
+    const acknowledge = h("button", { type: "button", class: "secondary small", onclick: async () => {
+      await api.request("POST", `/v1/notifications/${n.notification_id}/ack`, { json: {} });
+      await refreshUnread();
+      render();
+    } }, "Acknowledge");
+    const outcome = h("input", { type: "text", maxlength: "500", placeholder: "What was done, e.g. refund approved by phone" });
+    const resolve = h("form", { class: "inline" }, field("Outcome", outcome),
+      h("button", { type: "submit", class: "small" }, "Resolve"));
+    wireForm(resolve, {
+      check: () => [!outcome.value.trim() && [outcome, "Say what was done."]].filter(Boolean),
+      submit: async () => {
+        await api.request("POST", `/v1/notifications/${n.notification_id}/resolve`, { json: { outcome: outcome.value.trim() } });
+        await refreshUnread();
+        render();
+      },
+    });
+    return h("li", { class: `handoff ${n.status}`, "data-notification": n.notification_id },
+      h("p", {}, badge(n.status), " ", h("strong", {}, n.reason), ` · ${n.channel} · ${when(n.created_at)} · `,
+        h("a", { href: conversation }, "Open the conversation")),
+      n.summary ? h("p", {}, n.summary) : null,
+      detailsList(n.details),
+      n.acknowledged_by ? h("p", { class: "subtitle" }, `Acknowledged by ${n.acknowledged_by} ${when(n.acknowledged_at)}`) : null,
+      n.outcome ? h("p", { class: "subtitle" }, `Resolved by ${n.resolved_by}: ${n.outcome}`) : null,
+      writable && n.status === "unread" ? acknowledge : null,
+      writable && n.status !== "resolved" ? resolve : null);
+  };
+  onLeave(api.socket.subscribe((event) => { if (event.type === "handoff.requested") render(); }));
+  return page("Handoffs",
+    h("p", {}, all ? h("a", { href: "#/notifications" }, "Show the unread only") : h("a", { href: "#/notifications?status=all" }, "Show all")),
+    notifications.length
+      ? h("ul", { class: "handoffs", "aria-label": "Handoff notifications" }, notifications.map(item))
+      : notice("info", all ? "No handoffs yet." : "Nothing unread: no customer is waiting for a person."));
+}
+
 // ------------------------------------------------------------------ shell and routing
 
 let leaving = [];
@@ -667,7 +723,8 @@ function shell() {
   const who = api.me();
   const link = (href, label) => h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, label);
   nav.replaceChildren(...(who
-    ? [link("#/agents", "Agents"), api.can("manage_members") ? link("#/members", "Members") : null,
+    ? [link("#/agents", "Agents"), h("a", { href: "#/notifications", "aria-current": location.hash.startsWith("#/notifications") ? "page" : null }, "Handoffs ", unread.element),
+      api.can("manage_members") ? link("#/members", "Members") : null,
       h("span", { class: "who" }, `${who.user.email} · ${who.tenant.organization_name} · ${who.role}`),
       h("button", { type: "button", class: "secondary small", onclick: async () => { await api.signOut(); go("/signin"); } }, "Sign out")]
     : [link("#/signin", "Sign in"), link("#/signup", "Create account")]).filter(Boolean));
@@ -691,6 +748,7 @@ async function render() {
     else if (first === "agents" && second) view = await agentView(second, third);
     else if (first === "agents") view = await agentsView();
     else if (first === "members") view = await membersView();
+    else if (first === "notifications") view = await notificationsView(params);
     else view = page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/agents" }, "Go to your agents")));
   } catch (error) {
     view = page("Something went wrong", notice("error", error.status === 404 ? "It does not exist, or it is not your organization's." : describe(error)),
@@ -701,7 +759,10 @@ async function render() {
   view.querySelector("#page-title")?.focus({ preventScroll: true });
 }
 
-api.onAuthChange(shell);
+api.onAuthChange(() => { shell(); refreshUnread(); });
+// A handoff anywhere in the organization: the badge counts it at once.
+api.socket.subscribe((event) => { if (event.type === "handoff.requested") refreshUnread(); });
 window.addEventListener("hashchange", render);
 await api.resume();
+refreshUnread();
 render();

@@ -296,3 +296,50 @@ test("a tenant talks to a voice agent from Try it, through the microphone", asyn
     await voiceBrowser.close();
   }
 });
+
+test("an operator sees a handoff arrive, acknowledges it and resolves it", async () => {
+  const stamp = Date.now();
+  const email = `lead.${stamp}@example.com`;
+  const admin = await account(email, { organization_name: "Handoff Dental" });
+  const form = new FormData();
+  form.append("config", JSON.stringify({ name: "Front desk", kind: "text", sop: SOP,
+    handoff_conditions: ["the caller asks for a refund"] }));
+  form.append("documents", new Blob(["Opening hours: Monday to Friday 8:00 to 17:00. A check-up costs 65 euros."]), "faq.txt");
+  const agent = (await call("POST", "/v1/agents", { token: admin, form })).body.agent_id;
+  for (let i = 0; i < 600 && (await call("GET", `/v1/agents/${agent}`, { token: admin })).body.status !== "active"; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const key = (await call("POST", `/v1/agents/${agent}/keys`, { token: admin, json: { name: "site" } })).body.secret;
+
+  const { page, shot, errors } = await open("handoffs");
+  await page.goto(`${URL}/#/signin`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: "Front desk" }).waitFor();
+  await page.getByRole("link", { name: /^Handoffs/ }).click();
+  await page.getByText("Nothing unread").waitFor();
+
+  // A customer asks for their money back: the badge counts it and the list shows it, live.
+  const asked = await fetch(`${URL}/v1/agents/${agent}/messages`, {
+    method: "POST", headers: { "x-api-key": key, "content-type": "application/json" },
+    body: JSON.stringify({ message: "You charged me twice for the check-up, I want a refund of one of them." }),
+  });
+  assert.equal((await asked.json()).status, "handoff_requested");
+  await page.locator("nav .count", { hasText: "1" }).waitFor();
+  const item = page.locator("ul.handoffs li.unread");
+  await item.waitFor();
+  await shot("unread-handoff");
+
+  await item.getByRole("button", { name: "Acknowledge" }).click();
+  await page.getByText("Nothing unread").waitFor();
+  assert.equal(await page.locator("nav .count").isHidden(), true);
+  await page.getByRole("link", { name: "Show all" }).click();
+  const acknowledged = page.locator("ul.handoffs li.acknowledged");
+  await acknowledged.getByText(`Acknowledged by ${email}`).waitFor();
+  await acknowledged.getByLabel("Outcome").fill("Refunded the second charge by bank transfer.");
+  await acknowledged.getByRole("button", { name: "Resolve" }).click();
+  await page.locator("ul.handoffs li.resolved").getByText("Refunded the second charge").waitFor();
+  await shot("resolved-handoff");
+  assert.deepEqual(errors, []);
+});
