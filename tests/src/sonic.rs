@@ -39,6 +39,16 @@ pub struct SonicServer {
 impl SonicServer {
     /// Serves the recorded exchange; stream `n` plays its part `n`.
     pub async fn start() -> Self {
+        Self::serve(false).await
+    }
+
+    /// Refuses every stream as Bedrock does a model the account may not use (403
+    /// `AccessDeniedException`).
+    pub async fn refusing() -> Self {
+        Self::serve(true).await
+    }
+
+    async fn serve(refuse: bool) -> Self {
         let exchange: Value =
             serde_json::from_str(include_str!("../data/sonic_exchange.json")).expect("the recorded exchange");
         let parts: Arc<Vec<Value>> = Arc::new(exchange["streams"].as_array().expect("streams").clone());
@@ -68,7 +78,13 @@ impl SonicServer {
                     let Ok(tls) = acceptor.accept(tcp).await else { return };
                     let service = hyper::service::service_fn(move |request| {
                         let (parts, kept) = (parts.clone(), kept.clone());
-                        async move { Ok::<_, std::convert::Infallible>(stream(request, &parts, &kept)) }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(if refuse {
+                                refused(request, &kept)
+                            } else {
+                                stream(request, &parts, &kept)
+                            })
+                        }
                     });
                     let _ = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                         .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
@@ -129,6 +145,22 @@ fn stream(
     hyper::Response::builder()
         .header("content-type", "application/vnd.amazon.eventstream")
         .body(StreamBody::new(frames::Receiver(frames_rx)))
+        .expect("a response")
+}
+
+/// Bedrock's answer to a model the account has no access to.
+fn refused(request: hyper::Request<Incoming>, kept: &Arc<Mutex<Vec<Received>>>) -> hyper::Response<Body> {
+    kept.lock()
+        .expect("lock")
+        .push(Received { http2: request.version() == hyper::Version::HTTP_2, ..Default::default() });
+    let (tx, rx) = mpsc::channel(1);
+    let body = json!({"message": "You don't have access to the model with the specified model ID."});
+    let _ = tx.try_send(Bytes::from(body.to_string()));
+    hyper::Response::builder()
+        .status(403)
+        .header("content-type", "application/json")
+        .header("x-amzn-errortype", "AccessDeniedException:http://internal.amazon.com/coral/com.amazon.bedrock/")
+        .body(StreamBody::new(frames::Receiver(rx)))
         .expect("a response")
 }
 

@@ -131,3 +131,39 @@ async fn a_caller_talks_to_an_agent_through_nova_sonic() {
     assert_eq!(wav.status(), 200, "the recording of a Sonic call is kept");
     p.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_sonic_stream_is_refused_ends_failed_and_says_why() {
+    oratio_tests::init_logs();
+    let sonic = SonicServer::refusing().await;
+    let dir = tempfile::tempdir().expect("a directory");
+    let ca = dir.path().join("sonic-ca.pem");
+    std::fs::write(&ca, &sonic.ca_pem).expect("the CA written");
+    let aws = Some(Box::new(oratio_tests::moto::test_config(Some(&sonic.url)).await));
+    let speech = SpeechConfig::Sonic { settings: SonicSettings::default(), aws, ca_bundle: Some(ca) };
+    let p = TestPlatform::start_in(tempfile::tempdir().expect("a directory"), Config { speech, ..test_config() }).await;
+    let account = p.sign_up("desk@quietline.example.com", "Quiet Line").await;
+    let config =
+        json!({"name": "Line", "kind": "voice", "sop": "Answer the caller's questions about the shop politely."});
+    let agent =
+        p.create_active_agent_from(&account.access_token, config, vec![("shop.txt", b"Open 9 to 5.".to_vec())]).await;
+    let (_, key) = p.create_key(&account.access_token, &agent).await;
+
+    let mut call = VoiceClient::connect(&p.url, &agent, Some(&key)).await.expect("connected");
+    let created = call.start(json!({})).await;
+    let session = created["session_id"].as_str().expect("an id").to_owned();
+    call.say(&caller_says_with("awb", "Hello, are you open on Sunday?"), 300, false).await;
+    let error = call.until("error").await;
+    assert_eq!(error["code"], "engine_error", "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("access")), "Bedrock's reason is passed on: {error}");
+    let ended = call.until("session.ended").await;
+    assert_eq!(ended["reason"], "failed");
+    assert_eq!(sonic.received().len(), 2, "one retry, then the call gives up");
+
+    let view = p.get_json(&format!("/v1/agents/{agent}/sessions/{session}"), Some(&account.access_token)).await;
+    assert_eq!(
+        (view["session"]["status"].as_str(), view["session"]["end_reason"].as_str()),
+        (Some("ended"), Some("failed"))
+    );
+    p.stop().await;
+}

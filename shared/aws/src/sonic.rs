@@ -422,7 +422,7 @@ impl Driver {
                                 Some(cause) => format!("the voice engine stopped: {cause}"),
                                 None => "the voice engine keeps ending the call".into(),
                             };
-                            self.report(EngineEvent::Error { code: "engine_error", message });
+                            self.report(EngineEvent::Failed { message });
                             break;
                         }
                         failed_at = Some(Instant::now());

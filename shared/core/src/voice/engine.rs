@@ -76,6 +76,11 @@ pub enum EngineEvent {
         code: &'static str,
         message: String,
     },
+    /// The engine cannot go on: the caller is told (`engine_error`) and the session ends
+    /// `failed`, its turns, transcript and recording kept.
+    Failed {
+        message: String,
+    },
 }
 
 /// Replies count from 1; the greeting is reply 0.

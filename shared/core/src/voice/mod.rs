@@ -655,6 +655,10 @@ impl Call {
             EngineEvent::Interrupted => self.barge_in().await,
             EngineEvent::Answered { response, result } => self.answered(response, *result).await,
             EngineEvent::Error { code, message } => self.error(code, message),
+            EngineEvent::Failed { message } => {
+                self.error("engine_error", message);
+                self.ending.get_or_insert("failed");
+            }
         }
     }
 
