@@ -34,6 +34,7 @@ pub fn routes() -> OpenApiRouter<Arc<Deps>> {
         .routes(routes!(send_message))
         .routes(routes!(end_session))
         .routes(routes!(list_sessions))
+        .routes(routes!(tenant_sessions))
         .routes(routes!(get_session))
         .routes(routes!(get_recording))
 }
@@ -292,6 +293,40 @@ async fn list_sessions(
     let agent = agents::load(deps.table.as_ref(), &actor.tenant_id, &agent_id(&agent)?).await?;
     let (limit, cursor) = page.bounds()?;
     let (sessions, next) = conv::list(deps.table.as_ref(), &actor.tenant_id, &agent.agent_id, limit, cursor).await?;
+    Ok(Json(SessionList {
+        sessions: sessions.into_iter().map(|s| SessionView::of(s, &deps)).collect(),
+        next_cursor: next.map(|c| c.as_str().to_owned()),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct SessionFilter {
+    /// `active` (the default): the sessions going on now, across the organization's agents.
+    status: Option<String>,
+}
+
+/// The organization's live sessions across its agents, newest first (one query of the
+/// index of sessions not ended; none idle past the session timeout).
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    params(SessionFilter, Page),
+    responses((status = 200, body = SessionList),
+        (status = 400, body = ErrorBody, description = "`invalid_query`, `invalid_cursor`"), (status = 401, body = ErrorBody)))]
+async fn tenant_sessions(
+    State(deps): State<Arc<Deps>>,
+    Member(actor): Member,
+    Query(filter): Query<SessionFilter>,
+    Query(page): Query<Page>,
+) -> Result<Json<SessionList>, ApiError> {
+    actor.require(oratio_core::tenancy::Permission::Read)?;
+    if let Some(other) = filter.status.as_deref().filter(|s| *s != "active") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`status` is `active` (the live sessions); {other:?} is not a filter of this route yet"),
+        ));
+    }
+    let (limit, cursor) = page.bounds()?;
+    let (table, idle) = (deps.table.as_ref(), deps.conversations.idle);
+    let (sessions, next) = conv::live(table, &actor.tenant_id, limit, cursor, idle, now()).await?;
     Ok(Json(SessionList {
         sessions: sessions.into_iter().map(|s| SessionView::of(s, &deps)).collect(),
         next_cursor: next.map(|c| c.as_str().to_owned()),

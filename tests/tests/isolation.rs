@@ -228,6 +228,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         )
         .await;
     }
+    // A's live sessions: B's list is its own (none).
+    send(Method::GET, "/v1/sessions", "/v1/sessions".into(), bt, None, None).await;
     // A's handoff notifications: B lists only its own (none), and acknowledges or
     // resolves none of A's.
     send(Method::GET, "/v1/notifications", "/v1/notifications".into(), bt, None, None).await;

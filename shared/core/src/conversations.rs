@@ -1,7 +1,8 @@
 //! Conversations: a session of a customer with an agent, and its turns, in order.
 //!
 //! Layout: the session is `TENANT#<t>` / `SESSION#<s>` (and in `gsi1` under
-//! `SESSIONS#<t>#<a>`, newest last, for the agent's history); turns are
+//! `SESSIONS#<t>#<a>`, newest last, for the agent's history; and, until it ends, in `gsi2`
+//! under `SESSIONS#<t>#ACTIVE`, for the tenant's live sessions); turns are
 //! `TENANT#<t>#SESSION#<s>` / `TURN#<000001>`.
 //!
 //! One turn at a time: a message takes the session's lease in the same transaction that
@@ -285,6 +286,16 @@ fn agent_sessions(tenant: &TenantId, agent: &AgentId) -> String {
     format!("SESSIONS#{tenant}#{agent}")
 }
 
+fn active_sessions(tenant: &TenantId) -> String {
+    format!("SESSIONS#{tenant}#ACTIVE")
+}
+
+/// An ended session leaves the index of live sessions.
+fn leave_active(update: Update) -> Update {
+    let (pk, sk) = Index::Gsi2.key_names();
+    update.remove(pk).remove(sk)
+}
+
 /// Checks a message before anything is written.
 pub fn validate_message(message: &str) -> Result<&str, ConversationError> {
     let message = message.trim();
@@ -323,11 +334,10 @@ pub async fn start(
         ended_at: None,
         end_reason: None,
     };
-    let item = Item::from_record(session_key(tenant, &session.session_id), &session)?.in_index(
-        Index::Gsi1,
-        agent_sessions(tenant, agent),
-        format!("{}#{}", now.to_rfc3339(), session.session_id),
-    );
+    let started = format!("{}#{}", now.to_rfc3339(), session.session_id);
+    let item = Item::from_record(session_key(tenant, &session.session_id), &session)?
+        .in_index(Index::Gsi1, agent_sessions(tenant, agent), started.clone())
+        .in_index(Index::Gsi2, active_sessions(tenant), started);
     table.put(item, Some(Condition::NotExists)).await?;
     Ok(session)
 }
@@ -375,12 +385,14 @@ pub async fn end(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Session>, ConversationError> {
-    let update = Update::new()
-        .set("status", SessionStatus::Ended.as_str())
-        .set("ended_at", now.to_rfc3339())
-        .set("end_reason", reason)
-        .remove("lease")
-        .remove("lease_until");
+    let update = leave_active(
+        Update::new()
+            .set("status", SessionStatus::Ended.as_str())
+            .set("ended_at", now.to_rfc3339())
+            .set("end_reason", reason)
+            .remove("lease")
+            .remove("lease_until"),
+    );
     let condition = Condition::NotEquals("status".into(), SessionStatus::Ended.as_str().into());
     match table.update(&session_key(&session.tenant_id, &session.session_id), update, Some(condition)).await {
         Ok(item) => Ok(Some(item.record()?)),
@@ -501,7 +513,7 @@ pub async fn finish_turn(
         session.handoff_summary = handoff.summary.clone();
     }
     if let Some(reason) = &reply.end {
-        update = update
+        update = leave_active(update)
             .set("status", SessionStatus::Ended.as_str())
             .set("ended_at", now.to_rfc3339())
             .set("end_reason", "agent");
@@ -586,6 +598,22 @@ pub async fn transcript(table: &dyn Table, session: &Session) -> Result<Vec<Turn
             None => return Ok(turns),
         }
     }
+}
+
+/// The tenant's live sessions (every agent's), newest first: those not ended, and not
+/// idle for `idle` (an idle session is ended when it is next touched; it is not shown).
+pub async fn live(
+    table: &dyn Table,
+    tenant: &TenantId,
+    limit: usize,
+    cursor: Option<Cursor>,
+    idle: Duration,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Session>, Option<Cursor>), ConversationError> {
+    let query = Query::partition(Index::Gsi2, active_sessions(tenant)).descending().limit(limit).after(cursor);
+    let page = table.query(query).await?;
+    let sessions: Vec<Session> = page.records()?;
+    Ok((sessions.into_iter().filter(|s| !s.is_idle(idle, now)).collect(), page.next))
 }
 
 /// An agent's sessions, newest first.
