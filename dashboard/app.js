@@ -648,6 +648,37 @@ async function membersView() {
   return page("Members", ...content);
 }
 
+// ------------------------------------------------------------------ live sessions
+
+/** Every session going on now across the agents; any live event reloads it from the API,
+ *  so what is shown is the table's state, never a stale guess. */
+async function liveView() {
+  const { agents } = await api.request("GET", "/v1/agents?limit=100");
+  const names = new Map(agents.map((a) => [a.agent_id, a.name]));
+  const body = h("div", { "aria-live": "polite" });
+  const load = async () => {
+    const { sessions } = await api.request("GET", "/v1/sessions?status=active&limit=100");
+    body.replaceChildren(sessions.length
+      ? h("table", { class: "list live" },
+        h("thead", {}, h("tr", {}, ...["Started", "Agent", "Channel", "Customer", "Status", "Turns", "Last activity"].map((t) => h("th", { scope: "col" }, t)))),
+        h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.session_id },
+          h("td", {}, h("a", { href: `#/agents/${s.agent_id}/conversations?session=${s.session_id}` }, when(s.started_at))),
+          h("td", {}, names.get(s.agent_id) ?? s.agent_id), h("td", {}, s.channel),
+          h("td", {}, s.customer.name ?? s.customer.id ?? "anonymous"), h("td", {}, badge(s.status)),
+          h("td", { class: "turns" }, String(s.turns)), h("td", {}, when(s.last_activity_at))))))
+      : notice("info", "No conversation is going on right now."));
+  };
+  await load();
+  let pending = null;
+  const LIVE = new Set(["session.started", "turn.added", "handoff.requested", "session.ended"]);
+  onLeave(api.socket.subscribe((event) => {
+    if (!LIVE.has(event.type) || pending) return;
+    pending = setTimeout(async () => { pending = null; try { await load(); } catch { /* the next event retries */ } }, 150);
+  }));
+  onLeave(() => clearTimeout(pending));
+  return page("Live", body);
+}
+
 // ------------------------------------------------------------------ handoffs
 
 /** The unread handoff notifications' count in the navigation; kept by the live events. */
@@ -723,7 +754,7 @@ function shell() {
   const who = api.me();
   const link = (href, label) => h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, label);
   nav.replaceChildren(...(who
-    ? [link("#/agents", "Agents"), h("a", { href: "#/notifications", "aria-current": location.hash.startsWith("#/notifications") ? "page" : null }, "Handoffs ", unread.element),
+    ? [link("#/agents", "Agents"), link("#/live", "Live"), h("a", { href: "#/notifications", "aria-current": location.hash.startsWith("#/notifications") ? "page" : null }, "Handoffs ", unread.element),
       api.can("manage_members") ? link("#/members", "Members") : null,
       h("span", { class: "who" }, `${who.user.email} · ${who.tenant.organization_name} · ${who.role}`),
       h("button", { type: "button", class: "secondary small", onclick: async () => { await api.signOut(); go("/signin"); } }, "Sign out")]
@@ -749,6 +780,7 @@ async function render() {
     else if (first === "agents") view = await agentsView();
     else if (first === "members") view = await membersView();
     else if (first === "notifications") view = await notificationsView(params);
+    else if (first === "live") view = await liveView();
     else view = page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/agents" }, "Go to your agents")));
   } catch (error) {
     view = page("Something went wrong", notice("error", error.status === 404 ? "It does not exist, or it is not your organization's." : describe(error)),

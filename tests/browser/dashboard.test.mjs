@@ -343,3 +343,40 @@ test("an operator sees a handoff arrive, acknowledges it and resolves it", async
   await shot("resolved-handoff");
   assert.deepEqual(errors, []);
 });
+
+test("an operator watches a conversation appear on Live, grow, and leave when it ends", async () => {
+  const stamp = Date.now();
+  const email = `watch.${stamp}@example.com`;
+  const admin = await account(email, { organization_name: "Live Dental" });
+  const form = new FormData();
+  form.append("config", JSON.stringify({ name: "Reception", kind: "text", sop: SOP }));
+  form.append("documents", new Blob(["We are open Monday to Friday, 8:00 to 17:00."]), "hours.txt");
+  const agent = (await call("POST", "/v1/agents", { token: admin, form })).body.agent_id;
+  for (let i = 0; i < 600 && (await call("GET", `/v1/agents/${agent}`, { token: admin })).body.status !== "active"; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const key = (await call("POST", `/v1/agents/${agent}/keys`, { token: admin, json: { name: "site" } })).body.secret;
+  const say = async (body) => (await fetch(`${URL}/v1/agents/${agent}/messages`, {
+    method: "POST", headers: { "x-api-key": key, "content-type": "application/json" }, body: JSON.stringify(body),
+  })).json();
+
+  const { page, shot, errors } = await open("live");
+  await page.goto(`${URL}/#/signin`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: "Reception" }).waitFor();
+  await page.getByRole("link", { name: "Live", exact: true }).click();
+  await page.getByText("No conversation is going on right now.").waitFor();
+
+  const first = await say({ message: "hello, are you open on fridays?", customer: { name: "Tomasz" } });
+  const row = page.locator(`tr[data-session="${first.session_id}"]`);
+  await row.getByText("Tomasz").waitFor();
+  await row.locator("td.turns", { hasText: "2" }).waitFor();
+  await say({ message: "and until what time", session_id: first.session_id });
+  await row.locator("td.turns", { hasText: "4" }).waitFor();
+  await shot("live-session");
+  await fetch(`${URL}/v1/agents/${agent}/sessions/${first.session_id}/end`, { method: "POST", headers: { "x-api-key": key } });
+  await page.getByText("No conversation is going on right now.").waitFor();
+  assert.deepEqual(errors, []);
+});
