@@ -158,8 +158,10 @@ impl LocalSpeech {
 #[async_trait]
 impl Recognizer for LocalSpeech {
     async fn transcribe(&self, audio: &Audio) -> Result<String, SpeechError> {
+        // The worker decodes telephone audio more carefully; it must know that it was.
+        let narrowband = if audio.rate <= 8_000 { "?narrowband=1" } else { "" };
         let audio = resample(audio, RECOGNIZER_RATE)?;
-        let request = self.http.post(format!("{}/v1/transcribe", self.origin)).body(audio.to_le_bytes());
+        let request = self.http.post(format!("{}/v1/transcribe{narrowband}", self.origin)).body(audio.to_le_bytes());
         let answer: serde_json::Value =
             self.post("/v1/transcribe", request).await?.json().await.map_err(|e| SpeechError::Backend(e.into()))?;
         Ok(answer["text"].as_str().unwrap_or_default().to_owned())
