@@ -59,6 +59,36 @@ async function call(method, path, { token, json, form } = {}) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
+/** A text agent from `config` and one document, live, with a key: `{ agent, key }`. */
+async function liveAgent(token, config, document) {
+  const form = new FormData();
+  form.append("config", JSON.stringify({ kind: "text", sop: SOP, ...config }));
+  form.append("documents", new Blob([document]), "notes.txt");
+  const agent = (await call("POST", "/v1/agents", { token, form })).body.agent_id;
+  for (let i = 0; i < 600 && (await call("GET", `/v1/agents/${agent}`, { token })).body.status !== "active"; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const key = (await call("POST", `/v1/agents/${agent}/keys`, { token, json: { name: "site" } })).body.secret;
+  return { agent, key };
+}
+
+/** A customer's message to the agent, with its key; the reply. */
+async function say(agent, key, body) {
+  const response = await fetch(`${URL}/v1/agents/${agent}/messages`, {
+    method: "POST", headers: { "x-api-key": key, "content-type": "application/json" }, body: JSON.stringify(body),
+  });
+  return response.json();
+}
+
+/** Signs in through the dashboard's form and waits for the agents list to show `agentName`. */
+async function signIn(page, email, agentName) {
+  await page.goto(`${URL}/#/signin`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: agentName }).waitFor();
+}
+
 /** Registers (or joins with `invitation_code`), confirms and signs in through the API. */
 async function account(email, extra) {
   const registered = await call("POST", "/v1/auth/register", { json: { email, password: PASSWORD, ...extra } });
@@ -301,31 +331,17 @@ test("an operator sees a handoff arrive, acknowledges it and resolves it", async
   const stamp = Date.now();
   const email = `lead.${stamp}@example.com`;
   const admin = await account(email, { organization_name: "Handoff Dental" });
-  const form = new FormData();
-  form.append("config", JSON.stringify({ name: "Front desk", kind: "text", sop: SOP,
-    handoff_conditions: ["the caller asks for a refund"] }));
-  form.append("documents", new Blob(["Opening hours: Monday to Friday 8:00 to 17:00. A check-up costs 65 euros."]), "faq.txt");
-  const agent = (await call("POST", "/v1/agents", { token: admin, form })).body.agent_id;
-  for (let i = 0; i < 600 && (await call("GET", `/v1/agents/${agent}`, { token: admin })).body.status !== "active"; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const key = (await call("POST", `/v1/agents/${agent}/keys`, { token: admin, json: { name: "site" } })).body.secret;
+  const { agent, key } = await liveAgent(admin, { name: "Front desk", handoff_conditions: ["the caller asks for a refund"] },
+    "Opening hours: Monday to Friday 8:00 to 17:00. A check-up costs 65 euros.");
 
   const { page, shot, errors } = await open("handoffs");
-  await page.goto(`${URL}/#/signin`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("link", { name: "Front desk" }).waitFor();
+  await signIn(page, email, "Front desk");
   await page.getByRole("link", { name: /^Handoffs/ }).click();
   await page.getByText("Nothing unread").waitFor();
 
   // A customer asks for their money back: the badge counts it and the list shows it, live.
-  const asked = await fetch(`${URL}/v1/agents/${agent}/messages`, {
-    method: "POST", headers: { "x-api-key": key, "content-type": "application/json" },
-    body: JSON.stringify({ message: "You charged me twice for the check-up, I want a refund of one of them." }),
-  });
-  assert.equal((await asked.json()).status, "handoff_requested");
+  const asked = await say(agent, key, { message: "You charged me twice for the check-up, I want a refund of one of them." });
+  assert.equal(asked.status, "handoff_requested");
   await page.locator("nav .count", { hasText: "1" }).waitFor();
   const item = page.locator("ul.handoffs li.unread");
   await item.waitFor();
@@ -348,32 +364,18 @@ test("an operator watches a conversation appear on Live, grow, and leave when it
   const stamp = Date.now();
   const email = `watch.${stamp}@example.com`;
   const admin = await account(email, { organization_name: "Live Dental" });
-  const form = new FormData();
-  form.append("config", JSON.stringify({ name: "Reception", kind: "text", sop: SOP }));
-  form.append("documents", new Blob(["We are open Monday to Friday, 8:00 to 17:00."]), "hours.txt");
-  const agent = (await call("POST", "/v1/agents", { token: admin, form })).body.agent_id;
-  for (let i = 0; i < 600 && (await call("GET", `/v1/agents/${agent}`, { token: admin })).body.status !== "active"; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const key = (await call("POST", `/v1/agents/${agent}/keys`, { token: admin, json: { name: "site" } })).body.secret;
-  const say = async (body) => (await fetch(`${URL}/v1/agents/${agent}/messages`, {
-    method: "POST", headers: { "x-api-key": key, "content-type": "application/json" }, body: JSON.stringify(body),
-  })).json();
+  const { agent, key } = await liveAgent(admin, { name: "Reception" }, "We are open Monday to Friday, 8:00 to 17:00.");
 
   const { page, shot, errors } = await open("live");
-  await page.goto(`${URL}/#/signin`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("link", { name: "Reception" }).waitFor();
+  await signIn(page, email, "Reception");
   await page.getByRole("link", { name: "Live", exact: true }).click();
   await page.getByText("No conversation is going on right now.").waitFor();
 
-  const first = await say({ message: "hello, are you open on fridays?", customer: { name: "Tomasz" } });
+  const first = await say(agent, key, { message: "hello, are you open on fridays?", customer: { name: "Tomasz" } });
   const row = page.locator(`tr[data-session="${first.session_id}"]`);
   await row.getByText("Tomasz").waitFor();
   await row.locator("td.turns", { hasText: "2" }).waitFor();
-  await say({ message: "and until what time", session_id: first.session_id });
+  await say(agent, key, { message: "and until what time", session_id: first.session_id });
   await row.locator("td.turns", { hasText: "4" }).waitFor();
   await shot("live-session");
   await fetch(`${URL}/v1/agents/${agent}/sessions/${first.session_id}/end`, { method: "POST", headers: { "x-api-key": key } });
