@@ -166,24 +166,36 @@ export async function signOut() {
   forget();
 }
 
-/** The dashboard WebSocket: reconnects with backoff while signed in; hands events on. */
+/** The dashboard WebSocket: reconnects with backoff (1 s doubling to 30 s, with jitter)
+ *  while signed in, and hands events on. Its own state comes to subscribers as events
+ *  too: `socket.closed` when it drops, and `socket.open` (`resumed: true` after a gap),
+ *  on which views reload from the API, since events sent meanwhile were missed. */
 export const socket = (() => {
   let ws = null;
   let wanted = false;
   let delay = 1000;
+  let dropped = false;
   const handlers = new Set();
+  const tell = (event) => { for (const handler of handlers) handler(event); };
   const connect = () => {
     if (!wanted || !session.access) return;
     ws = new WebSocket(`${config.socket}?token=${encodeURIComponent(session.access)}`);
-    ws.onopen = () => { delay = 1000; };
+    ws.onopen = () => {
+      delay = 1000;
+      tell({ type: "socket.open", resumed: dropped });
+      dropped = false;
+    };
     ws.onmessage = (message) => {
       let event;
       try { event = JSON.parse(message.data); } catch { return; }
-      for (const handler of handlers) handler(event);
+      tell(event);
     };
     ws.onclose = () => {
       ws = null;
-      if (wanted) setTimeout(connect, delay);
+      if (!wanted) return;
+      dropped = true;
+      tell({ type: "socket.closed" });
+      setTimeout(connect, delay * (0.75 + Math.random() / 2));
       delay = Math.min(delay * 2, 30000);
     };
   };
@@ -191,6 +203,8 @@ export const socket = (() => {
     open() { wanted = true; if (!ws) connect(); },
     close() { wanted = false; ws?.close(); ws = null; },
     reconnect() { if (wanted) { ws?.close(); } },
+    /** Closes the connection as a network failure would (for the browser tests). */
+    drop() { ws?.close(); },
     /** Calls `handler` with every event until the returned function is called. */
     subscribe(handler) { handlers.add(handler); return () => handlers.delete(handler); },
   };

@@ -551,11 +551,89 @@ function toolCalls(calls = []) {
 
 function turnItem(turn) {
   const model = turn.model ? ` · ${turn.model}${turn.fallback_used ? " (fallback)" : ""}` : "";
-  return h("li", { class: turn.role },
-    h("p", {}, turn.text),
+  const who = turn.author ? ` · ${turn.author}` : "";
+  return h("li", { class: turn.role, "data-turn": String(turn.turn) },
+    turn.role === "operator" ? h("p", { class: "meta" }, `${turn.author} (person)`) : null,
+    h("p", {}, turn.interrupted ? `${turn.text} …` : turn.text),
     turn.sources?.length ? h("p", { class: "meta" }, `Sources: ${turn.sources.map((s) => `${s.title} (${s.location})`).join(", ")}`) : null,
     toolCalls(turn.tool_calls),
-    h("p", { class: "meta" }, `${when(turn.at)}${turn.latency_ms !== undefined ? ` · ${turn.latency_ms} ms` : ""}${model}`));
+    h("p", { class: "meta" }, `${when(turn.at)}${turn.latency_ms !== undefined ? ` · ${turn.latency_ms} ms` : ""}${model}${turn.role === "system" ? who : ""}`));
+}
+
+/** Puts a turn in a transcript in its place, replacing the one of its number (a turn
+ *  cut by a barge-in comes again). */
+function placeTurn(log, turn) {
+  const item = turnItem(turn);
+  const same = log.querySelector(`li[data-turn="${turn.turn}"]`);
+  if (same) return same.replaceWith(item);
+  const after = [...log.children].find((li) => Number(li.dataset.turn) > turn.turn);
+  log.insertBefore(item, after ?? null);
+  log.scrollTop = log.scrollHeight;
+}
+
+// ------------------------------------------------------------------ one session (the operator's console)
+
+/** A session across agents: who the customer is, what they gave, the whole conversation
+ *  kept live, and the take-over: take it from the agent, write to the customer, hand it
+ *  back. A gap in the live events reloads it from the API. */
+async function sessionView(id) {
+  const head = h("div", {});
+  const controls = h("div", { class: "takeover" });
+  const log = h("ol", { class: "chat", "aria-label": "Transcript", "aria-live": "polite" });
+  const writable = api.can("manage_agents");
+  let session = null;
+  const act = async (path, json = {}) => {
+    const done = await api.request("POST", `/v1/sessions/${id}/${path}`, { json });
+    session = done.session;
+    placeTurn(log, done.turn);
+    draw();
+  };
+  const draw = () => {
+    const s = session;
+    const customer = s.customer ?? {};
+    head.replaceChildren(
+      h("p", { class: "subtitle" }, badge(s.status), ` ${s.channel} · started ${when(s.started_at)} · ${s.turns} turns`,
+        s.taken_over_by ? ` · with ${s.taken_over_by}` : "", s.end_reason ? ` · ended (${s.end_reason})` : "",
+        " · ", h("a", { href: `#/agents/${s.agent_id}/conversations?session=${s.session_id}` }, "the agent's view")),
+      h("dl", { class: "customer", "aria-label": "Customer" },
+        h("dt", {}, "Customer"), h("dd", {}, customer.name ?? customer.id ?? "anonymous"),
+        customer.channel ? [h("dt", {}, "Came from"), h("dd", {}, customer.channel)] : null,
+        Object.entries(customer.attributes ?? {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+      s.handoff_reason ? notice("warning", h("strong", {}, `Handoff: ${s.handoff_reason}. `), s.handoff_summary ?? "") : null,
+      detailsList(s.details));
+    if (!writable || s.status === "ended") return controls.replaceChildren();
+    if (s.status !== "taken_over") {
+      return controls.replaceChildren(h("button", { type: "button", onclick: () => act("takeover").catch(showError) }, "Take over"));
+    }
+    const text = h("textarea", { rows: "2", maxlength: "4000", placeholder: "Write to the customer" });
+    const form = h("form", { class: "inline" }, field("Message to the customer", text), h("button", { type: "submit" }, "Send"));
+    wireForm(form, {
+      check: () => [!text.value.trim() && [text, "Write something first."]].filter(Boolean),
+      submit: async () => { await act("messages", { text: text.value.trim() }); text.value = ""; },
+    });
+    controls.replaceChildren(form,
+      h("button", { type: "button", class: "secondary", onclick: () => act("release").catch(showError) }, "Hand back to the agent"));
+  };
+  const problem = h("div", { role: "alert" });
+  const showError = (error) => problem.replaceChildren(notice("error", describe(error)));
+  const load = async () => {
+    const view = await api.request("GET", `/v1/sessions/${id}/messages`);
+    session = view.session;
+    log.replaceChildren(...view.turns.map(turnItem));
+    draw();
+  };
+  await load();
+  const CHANGES = new Set(["session.status", "handoff.requested", "session.ended"]);
+  onLeave(api.socket.subscribe((event) => {
+    if (event.type === "socket.open" && event.resumed) return load().catch(showError);
+    if (event.session_id !== id) return;
+    if (event.type === "turn.added") {
+      placeTurn(log, event.turn);
+      session.turns = Math.max(session.turns, event.turn.turn);
+    }
+    if (CHANGES.has(event.type)) load().catch(showError);
+  }));
+  return page("Conversation", head, problem, log, controls);
 }
 
 function configureTab(agent) {
@@ -662,7 +740,7 @@ async function liveView() {
       ? h("table", { class: "list live" },
         h("thead", {}, h("tr", {}, ...["Started", "Agent", "Channel", "Customer", "Status", "Turns", "Last activity"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.session_id },
-          h("td", {}, h("a", { href: `#/agents/${s.agent_id}/conversations?session=${s.session_id}` }, when(s.started_at))),
+          h("td", {}, h("a", { href: `#/sessions/${s.session_id}` }, when(s.started_at))),
           h("td", {}, names.get(s.agent_id) ?? s.agent_id), h("td", {}, s.channel),
           h("td", {}, s.customer.name ?? s.customer.id ?? "anonymous"), h("td", {}, badge(s.status)),
           h("td", { class: "turns" }, String(s.turns)), h("td", {}, when(s.last_activity_at))))))
@@ -670,9 +748,10 @@ async function liveView() {
   };
   await load();
   let pending = null;
-  const LIVE = new Set(["session.started", "turn.added", "handoff.requested", "session.ended"]);
+  const LIVE = new Set(["session.started", "turn.added", "handoff.requested", "session.status", "session.ended"]);
   onLeave(api.socket.subscribe((event) => {
-    if (!LIVE.has(event.type) || pending) return;
+    const resync = event.type === "socket.open" && event.resumed;
+    if (!(LIVE.has(event.type) || resync) || pending) return;
     pending = setTimeout(async () => { pending = null; try { await load(); } catch { /* the next event retries */ } }, 150);
   }));
   onLeave(() => clearTimeout(pending));
@@ -700,7 +779,7 @@ async function notificationsView(params) {
   const { notifications } = await api.request("GET", `/v1/notifications?status=${all ? "all" : "unread"}&limit=100`);
   const writable = api.can("manage_agents");
   const item = (n) => {
-    const conversation = `#/agents/${n.agent_id}/conversations?session=${n.session_id}`;
+    const conversation = `#/sessions/${n.session_id}`;
     const acknowledge = h("button", { type: "button", class: "secondary small", onclick: async () => {
       await api.request("POST", `/v1/notifications/${n.notification_id}/ack`, { json: {} });
       await refreshUnread();
@@ -781,6 +860,7 @@ async function render() {
     else if (first === "members") view = await membersView();
     else if (first === "notifications") view = await notificationsView(params);
     else if (first === "live") view = await liveView();
+    else if (first === "sessions" && second) view = await sessionView(second);
     else view = page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/agents" }, "Go to your agents")));
   } catch (error) {
     view = page("Something went wrong", notice("error", error.status === 404 ? "It does not exist, or it is not your organization's." : describe(error)),
@@ -793,7 +873,16 @@ async function render() {
 
 api.onAuthChange(() => { shell(); refreshUnread(); });
 // A handoff anywhere in the organization: the badge counts it at once.
-api.socket.subscribe((event) => { if (event.type === "handoff.requested") refreshUnread(); });
+api.socket.subscribe((event) => {
+  if (event.type === "handoff.requested" || (event.type === "socket.open" && event.resumed)) refreshUnread();
+});
+// The page says when live updates are not coming.
+const offline = h("p", { class: "offline", role: "status", hidden: true }, "Offline: reconnecting… what you see may be out of date.");
+document.querySelector("header.top").append(offline);
+api.socket.subscribe((event) => {
+  if (event.type === "socket.closed") offline.hidden = false;
+  if (event.type === "socket.open") offline.hidden = true;
+});
 window.addEventListener("hashchange", render);
 await api.resume();
 refreshUnread();

@@ -11,11 +11,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use oratio_core::conversations::{self as conv, ConversationError, Customer, Session, SessionStatus, Source, Turn};
+use oratio_core::conversations::{
+    self as conv, ConversationError, Customer, Session, SessionNews, SessionStatus, Source, Turn,
+};
 use oratio_core::ids::SessionId;
 use oratio_core::runtime::ToolTrace;
 use oratio_core::time::now;
-use oratio_core::turns::{Answered, CustomerMessage};
+use oratio_core::turns::{Answered, CustomerMessage, TurnError};
 use oratio_core::{agents, voice};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -37,6 +39,8 @@ pub fn routes() -> OpenApiRouter<Arc<Deps>> {
         .routes(routes!(tenant_sessions))
         .routes(routes!(get_session))
         .routes(routes!(get_recording))
+        .routes(routes!(session_events))
+        .merge(crate::takeover_api::routes())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -86,14 +90,49 @@ pub struct MessageReply {
     /// The primary model was unavailable and the fallback answered.
     #[serde(default)]
     fallback_used: bool,
+    /// What people of the organization wrote to the customer since their previous
+    /// message: `{turn, role: "operator", text, author, at}`. While a person has the
+    /// conversation (`status` `taken_over`) the agent does not answer: `reply` is empty,
+    /// `turn` is the customer's, and the person's answers come here with the next
+    /// message, or at once on the session's event stream.
+    #[schema(value_type = Vec<Object>)]
+    operator_messages: Vec<Turn>,
 }
 
-fn session_id(raw: &str) -> Result<SessionId, ApiError> {
+pub(crate) fn session_id(raw: &str) -> Result<SessionId, ApiError> {
     raw.parse().map_err(|_| ConversationError::SessionNotFound.into())
 }
 
+/// The answer to a message while a person has the conversation: no reply of the agent.
+fn with_operator(session: Session, customer_turn: u32, operator_messages: Vec<Turn>) -> MessageReply {
+    MessageReply {
+        session_id: session.session_id.to_string(),
+        turn: customer_turn,
+        reply: String::new(),
+        sources: Vec::new(),
+        handoff: None,
+        status: session.status.as_str().into(),
+        details: session.details,
+        tool_calls: Vec::new(),
+        model: None,
+        fallback_used: false,
+        operator_messages,
+    }
+}
+
+/// The answer to a message, or the person's side of it while they have the conversation.
+fn reply_of(answered: Result<Answered, TurnError>, customer_turn: u32) -> Result<MessageReply, ApiError> {
+    match answered {
+        Ok(answered) => Ok(message_reply(answered)),
+        Err(TurnError::TakenOver { session, operator_messages }) => {
+            Ok(with_operator(*session, customer_turn, operator_messages))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn message_reply(answered: Answered) -> MessageReply {
-    let Answered { session, turn } = answered;
+    let Answered { session, turn, operator_messages } = answered;
     MessageReply {
         session_id: session.session_id.to_string(),
         turn: turn.turn,
@@ -109,6 +148,7 @@ fn message_reply(answered: Answered) -> MessageReply {
         tool_calls: turn.tool_calls,
         model: turn.model,
         fallback_used: turn.fallback_used,
+        operator_messages,
     }
 }
 
@@ -157,8 +197,9 @@ async fn send_message(
     };
     let turns = deps.turns();
     let accepted = turns.accept(&key.tenant_id, &agent_id(&agent)?, message).await?;
+    let customer_turn = accepted.turn.turn;
     if !wants_stream(&headers) {
-        return Ok(Json(message_reply(turns.answer(&accepted, None).await?)).into_response());
+        return Ok(Json(reply_of(turns.answer(&accepted, None).await, customer_turn)?).into_response());
     }
     // The turn runs to the end on its own task: a client that goes away loses the stream,
     // not the conversation.
@@ -173,9 +214,8 @@ async fn send_message(
             let _ = tx.send(event("token", json!({"text": piece})));
         };
         let answered = turns.answer(&accepted, Some(&token)).await;
-        let events = match answered {
-            Ok(answered) => {
-                let reply = message_reply(answered);
+        let events = match reply_of(answered, customer_turn) {
+            Ok(reply) => {
                 let mut events = Vec::new();
                 // An agent that answered whole still gives its reply as a token.
                 if !streamed.load(std::sync::atomic::Ordering::Relaxed) && !reply.reply.is_empty() {
@@ -188,7 +228,7 @@ async fn send_message(
                 events.push(event("done", json!(reply)));
                 events
             }
-            Err(e) => vec![event("error", json!(ApiError::from(e).into_body()))],
+            Err(e) => vec![event("error", json!(e.into_body()))],
         };
         for event in events {
             if tx.send(event).is_err() {
@@ -220,6 +260,9 @@ pub struct SessionView {
     /// What the customer gave the agent, by name.
     #[schema(value_type = Object)]
     details: BTreeMap<String, String>,
+    /// Who has the conversation (a member's email), while it is `taken_over`.
+    taken_over_by: Option<String>,
+    taken_over_at: Option<String>,
     ended_at: Option<String>,
     /// `customer` (ended by the application), `idle`, `agent` (the agent ended it).
     end_reason: Option<String>,
@@ -227,7 +270,7 @@ pub struct SessionView {
 
 impl SessionView {
     /// The session as it stands now: one idle past the limit shows as ended.
-    fn of(session: Session, deps: &Deps) -> Self {
+    pub(crate) fn of(session: Session, deps: &Deps) -> Self {
         let idle = session.is_idle(deps.conversations.idle, now());
         let (status, ended_at, end_reason) = if idle {
             let quiet_until = session.last_activity_at
@@ -248,6 +291,8 @@ impl SessionView {
             handoff_reason: session.handoff_reason,
             handoff_summary: session.handoff_summary,
             details: session.details,
+            taken_over_by: session.taken_over_by,
+            taken_over_at: session.taken_over_at.map(|t| t.to_rfc3339()),
             ended_at,
             end_reason,
         }
@@ -335,12 +380,12 @@ async fn tenant_sessions(
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Transcript {
-    session: SessionView,
+    pub(crate) session: SessionView,
     /// Every turn, in order: `{turn, role, text, sources?, at, latency_ms?, input_tokens?,
     /// output_tokens?, tool_calls?: [{name, arguments, result, duration_ms, is_error?}],
     /// model?, fallback_used?}`.
     #[schema(value_type = Vec<Object>)]
-    turns: Vec<Turn>,
+    pub(crate) turns: Vec<Turn>,
 }
 
 /// A session and its transcript.
@@ -401,4 +446,64 @@ async fn get_recording(
         transcript_url: deps.blobs.signed_download_url(&transcript, RECORDING_LINK_TTL).await?,
         expires_at: now() + chrono::Duration::seconds(RECORDING_LINK_TTL.as_secs() as i64),
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EventsFrom {
+    /// Send the turns after this one (the `Last-Event-ID` header says the same, and wins);
+    /// without either, every turn from the first.
+    after: Option<u32>,
+}
+
+/// The customer's stream of a session (Server-Sent Events), for the application to show
+/// what a person writes after taking the conversation over, as they write it.
+///
+/// Events: `status` first (`{status, taken_over_by}`: `active`, `handoff_requested`,
+/// `taken_over`, `ended`) and again on each change; `turn` for every turn after `after`,
+/// in order (`{turn, role: customer|agent|operator|system, text, author?, at}`; the SSE
+/// `id` is the turn number); `error` (the standard body) if reading fails. The stream
+/// ends when the session has ended, or after 50 s: reconnect with `Last-Event-ID` (an
+/// `EventSource` does this by itself, after `retry` ms) and nothing is missed or repeated.
+#[utoipa::path(get, path = "/v1/agents/{agent_id}/sessions/{session_id}/events", tag = "customers",
+    security(("api_key" = [])),
+    params(("agent_id" = String, Path), ("session_id" = String, Path), EventsFrom),
+    responses(
+        (status = 200, content_type = "text/event-stream", description = "The session's events, as above"),
+        (status = 400, body = ErrorBody, description = "`invalid_query`: `after` or `Last-Event-ID` is not a turn number"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "`key_agent_mismatch`"),
+        (status = 404, body = ErrorBody, description = "`session_not_found`"),
+    ))]
+async fn session_events(
+    State(deps): State<Arc<Deps>>,
+    CustomerKey(key): CustomerKey,
+    Path((agent, session)): Path<(String, String)>,
+    Query(from): Query<EventsFrom>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let last_event_id = match headers.get("last-event-id").map(|v| v.to_str().map(str::trim)) {
+        None => None,
+        Some(Ok(raw)) => Some(raw.parse::<u32>().map_err(|_| {
+            ApiError::bad_request("invalid_query", "`Last-Event-ID` is the number of the last turn received")
+        })?),
+        Some(Err(_)) => return Err(ApiError::bad_request("invalid_query", "`Last-Event-ID` is not text")),
+    };
+    let session = conv::get(deps.table.as_ref(), &key.tenant_id, &agent_id(&agent)?, &session_id(&session)?).await?;
+    let after = last_event_id.or(from.after).unwrap_or(0);
+    let settings = deps.conversations;
+    let news = conv::follow(deps.table.clone(), session, after, settings.events_poll, settings.events_stream);
+    let stream = futures::stream::unfold(news, |mut news| async move {
+        let event = match news.recv().await? {
+            Ok(SessionNews::Turn(turn)) => {
+                SseEvent::default().event("turn").id(turn.turn.to_string()).data(json!(turn).to_string())
+            }
+            Ok(SessionNews::Status { status, taken_over_by }) => SseEvent::default()
+                .event("status")
+                .data(json!({"status": status.as_str(), "taken_over_by": taken_over_by}).to_string()),
+            Err(e) => SseEvent::default().event("error").data(json!(ApiError::from(e).into_body()).to_string()),
+        };
+        Some((Ok::<_, Infallible>(event), news))
+    });
+    let opening = futures::stream::once(async { Ok(SseEvent::default().retry(std::time::Duration::from_secs(1))) });
+    use futures::StreamExt as _;
+    Ok(Sse::new(opening.chain(stream)).keep_alive(KeepAlive::default()).into_response())
 }

@@ -256,6 +256,8 @@ impl From<oratio_core::conversations::ConversationError> for ApiError {
             E::SessionNotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", message),
             E::SessionEnded => Self::new(StatusCode::CONFLICT, "session_ended", message),
             E::SessionBusy => Self::new(StatusCode::CONFLICT, "session_busy", message).retry_after(1),
+            E::AlreadyTakenOver { .. } => Self::new(StatusCode::CONFLICT, "already_taken_over", message),
+            E::NotTakenOver => Self::new(StatusCode::CONFLICT, "not_taken_over", message),
             E::Table(e) => e.into(),
         }
     }
@@ -271,6 +273,8 @@ impl From<oratio_core::turns::TurnError> for ApiError {
             E::AgentPaused => Self::new(StatusCode::CONFLICT, "agent_paused", message),
             E::AgentNotReady(_) => Self::new(StatusCode::CONFLICT, "agent_not_ready", message),
             E::Runtime(e) => e.into(),
+            E::Tenancy(e) => e.into(),
+            E::TakenOver { .. } => Self::new(StatusCode::CONFLICT, "taken_over", message),
         }
     }
 }

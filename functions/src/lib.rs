@@ -19,6 +19,7 @@ pub mod platform;
 pub mod request;
 pub mod runtime_api;
 pub mod socket;
+pub mod takeover_api;
 pub mod usage;
 pub mod voice_api;
 

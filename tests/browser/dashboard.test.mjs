@@ -382,3 +382,77 @@ test("an operator watches a conversation appear on Live, grow, and leave when it
   await page.getByText("No conversation is going on right now.").waitFor();
   assert.deepEqual(errors, []);
 });
+
+/** The customer's application following a session (SSE with its key): resolves with the
+ *  first `turn` event of `role`. */
+async function followUntil(agent, key, session, role) {
+  const response = await fetch(`${URL}/v1/agents/${agent}/sessions/${session}/events`, { headers: { "x-api-key": key } });
+  assert.equal(response.status, 200);
+  const reader = response.body.getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, `the stream ended before a ${role} turn`);
+    buffer += new TextDecoder().decode(value);
+    for (const block of buffer.split("\n\n").slice(0, -1)) {
+      const data = block.split("\n").find((l) => l.startsWith("data:"));
+      if (block.includes("event: turn") && data) {
+        const turn = JSON.parse(data.slice(5));
+        if (turn.role === role) { reader.cancel(); return turn; }
+      }
+    }
+    buffer = buffer.slice(buffer.lastIndexOf("\n\n") + 2);
+  }
+}
+
+test("an operator takes a handed-over conversation, writes to the customer and hands it back, through a dropped connection", async () => {
+  const stamp = Date.now();
+  const email = `desk.${stamp}@example.com`;
+  const admin = await account(email, { organization_name: "Takeover Bikes" });
+  const { agent, key } = await liveAgent(admin, { name: "Workshop", handoff_conditions: ["the customer wants their money back"] },
+    "Repairs: a puncture costs 15 euros, a brake service 40 euros. We open at 9:00.");
+
+  const { page, shot, errors } = await open("takeover");
+  await signIn(page, email, "Workshop");
+  await page.getByRole("link", { name: "Live", exact: true }).click();
+  const first = await say(agent, key, { message: "hi there, how much is a brake service", customer: { name: "Ines", attributes: { plan: "gold" } } });
+  const session = first.session_id;
+  await page.locator(`tr[data-session="${session}"]`).getByRole("link").click();
+  await page.locator('dl.customer dd', { hasText: "gold" }).waitFor();
+  const transcript = page.getByRole("list", { name: "Transcript" });
+  await transcript.locator("li.agent").first().waitFor();
+
+  // The handoff: the badge, and its link back to this console.
+  const asked = await say(agent, key, { message: "the brakes still rub after your service, I want my money back", session_id: session });
+  assert.equal(asked.status, "handoff_requested");
+  await page.locator("nav .count", { hasText: "1" }).waitFor();
+  await page.locator(".notice", { hasText: "Handoff" }).waitFor();
+  await page.getByRole("button", { name: "Take over" }).click();
+  await page.locator(".badge.taken_over").first().waitFor();
+  await transcript.locator("li.system", { hasText: "took the conversation over" }).waitFor();
+
+  // What the operator writes reaches the customer's stream.
+  const heard = followUntil(agent, key, session, "operator");
+  await page.getByLabel("Message to the customer").fill("Hi Ines, I'm Piet. Bring it by tomorrow and we'll adjust it for free.");
+  await page.getByRole("button", { name: "Send" }).click();
+  assert.match((await heard).text, /adjust it for free/);
+  await transcript.locator("li.operator", { hasText: "Piet" }).waitFor();
+
+  // The live connection drops: the page says so, and what came meanwhile is there once it is back.
+  await page.evaluate(() => import("/api.js").then((api) => api.socket.drop()));
+  await page.getByText("Offline: reconnecting").waitFor();
+  const held = await say(agent, key, { message: "great, see you at 9 then", session_id: session });
+  assert.equal(held.status, "taken_over");
+  assert.equal(held.reply, "");
+  await page.getByText("Offline: reconnecting").waitFor({ state: "hidden" });
+  await transcript.locator("li.customer", { hasText: "see you at 9" }).waitFor();
+  await shot("taken-over");
+
+  await page.getByRole("button", { name: "Hand back to the agent" }).click();
+  await transcript.locator("li.system", { hasText: "handed the conversation back" }).waitFor();
+  const back = await say(agent, key, { message: "oh and how much is a puncture?", session_id: session });
+  assert.equal(back.status, "active");
+  assert.ok(back.reply.length > 0);
+  await transcript.locator("li.agent").last().waitFor();
+  assert.deepEqual(errors, []);
+});

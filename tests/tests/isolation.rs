@@ -230,6 +230,27 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     }
     // A's live sessions: B's list is its own (none).
     send(Method::GET, "/v1/sessions", "/v1/sessions".into(), bt, None, None).await;
+    // A's conversations cannot be taken over, written to or read by B; nor followed with
+    // B's key or A's key of another agent.
+    for (method, path, body) in [
+        (Method::POST, "/v1/sessions/{session_id}/takeover", None),
+        (Method::POST, "/v1/sessions/{session_id}/messages", Some(json!({"text": "I am B"}))),
+        (Method::GET, "/v1/sessions/{session_id}/messages", None),
+        (Method::POST, "/v1/sessions/{session_id}/release", None),
+    ] {
+        send(method, path, path.replace("{session_id}", ses), bt, None, body).await;
+    }
+    for key in [&b.secret, &a_second_secret] {
+        send(
+            Method::GET,
+            "/v1/agents/{agent_id}/sessions/{session_id}/events",
+            format!("/v1/agents/{live}/sessions/{ses}/events"),
+            None,
+            Some(key),
+            None,
+        )
+        .await;
+    }
     // A's handoff notifications: B lists only its own (none), and acknowledges or
     // resolves none of A's.
     send(Method::GET, "/v1/notifications", "/v1/notifications".into(), bt, None, None).await;
@@ -319,6 +340,9 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     assert_eq!(me["role"], "admin");
     let unread = p.get_json("/v1/notifications", Some(&a.token)).await;
     assert_eq!(unread["notifications"][0]["status"], "unread", "A's notification is untouched: {unread}");
+    let a_transcript = p.get_json(&format!("/v1/sessions/{a_session}/messages"), Some(&a.token)).await;
+    assert_ne!(a_transcript["session"]["status"], "taken_over", "B took nothing over: {a_transcript}");
+    assert!(!a_transcript.to_string().contains("I am B"), "{a_transcript}");
     // B signing out leaves A signed in.
     assert_eq!(p.request(Method::POST, "/v1/auth/logout", bt).send().await.expect("logout").status(), 204);
     assert_eq!(p.request(Method::GET, "/v1/me", Some(&a.token)).send().await.expect("me").status(), 200);

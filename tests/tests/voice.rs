@@ -233,11 +233,12 @@ async fn a_dropped_call_resumes_where_it_was_and_one_that_stays_away_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_caller_who_wants_their_money_back_is_handed_to_a_person() {
+async fn a_caller_who_wants_their_money_back_is_handed_to_a_person_who_takes_the_call() {
     let p = platform(VoiceLimits::default()).await;
-    let (_, agent, key) = agent_of(&p, "jeroen@spokeandchain.example.com", "bike-repair", "voice").await;
+    let (token, agent, key) = agent_of(&p, "jeroen@spokeandchain.example.com", "bike-repair", "voice").await;
     let mut call = VoiceClient::connect(&p.url, &agent, Some(&key)).await.expect("connected");
-    call.start(json!({})).await;
+    let created = call.start(json!({})).await;
+    let session = created["session_id"].as_str().expect("a session").to_owned();
     call.say(
         &caller_says_with("rms", "The repair didn't fix anything, so I want the eighty nine euros back."),
         1_200,
@@ -247,6 +248,39 @@ async fn a_caller_who_wants_their_money_back_is_handed_to_a_person() {
     let handoff = call.until("handoff.requested").await;
     assert!(handoff["reason"].as_str().is_some_and(|r| !r.is_empty()), "{handoff}");
     assert_eq!(of_type(&call.events, "response.done")[0]["status"], "handoff_requested");
+
+    // A person takes the call: the caller is told, and hears what the person writes in
+    // the agent's voice.
+    let taken = p.post_json(&format!("/v1/sessions/{session}/takeover"), Some(&token), json!({})).await;
+    assert_eq!(taken.status(), 200);
+    assert_eq!(call.until("session.updated").await["status"], "taken_over");
+    let said = "Hello, this is Sanne from the workshop. I will refund you today.";
+    let wrote = p.post_json(&format!("/v1/sessions/{session}/messages"), Some(&token), json!({"text": said})).await;
+    assert_eq!(wrote.status(), 200);
+    let message = call.until("conversation.item.operator").await;
+    assert_eq!(message["text"], said);
+    let from = call.events.len();
+    let first_chunk = call.until("response.audio.delta").await;
+    assert!(first_chunk["seq"].is_u64());
+    // The person's words, spoken: read until the audio stops coming.
+    while tokio::time::timeout(Duration::from_secs(3), call.next()).await.is_ok_and(|e| e.is_some()) {}
+    let heard = LocalSpeech::new(worker_url()).transcribe(&call.agent_audio(from)).await.expect("recognised");
+    assert!(heard.to_lowercase().contains("refund"), "{heard:?}");
+
+    // The caller answers: their words are stored, the agent says nothing.
+    call.say(&caller_says("Thank you, that is kind."), 1_200, false).await;
+    call.until("conversation.item.input_audio_transcription.completed").await;
+    let transcript = loop {
+        let view = p.get_json(&format!("/v1/sessions/{session}/messages"), Some(&token)).await;
+        if view["turns"].as_array().is_some_and(|t| t.last().is_some_and(|t| t["role"] == "customer")) {
+            break view;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let roles: Vec<&str> =
+        transcript["turns"].as_array().unwrap().iter().map(|t| t["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["customer", "agent", "system", "operator", "customer"], "{transcript}");
+    assert_eq!(of_type(&call.events, "response.done").len(), 1, "the agent stayed silent");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -328,7 +328,7 @@ struct Driver {
 fn history_of(turns: &[conv::Turn], limit: usize) -> Vec<(&'static str, String)> {
     let mut kept = VecDeque::new();
     let mut size = 0;
-    for turn in turns.iter().rev() {
+    for turn in turns.iter().rev().filter(|t| t.role != Role::System) {
         size += turn.text.len();
         if size > limit {
             break;

@@ -22,7 +22,7 @@ use crate::ids::{AgentId, SessionId, TenantId};
 use crate::knowledge::Passage;
 use crate::notifications::{self, Notification};
 use crate::runtime::{AgentAnswer, Handoff, ToolTrace};
-use crate::table::{Condition, Cursor, Index, Item, Key, Page, Query, Table, TableError, Update, Write};
+use crate::table::{Condition, Cursor, Index, Item, Key, Page, Query, SortKey, Table, TableError, Update, Write};
 
 /// The longest message a customer may send, in characters.
 pub const MAX_MESSAGE_CHARS: usize = 4000;
@@ -43,12 +43,22 @@ pub struct ConversationSettings {
     pub idle: Duration,
     /// How long an agent may take to answer a message (then `agent_timeout`).
     pub agent_timeout: Duration,
+    /// A customer's event stream reads the session this often...
+    pub events_poll: Duration,
+    /// ...and ends after this long (the client reconnects with `Last-Event-ID`).
+    pub events_stream: Duration,
 }
 
 impl Default for ConversationSettings {
     fn default() -> Self {
-        // API Gateway gives an integration 29 s: the agent gets 25 of them.
-        Self { idle: Duration::from_secs(30 * 60), agent_timeout: Duration::from_secs(25) }
+        Self {
+            idle: Duration::from_secs(30 * 60),
+            // API Gateway gives an integration 29 s: the agent gets 25 of them.
+            agent_timeout: Duration::from_secs(25),
+            events_poll: Duration::from_millis(500),
+            // Within the streaming function's 60 s.
+            events_stream: Duration::from_secs(50),
+        }
     }
 }
 
@@ -58,6 +68,9 @@ pub enum SessionStatus {
     Active,
     /// The agent asked for a person; the conversation goes on until one takes over.
     HandoffRequested,
+    /// A person has taken the conversation over: the agent does not answer until they
+    /// hand it back.
+    TakenOver,
     Ended,
 }
 
@@ -66,6 +79,7 @@ impl SessionStatus {
         match self {
             Self::Active => "active",
             Self::HandoffRequested => "handoff_requested",
+            Self::TakenOver => "taken_over",
             Self::Ended => "ended",
         }
     }
@@ -131,6 +145,11 @@ pub struct Session {
     /// What the customer gave the agent (`save_details`), by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub details: BTreeMap<String, String>,
+    /// Who has the conversation now (a member's email), while it is taken over.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
     /// `customer`, `idle`, `agent` (it ended the conversation).
@@ -151,6 +170,10 @@ impl Session {
 pub enum Role {
     Customer,
     Agent,
+    /// A person of the tenant, writing after taking the conversation over.
+    Operator,
+    /// A note of what happened (a take-over, a return to the agent), written by `author`.
+    System,
 }
 
 /// A document passage an answer used.
@@ -201,6 +224,30 @@ pub struct Turn {
     /// The caller spoke over the agent (voice): `text` is what they heard, cut there.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
+    /// Who wrote an operator's or a system turn (a member's email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+}
+
+impl Turn {
+    /// A turn of `role` with nothing but its text.
+    fn plain(turn: u32, role: Role, text: &str, at: DateTime<Utc>) -> Self {
+        Self {
+            turn,
+            role,
+            text: text.into(),
+            sources: Vec::new(),
+            at,
+            latency_ms: None,
+            input_tokens: None,
+            output_tokens: None,
+            tool_calls: Vec::new(),
+            model: None,
+            fallback_used: false,
+            interrupted: false,
+            author: None,
+        }
+    }
 }
 
 /// The agent's answer to one message, as the session keeps it.
@@ -266,6 +313,10 @@ pub enum ConversationError {
     SessionEnded,
     #[error("another message of this session is being answered; send this one when it is done")]
     SessionBusy,
+    #[error("{by} has this conversation already")]
+    AlreadyTakenOver { by: String },
+    #[error("the conversation is not taken over: take it over first")]
+    NotTakenOver,
     #[error(transparent)]
     Table(#[from] TableError),
 }
@@ -331,6 +382,8 @@ pub async fn start(
         handoff_reason: None,
         handoff_summary: None,
         details: BTreeMap::new(),
+        taken_over_by: None,
+        taken_over_at: None,
         ended_at: None,
         end_reason: None,
     };
@@ -355,6 +408,16 @@ pub async fn get(
         return Err(ConversationError::SessionNotFound);
     }
     Ok(session)
+}
+
+/// A session of this tenant (any of its agents), as stored.
+pub async fn of_tenant(
+    table: &dyn Table,
+    tenant: &TenantId,
+    session: &SessionId,
+) -> Result<Session, ConversationError> {
+    let item = table.get(&session_key(tenant, session)).await?.ok_or(ConversationError::SessionNotFound)?;
+    Ok(item.record()?)
 }
 
 /// A session that can take a message now: ended sessions are refused, and a session idle
@@ -411,20 +474,7 @@ pub async fn begin_turn(
     now: DateTime<Utc>,
 ) -> Result<(Session, Turn), ConversationError> {
     let number = session.turns + 1;
-    let turn = Turn {
-        turn: number,
-        role: Role::Customer,
-        text: text.into(),
-        sources: Vec::new(),
-        at: now,
-        latency_ms: None,
-        input_tokens: None,
-        output_tokens: None,
-        tool_calls: Vec::new(),
-        model: None,
-        fallback_used: false,
-        interrupted: false,
-    };
+    let turn = Turn::plain(number, Role::Customer, text, now);
     let key = session_key(&session.tenant_id, &session.session_id);
     let lease_until = now.timestamp() + TURN_LEASE.as_secs() as i64;
     let writes = vec![
@@ -490,6 +540,7 @@ pub async fn finish_turn(
         model: reply.model.clone(),
         fallback_used: reply.fallback_used,
         interrupted: false,
+        author: None,
     };
     let mut update = Update::new()
         .remove("lease")
@@ -549,6 +600,198 @@ pub async fn finish_turn(
     session.turns = number;
     session.last_activity_at = now;
     Ok((session, turn, notification))
+}
+
+/// What a person does to a conversation they have (or take).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersonAction {
+    /// Take it over from the agent.
+    TakeOver,
+    /// Write to the customer.
+    Write,
+    /// Hand it back to the agent.
+    Release,
+}
+
+/// A person's turn: a take-over or a return (a `system` note), or a message (`operator`),
+/// written with what it changes in the session, in one transaction. A take-over waits
+/// for no agent: one answering now holds the lease, and the take-over is `SessionBusy`
+/// until it is done. Returns the session as it now is and the turn.
+pub async fn person_turn(
+    table: &dyn Table,
+    session: &Session,
+    action: PersonAction,
+    author: &str,
+    text: &str,
+    now: DateTime<Utc>,
+) -> Result<(Session, Turn), ConversationError> {
+    let mut session = session.clone();
+    // A customer's message may land between reading the session and writing: read again.
+    for _ in 0..5 {
+        let number = session.turns + 1;
+        let (role, text) = match action {
+            PersonAction::TakeOver => (Role::System, format!("{author} took the conversation over")),
+            PersonAction::Release => (Role::System, format!("{author} handed the conversation back to the agent")),
+            PersonAction::Write => (Role::Operator, text.to_owned()),
+        };
+        let mut turn = Turn::plain(number, role, &text, now);
+        turn.author = Some(author.to_owned());
+        let mut update = Update::new().set("turns", number as i64).set("last_activity_at", now.to_rfc3339());
+        let state = match action {
+            PersonAction::TakeOver => {
+                update = update
+                    .set("status", SessionStatus::TakenOver.as_str())
+                    .set("taken_over_by", author)
+                    .set("taken_over_at", now.to_rfc3339());
+                Condition::And(vec![
+                    Condition::NotEquals("status".into(), SessionStatus::Ended.as_str().into()),
+                    Condition::NotEquals("status".into(), SessionStatus::TakenOver.as_str().into()),
+                    Condition::Or(vec![
+                        Condition::AttributeNotExists("lease".into()),
+                        Condition::LessThan("lease_until".into(), now.timestamp().into()),
+                    ]),
+                ])
+            }
+            PersonAction::Write => Condition::equals("status", SessionStatus::TakenOver.as_str()),
+            PersonAction::Release => {
+                update = update
+                    .set("status", SessionStatus::Active.as_str())
+                    .remove("taken_over_by")
+                    .remove("taken_over_at");
+                Condition::equals("status", SessionStatus::TakenOver.as_str())
+            }
+        };
+        let writes = vec![
+            Write::Update {
+                key: session_key(&session.tenant_id, &session.session_id),
+                update,
+                condition: Some(Condition::And(vec![state, Condition::equals("turns", session.turns as i64)])),
+            },
+            Write::Put {
+                item: Item::from_record(turn_key(&session.tenant_id, &session.session_id, number), &turn)?,
+                condition: Some(Condition::NotExists),
+            },
+        ];
+        match table.transact(writes).await {
+            Ok(()) => {
+                let current = of_tenant(table, &session.tenant_id, &session.session_id).await?;
+                return Ok((current, turn));
+            }
+            Err(e) if e.is_condition_failed() => {}
+            Err(e) => return Err(e.into()),
+        }
+        let current = of_tenant(table, &session.tenant_id, &session.session_id).await?;
+        let leased = current.turns == session.turns;
+        session = current;
+        match (session.status, action) {
+            (SessionStatus::Ended, _) => return Err(ConversationError::SessionEnded),
+            (SessionStatus::TakenOver, PersonAction::TakeOver) => {
+                return Err(ConversationError::AlreadyTakenOver { by: session.taken_over_by.unwrap_or_default() });
+            }
+            (SessionStatus::Active | SessionStatus::HandoffRequested, PersonAction::Write | PersonAction::Release) => {
+                return Err(ConversationError::NotTakenOver);
+            }
+            // Same turns, same state: the agent is answering.
+            _ if leased && action == PersonAction::TakeOver => return Err(ConversationError::SessionBusy),
+            _ => {}
+        }
+    }
+    Err(ConversationError::SessionBusy)
+}
+
+/// The people's messages (operator turns) after the customer's turn before `turn`: what
+/// the customer may not have seen, given with the answer to their next message.
+pub fn operator_messages_since(turns: &[Turn], turn: u32) -> Vec<Turn> {
+    let previous = turns.iter().filter(|t| t.role == Role::Customer && t.turn < turn).map(|t| t.turn).max();
+    turns
+        .iter()
+        .filter(|t| t.role == Role::Operator && t.turn < turn && previous.is_none_or(|p| t.turn > p))
+        .cloned()
+        .collect()
+}
+
+/// The turns after `turn`, in order (at most `limit`).
+pub async fn turns_after(
+    table: &dyn Table,
+    session: &Session,
+    turn: u32,
+    limit: usize,
+) -> Result<Vec<Turn>, ConversationError> {
+    let query = Query::partition(Index::Primary, turns_partition(&session.tenant_id, &session.session_id))
+        .sort(SortKey::GreaterThan(format!("TURN#{turn:06}")))
+        .limit(limit);
+    Ok(table.query(query).await?.records()?)
+}
+
+/// What a customer's stream of a session says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionNews {
+    /// A turn, of any side, in order.
+    Turn(Turn),
+    /// The session's status, first as it is and then each time it changes.
+    Status { status: SessionStatus, taken_over_by: Option<String> },
+}
+
+/// Follows a session for its customer: every turn after `after`, and its status, read
+/// every `poll` for `life` (or until it ends, or the receiver is dropped). Reading the
+/// table (not a process's memory) is what lets a stream served by any process, or any
+/// Lambda, see what a person wrote in another.
+pub fn follow(
+    table: std::sync::Arc<dyn Table>,
+    session: Session,
+    after: u32,
+    poll: Duration,
+    life: Duration,
+) -> tokio::sync::mpsc::Receiver<Result<SessionNews, ConversationError>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + life;
+        let (mut seen, mut status) = (after, None);
+        let mut session = session;
+        loop {
+            if session.turns > seen {
+                match turns_after(table.as_ref(), &session, seen, 100).await {
+                    Ok(turns) => {
+                        for turn in turns {
+                            seen = turn.turn;
+                            if tx.send(Ok(SessionNews::Turn(turn))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+            if status != Some(session.status) {
+                status = Some(session.status);
+                let news = SessionNews::Status { status: session.status, taken_over_by: session.taken_over_by.clone() };
+                if tx.send(Ok(news)).await.is_err() {
+                    return;
+                }
+            }
+            if session.status == SessionStatus::Ended && seen >= session.turns {
+                return;
+            }
+            if tokio::time::Instant::now() + poll > deadline {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => {}
+                _ = tx.closed() => return,
+            }
+            session = match of_tenant(table.as_ref(), &session.tenant_id, &session.session_id).await {
+                Ok(current) => current,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+        }
+    });
+    rx
 }
 
 /// Cuts a stored agent turn to what the caller heard before speaking over it.

@@ -31,6 +31,9 @@ pub enum Event {
         summary: Option<String>,
         at: DateTime<Utc>,
     },
+    /// A person took the conversation over (`taken_over`) or handed it back (`active`).
+    #[serde(rename = "session.status")]
+    SessionStatus { agent_id: AgentId, session_id: SessionId, status: String, by: String, at: DateTime<Utc> },
     #[serde(rename = "session.ended")]
     SessionEnded { agent_id: AgentId, session_id: SessionId, reason: String, at: DateTime<Utc> },
 }

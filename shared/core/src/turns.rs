@@ -12,7 +12,8 @@ use chrono::Utc;
 
 use crate::agents::{self, Agent, AgentError, AgentStatus};
 use crate::conversations::{
-    self as conv, ConversationError, ConversationSettings, Customer, HISTORY_TURNS, Reply, Role, Session, Turn,
+    self as conv, ConversationError, ConversationSettings, Customer, HISTORY_TURNS, PersonAction, Reply, Role, Session,
+    SessionStatus, Turn,
 };
 use crate::events::{self, Event};
 use crate::ids::{AgentId, SessionId, TenantId};
@@ -22,6 +23,7 @@ use crate::notifications;
 use crate::push::Push;
 use crate::runtime::{AgentRef, AgentRuntime, HistoryTurn, Invocation, LiveConfig, RuntimeError};
 use crate::table::Table;
+use crate::tenancy::{Membership, Permission, TenancyError};
 use crate::time::now;
 
 /// A customer's message, as a channel received it.
@@ -51,6 +53,8 @@ pub struct Accepted {
 pub struct Answered {
     pub session: Session,
     pub turn: Turn,
+    /// What people of the tenant wrote since the customer's previous message.
+    pub operator_messages: Vec<Turn>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,12 @@ pub enum TurnError {
     AgentNotReady(AgentStatus),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Tenancy(#[from] TenancyError),
+    /// A person has the conversation: the customer's turn is stored, the agent is not
+    /// asked. `operator_messages` are what people wrote since the customer's previous one.
+    #[error("a person has taken this conversation over; the agent answers again once it is handed back")]
+    TakenOver { session: Box<Session>, operator_messages: Vec<Turn> },
 }
 
 /// The turn service and the ports it holds.
@@ -77,6 +87,28 @@ pub struct Turns {
     pub mailer: Arc<dyn Mailer>,
     pub dashboard_url: Arc<str>,
     pub settings: ConversationSettings,
+}
+
+/// The conversation as the agent is given it: people's messages are the assistant's side
+/// (the agent carries on from what they said), notes are left out, and one side's turns
+/// in a row are one message (models take the two sides in turn).
+fn agent_history(turns: impl Iterator<Item = Turn>) -> Vec<HistoryTurn> {
+    let mut history: Vec<HistoryTurn> = Vec::new();
+    for turn in turns {
+        let role = match turn.role {
+            Role::Customer => Speaker::User,
+            Role::Agent | Role::Operator => Speaker::Assistant,
+            Role::System => continue,
+        };
+        match history.last_mut() {
+            Some(last) if last.role == role => {
+                last.text.push('\n');
+                last.text.push_str(&turn.text);
+            }
+            _ => history.push(HistoryTurn { role, text: turn.text }),
+        }
+    }
+    history
 }
 
 /// Whether the agent takes conversations now.
@@ -155,14 +187,12 @@ impl Turns {
         let table = self.table.as_ref();
         let session = &accepted.session;
         let earlier = conv::history(table, session, HISTORY_TURNS + 1).await?;
-        let history = earlier
-            .into_iter()
-            .filter(|t| t.turn < accepted.turn.turn)
-            .map(|t| HistoryTurn {
-                role: if t.role == Role::Customer { Speaker::User } else { Speaker::Assistant },
-                text: t.text,
-            })
-            .collect();
+        let operator_messages = conv::operator_messages_since(&earlier, accepted.turn.turn);
+        if session.status == SessionStatus::TakenOver {
+            conv::abandon_turn(table, session, &accepted.lease).await?;
+            return Err(TurnError::TakenOver { session: Box::new(session.clone()), operator_messages });
+        }
+        let history = agent_history(earlier.into_iter().filter(|t| t.turn < accepted.turn.turn));
         let invocation = Invocation {
             message: accepted.message.clone(),
             history,
@@ -219,7 +249,7 @@ impl Turns {
         if let Some(notification) = &notification {
             notifications::email(table, self.mailer.as_ref(), notification, &self.dashboard_url).await;
         }
-        Ok(Answered { session, turn })
+        Ok(Answered { session, turn, operator_messages })
     }
 
     /// Opens a session before its first message (a voice call is a session from its
@@ -237,6 +267,43 @@ impl Turns {
         };
         self.publish(tenant, &[event]).await;
         Ok(session)
+    }
+
+    /// A person takes a conversation over, writes to its customer, or hands it back:
+    /// stored with who did it, and told to the dashboards (`turn.added`, and
+    /// `session.status` when the status changes).
+    pub async fn person(
+        &self,
+        actor: &Membership,
+        session: &SessionId,
+        action: PersonAction,
+        text: &str,
+    ) -> Result<(Session, Turn), TurnError> {
+        actor.require(Permission::ManageSessions)?;
+        let table = self.table.as_ref();
+        let text = match action {
+            PersonAction::Write => conv::validate_message(text)?,
+            _ => "",
+        };
+        let current = conv::of_tenant(table, &actor.tenant_id, session).await?;
+        let at = now();
+        let (session, turn) = conv::person_turn(table, &current, action, actor.email.as_str(), text, at).await?;
+        let mut news = vec![Event::TurnAdded {
+            agent_id: session.agent_id.clone(),
+            session_id: session.session_id.clone(),
+            turn: turn.clone(),
+        }];
+        if action != PersonAction::Write {
+            news.push(Event::SessionStatus {
+                agent_id: session.agent_id.clone(),
+                session_id: session.session_id.clone(),
+                status: session.status.as_str().into(),
+                by: actor.email.to_string(),
+                at,
+            });
+        }
+        self.publish(&session.tenant_id, &news).await;
+        Ok((session, turn))
     }
 
     /// Cuts the agent's stored turn to what the caller heard (voice barge-in), and tells

@@ -116,7 +116,8 @@ struct CascadedSession {
     queue: VecDeque<Said>,
     reply: Option<Reply>,
     replies: u64,
-    greeting: Option<Arc<AtomicBool>>,
+    /// What is being said outside a reply (the greeting, a person's message), and its stop.
+    aside: Option<(u64, Arc<AtomicBool>)>,
     winding_down: bool,
 }
 
@@ -140,7 +141,7 @@ impl CascadedSession {
             queue: VecDeque::new(),
             reply: None,
             replies: 0,
-            greeting: None,
+            aside: None,
             winding_down: false,
         }
     }
@@ -232,6 +233,25 @@ impl CascadedSession {
             speech: Some((utterance.started_ms, closing.stopped_ms)),
         });
         self.next_reply();
+    }
+
+    /// Speaks `text` in the agent's voice as response `id`, outside any reply.
+    fn aside(&mut self, id: u64, text: String) {
+        let (synthesizer, voice, report) =
+            (self.engines.synthesizer.clone(), self.call.agent.voice.clone(), self.internal.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        self.aside = Some((id, stop.clone()));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match synthesizer.synthesize(&text, &voice).await {
+                Ok(audio) if !stop.load(Ordering::Relaxed) => {
+                    let synthesis_ms = started.elapsed().as_millis() as u64;
+                    let _ = report.send(Internal::Sentence { response: id, text, audio, agent_ms: 0, synthesis_ms });
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(cause = %e, "synthesising speech outside a reply failed"),
+            }
+        });
     }
 
     /// Starts the agent on the next turn waiting, if it is free.
@@ -373,30 +393,20 @@ impl EngineSession for CascadedSession {
     }
 
     fn greet(&mut self, text: String) {
-        let (synthesizer, voice, report) =
-            (self.engines.synthesizer.clone(), self.call.agent.voice.clone(), self.internal.clone());
-        let stop = Arc::new(AtomicBool::new(false));
-        self.greeting = Some(stop.clone());
-        tokio::spawn(async move {
-            let started = Instant::now();
-            match synthesizer.synthesize(&text, &voice).await {
-                Ok(audio) if !stop.load(Ordering::Relaxed) => {
-                    let synthesis_ms = started.elapsed().as_millis() as u64;
-                    let _ =
-                        report.send(Internal::Sentence { response: GREETING, text, audio, agent_ms: 0, synthesis_ms });
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(cause = %e, "synthesising the greeting failed"),
-            }
-        });
+        self.aside(GREETING, text);
+    }
+
+    fn say(&mut self, text: String) {
+        self.replies += 1;
+        self.aside(self.replies, text);
     }
 
     fn barge_in(&mut self, response: u64) {
         if let Some(reply) = self.reply.as_ref().filter(|r| r.id == response) {
             reply.interrupted.store(true, Ordering::Relaxed);
         }
-        if let Some(greeting) = self.greeting.as_ref().filter(|_| response == GREETING) {
-            greeting.store(true, Ordering::Relaxed);
+        if let Some((_, stop)) = self.aside.as_ref().filter(|(id, _)| *id == response) {
+            stop.store(true, Ordering::Relaxed);
         }
     }
 

@@ -109,6 +109,10 @@ pub trait EngineSession: Send {
     fn text(&mut self, text: String);
     /// Speaks the agent's greeting as the call opens.
     fn greet(&mut self, _text: String) {}
+    /// Speaks a person's message (the conversation is taken over) in the agent's voice.
+    /// Engines that cannot speak given text leave it unsaid; the client still gets it as
+    /// `conversation.item.operator`.
+    fn say(&mut self, _text: String) {}
     /// The caller spoke over reply `response`: stop producing its audio.
     fn barge_in(&mut self, response: u64);
     /// The caller's connection dropped: nothing more will come of the speech so far.

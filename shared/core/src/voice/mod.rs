@@ -55,6 +55,9 @@ pub struct VoiceLimits {
     pub keepalive: Duration,
     /// The agent's audio is sent in chunks this long.
     pub chunk: Duration,
+    /// How often a session reads its stored state for what people do to it (a take-over,
+    /// their messages).
+    pub watch: Duration,
 }
 
 impl Default for VoiceLimits {
@@ -66,6 +69,7 @@ impl Default for VoiceLimits {
             replay_bytes: 8 * 1024 * 1024,
             keepalive: Duration::from_secs(10),
             chunk: Duration::from_millis(100),
+            watch: Duration::from_secs(1),
         }
     }
 }
@@ -128,6 +132,10 @@ enum Input {
     Detach {
         id: u64,
     },
+    /// The stored session changed elsewhere (a person took it over or handed it back).
+    Stored(Box<Session>),
+    /// A person wrote to the caller.
+    Operator(Turn),
     Shutdown,
 }
 
@@ -270,7 +278,7 @@ impl VoiceService {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
         let (input, inbox) = mpsc::unbounded_channel();
         let session_id = session.session_id.clone();
-        let call = Call::new(self.clone(), agent_record, session, format, engine, inbox);
+        let call = Call::new(self.clone(), agent_record, session.clone(), format, engine, inbox);
         let resume_token = token.clone();
         // The entry is in place before the call runs, so that it can always remove it.
         let mut live = self.inner.live.lock().unwrap_or_else(|p| p.into_inner());
@@ -284,6 +292,7 @@ impl VoiceService {
                 task: None,
             },
         );
+        tokio::spawn(watch(self.inner.turns.clone(), session.clone(), input.clone(), self.inner.limits.watch));
         let task = tokio::spawn(call.run(resume_token, id, outlet));
         if let Some(entry) = live.get_mut(&session_id) {
             entry.task = Some(task);
@@ -481,6 +490,8 @@ impl Call {
                     Some(Input::Invalid(refusal)) => self.emit(ServerEvent::error(refusal)),
                     Some(Input::Attach { id, outlet, last_event_seq }) => self.attach(id, outlet, last_event_seq),
                     Some(Input::Detach { id }) => self.detach(id),
+                    Some(Input::Stored(session)) => self.stored(*session),
+                    Some(Input::Operator(turn)) => self.operator(turn),
                     Some(Input::Shutdown) | None => break "shutdown",
                 },
                 event = self.engine.next() => self.engine_event(event).await,
@@ -563,6 +574,32 @@ impl Call {
             self.detached_at = Some(Instant::now());
             // Nothing more will come of the caller's words until they are back.
             self.engine.hold();
+        }
+    }
+
+    /// The stored session, read elsewhere: only what people do is taken from it (what the
+    /// call does itself, it knows first, and tells in its own order).
+    fn stored(&mut self, session: Session) {
+        let (was, now) = (self.session.status, session.status);
+        let taken = now == SessionStatus::TakenOver && was != SessionStatus::TakenOver;
+        let released = was == SessionStatus::TakenOver && now == SessionStatus::Active;
+        if taken || released {
+            self.session = session;
+            self.emit(ServerEvent::SessionUpdated {
+                status: now.as_str().into(),
+                taken_over_by: self.session.taken_over_by.clone(),
+            });
+        }
+    }
+
+    fn operator(&mut self, turn: Turn) {
+        if self.ending.is_some() {
+            return;
+        }
+        self.emit(ServerEvent::OperatorMessage { turn: turn.turn, text: turn.text.clone(), author: turn.author });
+        let spoken = speakable(&turn.text);
+        if !spoken.is_empty() {
+            self.engine.say(spoken);
         }
     }
 
@@ -737,7 +774,7 @@ impl Call {
     async fn answered(&mut self, response: u64, result: Result<Answered, TurnError>) {
         let reply = self.reply.take_if(|r| r.id == response);
         match result {
-            Ok(Answered { session, turn }) => {
+            Ok(Answered { session, turn, .. }) => {
                 let was = self.session.status;
                 self.session = session;
                 let mut stored = turn;
@@ -771,6 +808,8 @@ impl Call {
                     self.ending = Some("agent");
                 }
             }
+            // A person has the call: the caller's turn is stored, the agent stays silent.
+            Err(TurnError::TakenOver { session, .. }) => self.stored(*session),
             Err(e) => {
                 tracing::warn!(cause = %e, "a voice turn failed");
                 let code = match &e {
@@ -825,6 +864,42 @@ impl Call {
             .put(&transcript_key(tenant, id), serde_json::to_vec_pretty(&transcript)?, "application/json")
             .await?;
         Ok(())
+    }
+}
+
+/// Reads the stored session every `every` for what people do to it elsewhere, and tells
+/// the call: a change of status, and each person's message, once. Ends with the call.
+async fn watch(turns: Turns, mut known: Session, call: mpsc::UnboundedSender<Input>, every: Duration) {
+    let table = turns.table.as_ref();
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await;
+    while !call.is_closed() && known.status != SessionStatus::Ended {
+        interval.tick().await;
+        let stored = match conv::of_tenant(table, &known.tenant_id, &known.session_id).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::debug!(cause = %e, "reading the session for people's changes failed");
+                continue;
+            }
+        };
+        if stored.turns > known.turns {
+            match conv::turns_after(table, &known, known.turns, 50).await {
+                Ok(new) => {
+                    for turn in new.into_iter().filter(|t| t.role == conv::Role::Operator) {
+                        let _ = call.send(Input::Operator(turn));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(cause = %e, "reading people's messages failed");
+                    continue;
+                }
+            }
+        }
+        if stored.status != known.status {
+            let _ = call.send(Input::Stored(Box::new(stored.clone())));
+        }
+        known = stored;
     }
 }
 

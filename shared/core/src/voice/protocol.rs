@@ -242,6 +242,14 @@ pub enum ServerEvent {
     ResponseInterrupted { turn: Option<u32>, played_ms: u64, heard: String },
     #[serde(rename = "handoff.requested")]
     HandoffRequested { reason: String, summary: Option<String> },
+    /// A person took the conversation over (`taken_over`: the agent is silent, their
+    /// messages are spoken) or handed it back (`active`).
+    #[serde(rename = "session.updated")]
+    SessionUpdated { status: String, taken_over_by: Option<String> },
+    /// A person's message to the caller (the conversation is taken over), spoken in the
+    /// agent's voice as `response.audio.delta` chunks after it.
+    #[serde(rename = "conversation.item.operator")]
+    OperatorMessage { turn: u32, text: String, author: Option<String> },
     #[serde(rename = "error")]
     Error { code: String, message: String },
     /// `customer`, `agent`, `disconnected`, `idle`, `shutdown`.
