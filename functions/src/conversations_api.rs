@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
@@ -14,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use oratio_core::conversations::{
     self as conv, ConversationError, Customer, Session, SessionNews, SessionStatus, Source, Turn,
 };
+use oratio_core::history::{self, HandoffFilter, HistoryFilter, SortBy};
 use oratio_core::ids::SessionId;
 use oratio_core::runtime::ToolTrace;
 use oratio_core::time::now;
@@ -41,6 +44,7 @@ pub fn routes() -> OpenApiRouter<Arc<Deps>> {
         .routes(routes!(get_recording))
         .routes(routes!(session_events))
         .merge(crate::takeover_api::routes())
+        .merge(crate::analytics_api::routes())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -263,7 +267,11 @@ pub struct SessionView {
     /// Who has the conversation (a member's email), while it is `taken_over`.
     taken_over_by: Option<String>,
     taken_over_at: Option<String>,
+    /// What the person who took the handoff did (its notification's outcome).
+    handoff_outcome: Option<String>,
     ended_at: Option<String>,
+    /// From start to end.
+    duration_ms: Option<u64>,
     /// `customer` (ended by the application), `idle`, `agent` (the agent ended it).
     end_reason: Option<String>,
 }
@@ -293,7 +301,9 @@ impl SessionView {
             details: session.details,
             taken_over_by: session.taken_over_by,
             taken_over_at: session.taken_over_at.map(|t| t.to_rfc3339()),
+            handoff_outcome: session.handoff_outcome,
             ended_at,
+            duration_ms: session.duration_ms,
             end_reason,
         }
     }
@@ -346,36 +356,192 @@ async fn list_sessions(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct SessionFilter {
-    /// `active` (the default): the sessions going on now, across the organization's agents.
+    /// `active` (the default): the sessions going on now; `ended`: the history, which the
+    /// other filters narrow.
     status: Option<String>,
+    /// One agent's sessions.
+    agent_id: Option<String>,
+    /// Started on or after: a date (`2026-12-01`, from its start, UTC) or an RFC 3339 time.
+    from: Option<String>,
+    /// Started before: an RFC 3339 time, or a date (up to its end, UTC).
+    to: Option<String>,
+    /// `text`, `voice`, `phone`.
+    channel: Option<String>,
+    /// `customer`, `agent`, `idle`, `disconnected`, `failed`, `shutdown`.
+    end_reason: Option<String>,
+    /// `yes` (handed to a person) or `no` (contained).
+    handoff: Option<String>,
+    /// Handed over and resolved with this outcome (case aside).
+    outcome: Option<String>,
+    /// The customer's id, as the application gave it.
+    customer: Option<String>,
+    /// `started` (the default) or `duration`.
+    sort: Option<String>,
+    /// `desc` (the default: newest or longest first) or `asc`.
+    order: Option<String>,
+    /// `json` (the default) or `csv`: the whole filtered history as a CSV download (up to
+    /// 10,000 sessions).
+    format: Option<String>,
 }
 
-/// The organization's live sessions across its agents, newest first (one query of the
-/// index of sessions not ended; none idle past the session timeout).
+fn moment(raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
+    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    let day = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
+        ApiError::bad_request("invalid_query", format!("{raw:?} is neither a date (2026-12-01) nor an RFC 3339 time"))
+    })?;
+    let day = if end_of_day { day.succ_opt().unwrap_or(day) } else { day };
+    Ok(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+fn one_of<'a>(name: &str, raw: Option<&'a str>, allowed: &[&str]) -> Result<Option<&'a str>, ApiError> {
+    match raw {
+        Some(value) if !allowed.contains(&value) => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("`{name}` is one of {}, not {value:?}", allowed.join(", ")),
+        )),
+        other => Ok(other),
+    }
+}
+
+impl SessionFilter {
+    fn history(&self) -> Result<HistoryFilter, ApiError> {
+        let handoff = match (one_of("handoff", self.handoff.as_deref(), &["yes", "no"])?, &self.outcome) {
+            (Some("no"), Some(_)) => {
+                return Err(ApiError::bad_request("invalid_query", "`outcome` is of sessions handed over"));
+            }
+            (_, Some(outcome)) => Some(HandoffFilter::Outcome(outcome.clone())),
+            (Some("yes"), None) => Some(HandoffFilter::Yes),
+            (Some(_), None) => Some(HandoffFilter::No),
+            (None, None) => None,
+        };
+        let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        Ok(HistoryFilter {
+            agent: self.agent_id.as_deref().map(agent_id).transpose()?,
+            from: self.from.as_deref().map(|f| moment(f, false)).transpose()?,
+            to: self.to.as_deref().map(|t| moment(t, true)).transpose()?,
+            channel: text(&self.channel),
+            end_reason: text(&self.end_reason),
+            handoff,
+            customer: text(&self.customer),
+            sort: match one_of("sort", self.sort.as_deref(), &["started", "duration"])? {
+                Some("duration") => SortBy::Duration,
+                _ => SortBy::Started,
+            },
+            ascending: one_of("order", self.order.as_deref(), &["desc", "asc"])? == Some("asc"),
+        })
+    }
+}
+
+/// Most sessions a CSV export holds.
+const CSV_MAX: usize = 10_000;
+
+/// The organization's sessions across its agents: the live ones (`status=active`, the
+/// default: one query of the index of sessions not ended), or the history
+/// (`status=ended`) filtered by agent, dates, channel, end, handoff, outcome and customer
+/// and sorted by start or duration, each request served by one index (see the README). A
+/// page may hold fewer than `limit` when the filters are selective: follow `next_cursor`.
 #[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
     params(SessionFilter, Page),
-    responses((status = 200, body = SessionList),
-        (status = 400, body = ErrorBody, description = "`invalid_query`, `invalid_cursor`"), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = SessionList, description = "The sessions (or, with `format=csv`, a CSV file)"),
+        (status = 400, body = ErrorBody, description = "`invalid_query`, `invalid_cursor`, `invalid_request`"), (status = 401, body = ErrorBody)))]
 async fn tenant_sessions(
     State(deps): State<Arc<Deps>>,
     Member(actor): Member,
     Query(filter): Query<SessionFilter>,
     Query(page): Query<Page>,
-) -> Result<Json<SessionList>, ApiError> {
+) -> Result<Response, ApiError> {
     actor.require(oratio_core::tenancy::Permission::Read)?;
-    if let Some(other) = filter.status.as_deref().filter(|s| *s != "active") {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            format!("`status` is `active` (the live sessions); {other:?} is not a filter of this route yet"),
-        ));
-    }
     let (limit, cursor) = page.bounds()?;
-    let (table, idle) = (deps.table.as_ref(), deps.conversations.idle);
-    let (sessions, next) = conv::live(table, &actor.tenant_id, limit, cursor, idle, now()).await?;
+    let table = deps.table.as_ref();
+    let status = one_of("status", filter.status.as_deref(), &["active", "ended"])?.unwrap_or("active");
+    let csv = one_of("format", filter.format.as_deref(), &["json", "csv"])? == Some("csv");
+    let (sessions, next) = if status == "active" {
+        let history_only = [&filter.agent_id, &filter.from, &filter.to, &filter.channel, &filter.end_reason]
+            .into_iter()
+            .chain([&filter.handoff, &filter.outcome, &filter.customer, &filter.sort, &filter.order, &filter.format])
+            .any(Option::is_some);
+        if history_only {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "the filters and sorts are for the history: add `status=ended`",
+            ));
+        }
+        conv::live(table, &actor.tenant_id, limit, cursor, deps.conversations.idle, now()).await?
+    } else {
+        let history = filter.history()?;
+        if csv {
+            return csv_export(table, &actor.tenant_id, &history).await;
+        }
+        history::list(table, &actor.tenant_id, &history, limit, cursor).await?
+    };
     Ok(Json(SessionList {
         sessions: sessions.into_iter().map(|s| SessionView::of(s, &deps)).collect(),
         next_cursor: next.map(|c| c.as_str().to_owned()),
-    }))
+    })
+    .into_response())
+}
+
+/// The filtered history as one CSV file.
+async fn csv_export(
+    table: &dyn oratio_core::table::Table,
+    tenant: &oratio_core::ids::TenantId,
+    filter: &HistoryFilter,
+) -> Result<Response, ApiError> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let header = [
+        "session_id",
+        "agent_id",
+        "channel",
+        "started_at",
+        "ended_at",
+        "duration_ms",
+        "turns",
+        "customer_id",
+        "customer_name",
+        "end_reason",
+        "handoff_reason",
+        "handoff_outcome",
+    ];
+    writer.write_record(header).map_err(ApiError::internal)?;
+    let (mut cursor, mut written) = (None, 0);
+    loop {
+        let (sessions, next) = history::list(table, tenant, filter, 100, cursor).await?;
+        for s in sessions {
+            let at = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+            writer
+                .write_record([
+                    s.session_id.to_string(),
+                    s.agent_id.to_string(),
+                    s.channel,
+                    s.started_at.to_rfc3339(),
+                    at(s.ended_at),
+                    s.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                    s.turns.to_string(),
+                    s.customer.id.unwrap_or_default(),
+                    s.customer.name.unwrap_or_default(),
+                    s.end_reason.unwrap_or_default(),
+                    s.handoff_reason.unwrap_or_default(),
+                    s.handoff_outcome.unwrap_or_default(),
+                ])
+                .map_err(ApiError::internal)?;
+            written += 1;
+        }
+        match next {
+            Some(next) if written < CSV_MAX => cursor = Some(next),
+            _ => break,
+        }
+    }
+    let body = writer.into_inner().map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (header::CONTENT_DISPOSITION, "attachment; filename=\"sessions.csv\""),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -2,6 +2,7 @@
 //! API, shared verbatim by the Lambda binaries (`src/bin/`) and the embedded platform.
 
 pub mod agents_api;
+pub mod analytics_api;
 pub mod auth;
 pub mod body;
 pub mod conversations_api;

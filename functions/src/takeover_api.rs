@@ -6,15 +6,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use oratio_core::conversations::{self as conv, PersonAction, Turn};
 use oratio_core::tenancy::Permission;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::Member;
-use crate::body::{Body, Path};
+use crate::body::{Body, Path, Query};
 use crate::conversations_api::{SessionView, Transcript, session_id};
 use crate::deps::Deps;
 use crate::error::{ApiError, ErrorBody};
@@ -95,18 +97,32 @@ async fn write(
     Ok(Json(act(&deps, actor, &session, PersonAction::Write, &message.text).await?))
 }
 
-/// The conversation and its whole transcript, with who wrote each turn.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct Download {
+    /// `true`: the same JSON as a file to save (`session-<id>.json`).
+    download: Option<bool>,
+}
+
+/// The conversation and its whole transcript, with who wrote each turn: one JSON record
+/// of the session (customer, details, handoff, outcome, duration) and every turn (sources,
+/// tool calls, latency, tokens, model, author).
 #[utoipa::path(get, path = "/v1/sessions/{session_id}/messages", tag = "sessions", security(("bearer" = [])),
-    params(("session_id" = String, Path)),
+    params(("session_id" = String, Path), Download),
     responses((status = 200, body = Transcript), (status = 401, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "`session_not_found`")))]
 async fn read(
     State(deps): State<Arc<Deps>>,
     Member(actor): Member,
     Path(session): Path<String>,
-) -> Result<Json<Transcript>, ApiError> {
+    Query(download): Query<Download>,
+) -> Result<Response, ApiError> {
     actor.require(Permission::Read)?;
     let session = conv::of_tenant(deps.table.as_ref(), &actor.tenant_id, &session_id(&session)?).await?;
     let turns = conv::transcript(deps.table.as_ref(), &session).await?;
-    Ok(Json(Transcript { session: SessionView::of(session, &deps), turns }))
+    let file = format!("attachment; filename=\"session-{}.json\"", session.session_id);
+    let transcript = Json(Transcript { session: SessionView::of(session, &deps), turns });
+    Ok(match download.download {
+        Some(true) => ([(header::CONTENT_DISPOSITION, file)], transcript).into_response(),
+        _ => transcript.into_response(),
+    })
 }

@@ -5,6 +5,7 @@
 pub mod contract;
 pub mod embeddings;
 pub mod fixtures;
+pub mod history;
 pub mod hostile;
 pub mod moto;
 pub mod platform;

@@ -403,6 +403,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
     let usage = tokio::spawn(oratio_functions::usage::flush_forever(deps.clone()));
     let host_handle: Arc<dyn AgentRuntime> = host.clone();
     let purge = tokio::spawn(purge_expired(table.clone()));
+    let sweep = tokio::spawn(sweep_idle(deps.turns()));
     // What the last run left running: agents, and creations in flight.
     let resumed_host = host.clone();
     tokio::spawn(async move {
@@ -424,6 +425,7 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         voice.shutdown().await;
         speech_task.abort();
         purge.abort();
+        sweep.abort();
         usage.abort();
         host.stop_all();
         engine.abort();
@@ -590,6 +592,19 @@ async fn bundled_engine(python: PathBuf, engines: &Path, late: &LateEmbeddings) 
         tracing::info!("installing the local embedding engine into {}", engines.display());
     }
     python_engine(&spec, python, engines, "embeddings").await
+}
+
+/// Ends the sessions idle past the timeout, every `sweep_every`.
+async fn sweep_idle(turns: oratio_core::turns::Turns) {
+    let mut every = tokio::time::interval(turns.settings.sweep_every);
+    loop {
+        every.tick().await;
+        match turns.sweep_idle().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(ended = n, "ended idle sessions"),
+            Err(e) => tracing::warn!(cause = %e, "ending idle sessions failed"),
+        }
+    }
 }
 
 async fn purge_expired(table: SqliteTable) {

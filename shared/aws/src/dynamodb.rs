@@ -165,7 +165,7 @@ fn key_attrs(key: &Key) -> Attrs {
 
 fn cursor_attrs(cursor: CursorKey, index: Index) -> Attrs {
     let mut attrs = key_attrs(&cursor.table);
-    if let (Some((pk, sk)), Index::Gsi1 | Index::Gsi2) = (cursor.index, index) {
+    if let (Some((pk, sk)), Index::Gsi1 | Index::Gsi2 | Index::Gsi3 | Index::Gsi4) = (cursor.index, index) {
         let (pk_name, sk_name) = index.key_names();
         attrs.insert(pk_name.to_owned(), AttributeValue::S(pk));
         attrs.insert(sk_name.to_owned(), AttributeValue::S(sk));

@@ -1,9 +1,16 @@
 //! Conversations: a session of a customer with an agent, and its turns, in order.
 //!
-//! Layout: the session is `TENANT#<t>` / `SESSION#<s>` (and in `gsi1` under
-//! `SESSIONS#<t>#<a>`, newest last, for the agent's history; and, until it ends, in `gsi2`
-//! under `SESSIONS#<t>#ACTIVE`, for the tenant's live sessions); turns are
-//! `TENANT#<t>#SESSION#<s>` / `TURN#<000001>`.
+//! Layout: the session is `TENANT#<t>` / `SESSION#<s>`; turns are
+//! `TENANT#<t>#SESSION#<s>` / `TURN#<000001>`. The session is in every index, each for one
+//! way of finding it (sort keys `<started_at>#<s>` unless said):
+//!
+//! * `gsi1` `SESSIONS#<t>#<a>`: the agent's sessions;
+//! * `gsi2` `SESSIONS#<t>#ACTIVE` while it is live (the tenant's live sessions), then
+//!   `SESSIONS#<t>#ENDED` (the tenant's history by start);
+//! * `gsi3` `SESSIONS#LIVE#<shard>` while it is live (every tenant's, in 16 shards, for the
+//!   idle sweeper; sort key `<started_at>#<t>#<s>`), then `SESSIONS#<t>#DURATION` (the
+//!   history by duration; sort key `<duration ms, 12 digits>#<s>`);
+//! * `gsi4` `CUSTOMERS#<t>#<customer id>`, when the application names the customer.
 //!
 //! One turn at a time: a message takes the session's lease in the same transaction that
 //! writes the customer's turn, and gives it back in the transaction that writes the
@@ -47,6 +54,9 @@ pub struct ConversationSettings {
     pub events_poll: Duration,
     /// ...and ends after this long (the client reconnects with `Last-Event-ID`).
     pub events_stream: Duration,
+    /// How often `oratio up` ends the sessions idle past `idle` (in AWS, the schedule of
+    /// the sweeper Lambda in `template.yaml`).
+    pub sweep_every: Duration,
 }
 
 impl Default for ConversationSettings {
@@ -58,6 +68,7 @@ impl Default for ConversationSettings {
             events_poll: Duration::from_millis(500),
             // Within the streaming function's 60 s.
             events_stream: Duration::from_secs(50),
+            sweep_every: Duration::from_secs(60),
         }
     }
 }
@@ -150,8 +161,14 @@ pub struct Session {
     pub taken_over_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_over_at: Option<DateTime<Utc>>,
+    /// What the person who took the handoff did (the notification's outcome).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handoff_outcome: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
+    /// From its start to its end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
     /// `customer`, `idle`, `agent` (it ended the conversation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_reason: Option<String>,
@@ -227,6 +244,9 @@ pub struct Turn {
     /// Who wrote an operator's or a system turn (a member's email).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// The agent handed the conversation to a person with this turn.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed_off: bool,
 }
 
 impl Turn {
@@ -246,6 +266,7 @@ impl Turn {
             fallback_used: false,
             interrupted: false,
             author: None,
+            handed_off: false,
         }
     }
 }
@@ -333,7 +354,7 @@ fn turn_key(tenant: &TenantId, session: &SessionId, turn: u32) -> Key {
     Key::new(turns_partition(tenant, session), format!("TURN#{turn:06}"))
 }
 
-fn agent_sessions(tenant: &TenantId, agent: &AgentId) -> String {
+pub(crate) fn agent_sessions(tenant: &TenantId, agent: &AgentId) -> String {
     format!("SESSIONS#{tenant}#{agent}")
 }
 
@@ -341,10 +362,69 @@ fn active_sessions(tenant: &TenantId) -> String {
     format!("SESSIONS#{tenant}#ACTIVE")
 }
 
-/// An ended session leaves the index of live sessions.
-fn leave_active(update: Update) -> Update {
-    let (pk, sk) = Index::Gsi2.key_names();
-    update.remove(pk).remove(sk)
+/// How many partitions the live sessions of every tenant are spread over.
+pub const LIVE_SHARDS: u32 = 16;
+
+pub(crate) fn live_shard(session: &SessionId) -> String {
+    let hash = session.as_str().bytes().fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
+    format!("SESSIONS#LIVE#{:02}", hash % LIVE_SHARDS)
+}
+
+pub(crate) fn ended_sessions(tenant: &TenantId) -> String {
+    format!("SESSIONS#{tenant}#ENDED")
+}
+
+pub(crate) fn sessions_by_duration(tenant: &TenantId) -> String {
+    format!("SESSIONS#{tenant}#DURATION")
+}
+
+pub(crate) fn customer_sessions(tenant: &TenantId, customer: &str) -> String {
+    format!("CUSTOMERS#{tenant}#{customer}")
+}
+
+fn started_key(session: &Session) -> String {
+    format!("{}#{}", session.started_at.to_rfc3339(), session.session_id)
+}
+
+/// A session as the table holds it, in the indexes of its state (live or ended): how
+/// sessions are stored when they start, and how tests and benchmarks seed a history.
+pub fn session_item(session: &Session) -> Result<Item, TableError> {
+    let (tenant, id) = (&session.tenant_id, &session.session_id);
+    let started = started_key(session);
+    let mut item = Item::from_record(session_key(tenant, id), session)?.in_index(
+        Index::Gsi1,
+        agent_sessions(tenant, &session.agent_id),
+        started.clone(),
+    );
+    item = match (session.status, session.duration_ms) {
+        (SessionStatus::Ended, Some(duration)) => item
+            .in_index(Index::Gsi2, ended_sessions(tenant), started.clone())
+            .in_index(Index::Gsi3, sessions_by_duration(tenant), format!("{duration:012}#{id}")),
+        _ => item.in_index(Index::Gsi2, active_sessions(tenant), started.clone()).in_index(
+            Index::Gsi3,
+            live_shard(id),
+            format!("{}#{tenant}#{id}", session.started_at.to_rfc3339()),
+        ),
+    };
+    if let Some(customer) = session.customer.id.as_deref().filter(|id| !id.is_empty()) {
+        item = item.in_index(Index::Gsi4, customer_sessions(tenant, customer), started);
+    }
+    Ok(item)
+}
+
+/// What ending changes in a session: its status, end and duration, and its indexes (out
+/// of the live ones, into the history's).
+fn ending(update: Update, session: &Session, reason: &str, now: DateTime<Utc>) -> Update {
+    let duration = (now - session.started_at).num_milliseconds().max(0);
+    update
+        .set("status", SessionStatus::Ended.as_str())
+        .set("ended_at", now.to_rfc3339())
+        .set("end_reason", reason)
+        .set("duration_ms", duration)
+        .set(Index::Gsi2.key_names().0, ended_sessions(&session.tenant_id))
+        .set(Index::Gsi2.key_names().1, started_key(session))
+        .set(Index::Gsi3.key_names().0, sessions_by_duration(&session.tenant_id))
+        .set(Index::Gsi3.key_names().1, format!("{duration:012}#{}", session.session_id))
 }
 
 /// Checks a message before anything is written.
@@ -384,14 +464,12 @@ pub async fn start(
         details: BTreeMap::new(),
         taken_over_by: None,
         taken_over_at: None,
+        handoff_outcome: None,
         ended_at: None,
+        duration_ms: None,
         end_reason: None,
     };
-    let started = format!("{}#{}", now.to_rfc3339(), session.session_id);
-    let item = Item::from_record(session_key(tenant, &session.session_id), &session)?
-        .in_index(Index::Gsi1, agent_sessions(tenant, agent), started.clone())
-        .in_index(Index::Gsi2, active_sessions(tenant), started);
-    table.put(item, Some(Condition::NotExists)).await?;
+    table.put(session_item(&session)?, Some(Condition::NotExists)).await?;
     Ok(session)
 }
 
@@ -448,14 +526,7 @@ pub async fn end(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Session>, ConversationError> {
-    let update = leave_active(
-        Update::new()
-            .set("status", SessionStatus::Ended.as_str())
-            .set("ended_at", now.to_rfc3339())
-            .set("end_reason", reason)
-            .remove("lease")
-            .remove("lease_until"),
-    );
+    let update = ending(Update::new().remove("lease").remove("lease_until"), session, reason, now);
     let condition = Condition::NotEquals("status".into(), SessionStatus::Ended.as_str().into());
     match table.update(&session_key(&session.tenant_id, &session.session_id), update, Some(condition)).await {
         Ok(item) => Ok(Some(item.record()?)),
@@ -541,6 +612,7 @@ pub async fn finish_turn(
         fallback_used: reply.fallback_used,
         interrupted: false,
         author: None,
+        handed_off: reply.handoff.is_some(),
     };
     let mut update = Update::new()
         .remove("lease")
@@ -564,12 +636,10 @@ pub async fn finish_turn(
         session.handoff_summary = handoff.summary.clone();
     }
     if let Some(reason) = &reply.end {
-        update = leave_active(update)
-            .set("status", SessionStatus::Ended.as_str())
-            .set("ended_at", now.to_rfc3339())
-            .set("end_reason", "agent");
+        update = ending(update, &session, "agent", now);
         session.status = SessionStatus::Ended;
         session.ended_at = Some(now);
+        session.duration_ms = Some((now - session.started_at).num_milliseconds().max(0) as u64);
         session.end_reason = Some("agent".into());
         tracing::debug!(%reason, "the agent ended the conversation");
     }
@@ -857,6 +927,38 @@ pub async fn live(
     let page = table.query(query).await?;
     let sessions: Vec<Session> = page.records()?;
     Ok((sessions.into_iter().filter(|s| !s.is_idle(idle, now)).collect(), page.next))
+}
+
+/// Every tenant's sessions that are live but idle for `idle`: the sweeper ends them (a
+/// session nobody touches again would otherwise stay live, and out of the history).
+pub async fn idle_sessions(
+    table: &dyn Table,
+    idle: Duration,
+    now: DateTime<Utc>,
+) -> Result<Vec<Session>, ConversationError> {
+    let mut idle_ones = Vec::new();
+    for shard in 0..LIVE_SHARDS {
+        let mut cursor = None;
+        loop {
+            let query = Query::partition(Index::Gsi3, format!("SESSIONS#LIVE#{shard:02}")).limit(200).after(cursor);
+            let page = table.query(query).await?;
+            idle_ones.extend(page.records::<Session>()?.into_iter().filter(|s| s.is_idle(idle, now)));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+    }
+    Ok(idle_ones)
+}
+
+/// Records what the person who took a handoff did, on the session (for the history).
+pub fn outcome_write(tenant: &TenantId, session: &SessionId, outcome: &str) -> Write {
+    Write::Update {
+        key: session_key(tenant, session),
+        update: Update::new().set("handoff_outcome", outcome),
+        condition: Some(Condition::Exists),
+    }
 }
 
 /// An agent's sessions, newest first.

@@ -4,6 +4,7 @@
 //! Lambdas plug their own adapters behind these traits.
 
 pub mod agents;
+pub mod analytics;
 pub mod api_keys;
 pub mod audit;
 pub mod blob;
@@ -16,6 +17,7 @@ pub mod embeddings;
 pub mod endpointing;
 pub mod events;
 pub mod health;
+pub mod history;
 pub mod identity;
 pub mod ids;
 pub mod knowledge;

@@ -14,11 +14,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::conversations::Session;
+use crate::conversations::{self, Session};
 use crate::ids::{AgentId, NotificationId, SessionId, TenantId};
 use crate::mail::{Mail, Mailer};
 use crate::runtime::Handoff;
-use crate::table::{Condition, Cursor, Index, Item, Key, Query, SortKey, Table, TableError, Update};
+use crate::table::{Condition, Cursor, Index, Item, Key, Query, SortKey, Table, TableError, Update, Write};
 use crate::tenancy::{Member, Membership, Permission, TenancyError};
 
 /// The longest outcome a resolution may record.
@@ -179,8 +179,17 @@ pub async fn resolve(
         .set("resolved_by", actor.email.to_string())
         .set("resolved_at", now.to_rfc3339())
         .set("outcome", outcome);
-    match table.update(&key(&actor.tenant_id, id), update, Some(Condition::equals("status", "acknowledged"))).await {
-        Ok(item) => Ok(item.record()?),
+    // The session keeps the outcome too, for the history's filter.
+    let writes = vec![
+        Write::Update {
+            key: key(&actor.tenant_id, id),
+            update,
+            condition: Some(Condition::equals("status", "acknowledged")),
+        },
+        conversations::outcome_write(&actor.tenant_id, &current.session_id, outcome),
+    ];
+    match table.transact(writes).await {
+        Ok(()) => get(table, &actor.tenant_id, id).await,
         Err(e) if e.is_condition_failed() => {
             Err(NotificationError::Invalid("this notification is already resolved".into()))
         }

@@ -25,6 +25,10 @@ pub const GSI1PK: &str = "gsi1pk";
 pub const GSI1SK: &str = "gsi1sk";
 pub const GSI2PK: &str = "gsi2pk";
 pub const GSI2SK: &str = "gsi2sk";
+pub const GSI3PK: &str = "gsi3pk";
+pub const GSI3SK: &str = "gsi3sk";
+pub const GSI4PK: &str = "gsi4pk";
+pub const GSI4SK: &str = "gsi4sk";
 pub const EXPIRES_AT: &str = "expires_at";
 
 /// Largest item accepted, measured as its JSON encoding. Below DynamoDB's 400 KB so that
@@ -55,6 +59,8 @@ pub enum Index {
     Primary,
     Gsi1,
     Gsi2,
+    Gsi3,
+    Gsi4,
 }
 
 impl Index {
@@ -64,6 +70,8 @@ impl Index {
             Index::Primary => (PK, SK),
             Index::Gsi1 => (GSI1PK, GSI1SK),
             Index::Gsi2 => (GSI2PK, GSI2SK),
+            Index::Gsi3 => (GSI3PK, GSI3SK),
+            Index::Gsi4 => (GSI4PK, GSI4SK),
         }
     }
 
@@ -73,14 +81,16 @@ impl Index {
             Index::Primary => None,
             Index::Gsi1 => Some("gsi1"),
             Index::Gsi2 => Some("gsi2"),
+            Index::Gsi3 => Some("gsi3"),
+            Index::Gsi4 => Some("gsi4"),
         }
     }
 
-    pub const SECONDARY: [Index; 2] = [Index::Gsi1, Index::Gsi2];
+    pub const SECONDARY: [Index; 4] = [Index::Gsi1, Index::Gsi2, Index::Gsi3, Index::Gsi4];
 }
 
 fn is_reserved(name: &str) -> bool {
-    matches!(name, PK | SK | GSI1PK | GSI1SK | GSI2PK | GSI2SK | EXPIRES_AT)
+    matches!(name, PK | SK | GSI1PK | GSI1SK | GSI2PK | GSI2SK | GSI3PK | GSI3SK | GSI4PK | GSI4SK | EXPIRES_AT)
 }
 
 /// One stored item: its attributes, keys included.

@@ -11,6 +11,7 @@ use std::time::Instant;
 use chrono::Utc;
 
 use crate::agents::{self, Agent, AgentError, AgentStatus};
+use crate::analytics;
 use crate::conversations::{
     self as conv, ConversationError, ConversationSettings, Customer, HISTORY_TURNS, PersonAction, Reply, Role, Session,
     SessionStatus, Turn,
@@ -145,13 +146,7 @@ impl Turns {
                 Ok(session) => session,
                 Err(ended) => {
                     if let Some(ended) = ended {
-                        let event = Event::SessionEnded {
-                            agent_id: ended.agent_id.clone(),
-                            session_id: ended.session_id.clone(),
-                            reason: "idle".into(),
-                            at,
-                        };
-                        self.publish(tenant, &[event]).await;
+                        self.closed(&ended, at).await;
                     }
                     return Err(ConversationError::SessionEnded.into());
                 }
@@ -237,15 +232,10 @@ impl Turns {
                 at,
             });
         }
-        if reply.end.is_some() {
-            news.push(Event::SessionEnded {
-                agent_id: session.agent_id.clone(),
-                session_id: session.session_id.clone(),
-                reason: "agent".into(),
-                at,
-            });
-        }
         self.publish(&session.tenant_id, &news).await;
+        if reply.end.is_some() {
+            self.closed(&session, at).await;
+        }
         if let Some(notification) = &notification {
             notifications::email(table, self.mailer.as_ref(), notification, &self.dashboard_url).await;
         }
@@ -332,13 +322,43 @@ impl Turns {
         let at = now();
         let ended =
             conv::end(self.table.as_ref(), &session, reason, at).await?.ok_or(ConversationError::SessionEnded)?;
+        self.closed(&ended, at).await;
+        Ok(ended)
+    }
+
+    /// Ends every session of every tenant that has been idle for the idle timeout (the
+    /// sweeper's round: every minute in `oratio up`, an EventBridge schedule in AWS).
+    /// Returns how many it ended.
+    pub async fn sweep_idle(&self) -> Result<usize, TurnError> {
+        let at = now();
+        let table = self.table.as_ref();
+        let mut ended = 0;
+        for session in conv::idle_sessions(table, self.settings.idle, at).await? {
+            if let Some(session) = conv::end(table, &session, "idle", at).await? {
+                self.closed(&session, at).await;
+                ended += 1;
+            }
+        }
+        Ok(ended)
+    }
+
+    /// What follows a session's end: the dashboards are told, and it is counted in the
+    /// analytics rollups (best effort, like the events: the session is stored ended).
+    async fn closed(&self, session: &Session, at: chrono::DateTime<Utc>) {
         let event = Event::SessionEnded {
-            agent_id: ended.agent_id.clone(),
-            session_id: ended.session_id.clone(),
-            reason: reason.into(),
+            agent_id: session.agent_id.clone(),
+            session_id: session.session_id.clone(),
+            reason: session.end_reason.clone().unwrap_or_default(),
             at,
         };
-        self.publish(tenant, &[event]).await;
-        Ok(ended)
+        self.publish(&session.tenant_id, &[event]).await;
+        let table = self.table.as_ref();
+        let counted = match conv::transcript(table, session).await {
+            Ok(turns) => analytics::record(table, session, &turns).await.map_err(ConversationError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = counted {
+            tracing::warn!(cause = %e, session = %session.session_id, "counting an ended session in the analytics failed");
+        }
     }
 }

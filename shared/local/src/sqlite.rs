@@ -21,6 +21,8 @@ CREATE TABLE IF NOT EXISTS items (
     sk TEXT NOT NULL,
     gsi1pk TEXT, gsi1sk TEXT,
     gsi2pk TEXT, gsi2sk TEXT,
+    gsi3pk TEXT, gsi3sk TEXT,
+    gsi4pk TEXT, gsi4sk TEXT,
     expires_at INTEGER,
     attrs TEXT NOT NULL,
     PRIMARY KEY (pk, sk)
@@ -29,8 +31,36 @@ CREATE INDEX IF NOT EXISTS items_gsi1 ON items (gsi1pk, gsi1sk, pk, sk)
     WHERE gsi1pk IS NOT NULL AND gsi1sk IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_gsi2 ON items (gsi2pk, gsi2sk, pk, sk)
     WHERE gsi2pk IS NOT NULL AND gsi2sk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi3 ON items (gsi3pk, gsi3sk, pk, sk)
+    WHERE gsi3pk IS NOT NULL AND gsi3sk IS NOT NULL;
+CREATE INDEX IF NOT EXISTS items_gsi4 ON items (gsi4pk, gsi4sk, pk, sk)
+    WHERE gsi4pk IS NOT NULL AND gsi4sk IS NOT NULL;
 CREATE INDEX IF NOT EXISTS items_expiry ON items (expires_at) WHERE expires_at IS NOT NULL;
 ";
+
+/// Adds the index columns a database made by an earlier version lacks (before `SCHEMA`
+/// creates their indexes). Items written then are in none of the new indexes, as a new
+/// DynamoDB GSI holds nothing until items carry its keys.
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let exists: bool = conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'items'", [], |r| r.get(0))?;
+    if !exists {
+        return Ok(());
+    }
+    let mut columns = Vec::new();
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('items')")?;
+    for name in stmt.query_map([], |r| r.get::<_, String>(0))? {
+        columns.push(name?);
+    }
+    for index in Index::SECONDARY {
+        let (pk, sk) = index.key_names();
+        for column in [pk, sk] {
+            if !columns.iter().any(|c| c == column) {
+                conn.execute_batch(&format!("ALTER TABLE items ADD COLUMN {column} TEXT"))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// How many expired rows one purge pass removes at most.
 const PURGE_BATCH: i64 = 500;
@@ -70,6 +100,7 @@ impl SqliteTable {
         writer
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
             .context("configuring SQLite")?;
+        migrate(&writer).context("bringing the schema up to date")?;
         writer.execute_batch(SCHEMA).context("creating the schema")?;
         Ok(Self { inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers: Mutex::new(Vec::new()) }) })
     }
@@ -167,11 +198,12 @@ fn load(conn: &Connection, key: &Key, now: i64) -> Result<Option<Item>, TableErr
 fn store(tx: &Transaction<'_>, item: &Item) -> Result<(), TableError> {
     let key = item.key();
     // Only an item with both keys of an index is in it, as in a sparse DynamoDB GSI.
-    let (g1, g2) = (item.index_key(Index::Gsi1), item.index_key(Index::Gsi2));
+    let [g1, g2, g3, g4] = Index::SECONDARY.map(|index| item.index_key(index));
     let attrs = serde_json::to_string(item.attributes()).map_err(|e| TableError::Invalid(e.to_string()))?;
     tx.execute(
-        "INSERT OR REPLACE INTO items (pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, expires_at, attrs)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT OR REPLACE INTO items
+           (pk, sk, gsi1pk, gsi1sk, gsi2pk, gsi2sk, gsi3pk, gsi3sk, gsi4pk, gsi4sk, expires_at, attrs)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         params![
             key.pk,
             key.sk,
@@ -179,6 +211,10 @@ fn store(tx: &Transaction<'_>, item: &Item) -> Result<(), TableError> {
             g1.map(|k| k.1),
             g2.map(|k| k.0),
             g2.map(|k| k.1),
+            g3.map(|k| k.0),
+            g3.map(|k| k.1),
+            g4.map(|k| k.0),
+            g4.map(|k| k.1),
             item.expires_at(),
             attrs
         ],

@@ -1,0 +1,162 @@
+//! The history: a tenant's ended sessions, filtered and sorted, each request served by one
+//! index (see the layout in [`conversations`](crate::conversations)) — never a scan.
+//!
+//! The index is chosen by the most selective thing asked: a customer (`gsi4`), a sort by
+//! duration (`gsi3`), an agent (`gsi1`), else the tenant's ended sessions (`gsi2`). A date
+//! range narrows the index's sort key where it is the start; the other filters are checked
+//! on what the index gives, at most [`EXAMINED_PER_PAGE`] sessions per request, so a very
+//! selective filter answers a page with fewer sessions than asked and a cursor to go on
+//! (as DynamoDB's own filters do).
+
+use chrono::{DateTime, Utc};
+
+use crate::conversations::{
+    ConversationError, Session, SessionStatus, agent_sessions, customer_sessions, ended_sessions, sessions_by_duration,
+};
+use crate::ids::{AgentId, TenantId};
+use crate::table::{Cursor, CursorKey, Index, Query, SortKey, Table};
+
+/// The most sessions one request reads from its index.
+pub const EXAMINED_PER_PAGE: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    #[default]
+    Started,
+    Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandoffFilter {
+    /// Handed to a person.
+    Yes,
+    /// Contained: the agent kept it to the end.
+    No,
+    /// Handed over, and resolved with this outcome (case aside).
+    Outcome(String),
+}
+
+/// What the history is asked for. Every field narrows it; none gives every ended session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryFilter {
+    pub agent: Option<AgentId>,
+    /// Started at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Started before.
+    pub to: Option<DateTime<Utc>>,
+    pub channel: Option<String>,
+    pub end_reason: Option<String>,
+    pub handoff: Option<HandoffFilter>,
+    /// The customer's id, as the application gave it.
+    pub customer: Option<String>,
+    pub sort: SortBy,
+    /// Oldest (or shortest) first; newest (or longest) first otherwise.
+    pub ascending: bool,
+}
+
+impl HistoryFilter {
+    pub fn validate(&self) -> Result<(), ConversationError> {
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && from >= to
+        {
+            return Err(ConversationError::Invalid("`from` must be before `to`".into()));
+        }
+        if self.customer.is_some() && self.sort == SortBy::Duration {
+            return Err(ConversationError::Invalid(
+                "a customer's sessions are sorted by start; `sort=duration` is for the whole history".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The index, partition and sort-key range that serve this request.
+    pub fn plan(&self, tenant: &TenantId) -> (Index, String, Option<SortKey>) {
+        let started = match (self.from, self.to) {
+            (Some(from), Some(to)) => Some(SortKey::Between(from.to_rfc3339(), to.to_rfc3339())),
+            (Some(from), None) => Some(SortKey::GreaterOrEqual(from.to_rfc3339())),
+            (None, Some(to)) => Some(SortKey::LessThan(to.to_rfc3339())),
+            (None, None) => None,
+        };
+        match (&self.customer, self.sort, &self.agent) {
+            (Some(customer), _, _) => (Index::Gsi4, customer_sessions(tenant, customer), started),
+            (None, SortBy::Duration, _) => (Index::Gsi3, sessions_by_duration(tenant), None),
+            (None, SortBy::Started, Some(agent)) => (Index::Gsi1, agent_sessions(tenant, agent), started),
+            (None, SortBy::Started, None) => (Index::Gsi2, ended_sessions(tenant), started),
+        }
+    }
+
+    /// Whether an ended session is one asked for.
+    pub fn matches(&self, session: &Session) -> bool {
+        let handed_over = session.handoff_reason.is_some();
+        session.status == SessionStatus::Ended
+            && self.agent.as_ref().is_none_or(|a| &session.agent_id == a)
+            && self.from.is_none_or(|from| session.started_at >= from)
+            && self.to.is_none_or(|to| session.started_at < to)
+            && self.channel.as_deref().is_none_or(|c| session.channel == c)
+            && self.end_reason.as_deref().is_none_or(|r| session.end_reason.as_deref() == Some(r))
+            && self.customer.as_deref().is_none_or(|c| session.customer.id.as_deref() == Some(c))
+            && match &self.handoff {
+                None => true,
+                Some(HandoffFilter::Yes) => handed_over,
+                Some(HandoffFilter::No) => !handed_over,
+                Some(HandoffFilter::Outcome(outcome)) => {
+                    session.handoff_outcome.as_deref().is_some_and(|o| o.trim().eq_ignore_ascii_case(outcome.trim()))
+                }
+            }
+    }
+}
+
+/// A page of the tenant's history: up to `limit` sessions, and a cursor when more may follow.
+pub async fn list(
+    table: &dyn Table,
+    tenant: &TenantId,
+    filter: &HistoryFilter,
+    limit: usize,
+    cursor: Option<Cursor>,
+) -> Result<(Vec<Session>, Option<Cursor>), ConversationError> {
+    filter.validate()?;
+    let (index, partition, range) = filter.plan(tenant);
+    let (mut sessions, mut cursor, mut examined) = (Vec::new(), cursor, 0);
+    loop {
+        let mut query = Query::partition(index, partition.clone()).limit(limit.clamp(25, 200)).after(cursor);
+        if let Some(range) = &range {
+            query = query.sort(range.clone());
+        }
+        if !filter.ascending {
+            query = query.descending();
+        }
+        let page = table.query(query).await?;
+        for item in &page.items {
+            examined += 1;
+            let session: Session = item.record()?;
+            if filter.matches(&session) {
+                sessions.push(session);
+                if sessions.len() == limit {
+                    return Ok((sessions, Some(Cursor::encode(&CursorKey::of(item, index)))));
+                }
+            }
+        }
+        match page.next {
+            Some(next) if examined < EXAMINED_PER_PAGE => cursor = Some(next),
+            next => return Ok((sessions, next)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_request_has_its_index() {
+        let tenant = TenantId::generate();
+        let agent = AgentId::generate();
+        let by = |f: HistoryFilter| f.plan(&tenant).0;
+        assert_eq!(by(HistoryFilter::default()), Index::Gsi2);
+        assert_eq!(by(HistoryFilter { agent: Some(agent.clone()), ..Default::default() }), Index::Gsi1);
+        assert_eq!(by(HistoryFilter { agent: Some(agent), sort: SortBy::Duration, ..Default::default() }), Index::Gsi3);
+        assert_eq!(by(HistoryFilter { customer: Some("c-1".into()), ..Default::default() }), Index::Gsi4);
+        let wrong = HistoryFilter { customer: Some("c-1".into()), sort: SortBy::Duration, ..Default::default() };
+        assert!(wrong.validate().is_err());
+    }
+}
