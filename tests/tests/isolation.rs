@@ -70,9 +70,24 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     let a_session = first["session_id"].as_str().expect("session").to_owned();
     // And one who wants a refund: a handoff notification of A.
     let (status, refund) = p
-        .message(&a_live_key, &a_live, json!({"message": "I was charged twice for one check-up; I want a refund."}))
+        .message(
+            &a_live_key,
+            &a_live,
+            json!({"message": "I was charged twice for one check-up; I want a refund.", "customer": {"id": "ada-1"}}),
+        )
         .await;
     assert_eq!((status, refund["status"].as_str()), (200, Some("handoff_requested")), "{refund}");
+    // It ends: A has a history, and analytics.
+    let refund_session = refund["session_id"].as_str().expect("session");
+    let ended = p
+        .request(Method::POST, &format!("/v1/agents/{a_live}/sessions/{refund_session}/end"), None)
+        .header("x-api-key", &a_live_key)
+        .send()
+        .await
+        .expect("end");
+    assert_eq!(ended.status(), 200);
+    let a_history = p.get_json("/v1/sessions?status=ended&customer=ada-1", Some(&a.token)).await;
+    assert_eq!(a_history["sessions"][0]["session_id"], refund_session, "{a_history}");
     let a_notes = p.get_json("/v1/notifications", Some(&a.token)).await;
     let a_notification = a_notes["notifications"][0]["notification_id"].as_str().expect("a notification").to_owned();
 
@@ -228,8 +243,23 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         )
         .await;
     }
-    // A's live sessions: B's list is its own (none).
+    // A's live sessions and history: B's lists are its own (none), even naming A's agent
+    // or A's customer; B's analytics are its own.
     send(Method::GET, "/v1/sessions", "/v1/sessions".into(), bt, None, None).await;
+    send(Method::GET, "/v1/sessions", "/v1/sessions?status=ended".into(), bt, None, None).await;
+    send(Method::GET, "/v1/sessions", format!("/v1/sessions?status=ended&agent_id={live}"), bt, None, None).await;
+    send(
+        Method::GET,
+        "/v1/sessions",
+        format!("/v1/sessions?status=ended&agent_id={live}&sort=duration"),
+        bt,
+        None,
+        None,
+    )
+    .await;
+    send(Method::GET, "/v1/sessions", "/v1/sessions?status=ended&customer=ada-1&format=csv".into(), bt, None, None)
+        .await;
+    send(Method::GET, "/v1/analytics", "/v1/analytics".into(), bt, None, None).await;
     // A's conversations cannot be taken over, written to or read by B; nor followed with
     // B's key or A's key of another agent.
     for (method, path, body) in [
@@ -297,6 +327,7 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         &a_live,
         &a_session,
         &a_notification,
+        &refund["session_id"].as_str().expect("session").to_owned(),
         &"Acme".to_owned(),
     ];
     for answer in &answers {
@@ -340,6 +371,11 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     assert_eq!(me["role"], "admin");
     let unread = p.get_json("/v1/notifications", Some(&a.token)).await;
     assert_eq!(unread["notifications"][0]["status"], "unread", "A's notification is untouched: {unread}");
+    // B's analytics of A's agent: no such agent, for B.
+    let stolen = p.request(Method::GET, &format!("/v1/analytics?agent_id={a_live}"), bt).send().await.expect("get");
+    assert_eq!(stolen.status(), 404);
+    let b_report: Value = p.get_json("/v1/analytics", bt).await;
+    assert_eq!(b_report["sessions"], 0, "{b_report}");
     let a_transcript = p.get_json(&format!("/v1/sessions/{a_session}/messages"), Some(&a.token)).await;
     assert_ne!(a_transcript["session"]["status"], "taken_over", "B took nothing over: {a_transcript}");
     assert!(!a_transcript.to_string().contains("I am B"), "{a_transcript}");

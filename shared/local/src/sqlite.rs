@@ -280,7 +280,13 @@ fn sort_clause(column: &str, sort: &SortKey, args: &mut Vec<rusqlite::types::Val
     }
 }
 
-fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i64) -> Result<Page, TableError> {
+/// The SQL of a query and its arguments: always a range of one index (or of the primary
+/// key), never a scan of the table (the unit tests hold every query shape to that).
+fn query_sql(
+    query: &Query,
+    after: Option<CursorKey>,
+    now: i64,
+) -> Result<(String, Vec<rusqlite::types::Value>), TableError> {
     let (pk_col, sk_col) = query.index.key_names();
     let mut args: Vec<rusqlite::types::Value> = vec![query.partition.clone().into(), now.into()];
     let mut sql = format!(
@@ -314,6 +320,11 @@ fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i6
         args.push(i64::try_from(limit).unwrap_or(i64::MAX).saturating_add(1).into());
         sql += &format!(" LIMIT ?{}", args.len());
     }
+    Ok((sql, args))
+}
+
+fn run_query(conn: &Connection, query: &Query, after: Option<CursorKey>, now: i64) -> Result<Page, TableError> {
+    let (sql, args) = query_sql(query, after, now)?;
     let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
     let mut items = stmt
         .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(0))
@@ -396,5 +407,65 @@ impl HealthCheck for SqliteTable {
 
     async fn probe(&self) -> Result<(), String> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use oratio_core::table::{Index, Item, Key, Query, SortKey};
+
+    use super::*;
+
+    /// SQLite's plan of every query shape the table answers: each reads a range of its
+    /// index (or of the primary key), never the whole table. This is what makes the
+    /// history, the live list, the sweeper and the analytics scan-free on one machine.
+    #[test]
+    fn every_query_is_a_range_of_its_index() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let table = SqliteTable::open(dir.path().join("t.sqlite3")).expect("open");
+        let conn = lock(&table.inner.writer);
+        let sorts = [
+            None,
+            Some(SortKey::Between("2026-01-01".into(), "2026-02-01".into())),
+            Some(SortKey::BeginsWith("ROLLUP#".into())),
+            Some(SortKey::GreaterOrEqual("2026-01-01".into())),
+            Some(SortKey::LessThan("2026-01-01".into())),
+            Some(SortKey::GreaterThan("TURN#000003".into())),
+        ];
+        let mut item = Item::new(Key::new("TENANT#t", "SESSION#s"));
+        for index in Index::SECONDARY {
+            item = item.in_index(index, "P", "2026-01-15#s");
+        }
+        for index in [Index::Primary, Index::Gsi1, Index::Gsi2, Index::Gsi3, Index::Gsi4] {
+            for sort in &sorts {
+                for descending in [false, true] {
+                    for after in [None, Some(CursorKey::of(&item, index))] {
+                        let mut query = Query::partition(index, "P").limit(50);
+                        if let Some(sort) = sort {
+                            query = query.sort(sort.clone());
+                        }
+                        if descending {
+                            query = query.descending();
+                        }
+                        let (sql, args) = query_sql(&query, after, 0).expect("sql");
+                        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).expect("explain");
+                        let plan: Vec<String> = stmt
+                            .query_map(rusqlite::params_from_iter(args), |row| row.get::<_, String>(3))
+                            .expect("plan")
+                            .collect::<Result<_, _>>()
+                            .expect("rows");
+                        let wanted = match index.name() {
+                            Some(name) => format!("USING INDEX items_{name}"),
+                            None => "USING PRIMARY KEY".to_owned(),
+                        };
+                        assert!(
+                            plan.iter().any(|step| step.starts_with("SEARCH items") && step.contains(&wanted))
+                                && !plan.iter().any(|step| step.starts_with("SCAN") || step.contains("TEMP B-TREE")),
+                            "{index:?} {sort:?} desc={descending}: {plan:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
