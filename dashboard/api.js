@@ -81,6 +81,20 @@ export async function request(method, path, { json, form, auth = true, headers =
   return parse(response);
 }
 
+/** Saves what a GET answers as a file (exports need the token, so no plain link). */
+export async function download(path, filename) {
+  const send = () => fetch(config.api + path, { headers: { authorization: `Bearer ${session.access}` } });
+  let response = await send();
+  if (response.status === 401 && session.refresh && await refresh()) response = await send();
+  if (!response.ok) return parse(response);
+  const url = URL.createObjectURL(await response.blob());
+  const link = Object.assign(document.createElement("a"), { href: url, download: filename });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 /** A multipart upload with progress (`fetch` cannot report it). */
 export function upload(path, form, onProgress) {
   return new Promise((resolve, reject) => {

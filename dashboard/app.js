@@ -591,7 +591,7 @@ async function sessionView(id) {
   const draw = () => {
     const s = session;
     const customer = s.customer ?? {};
-    head.replaceChildren(
+    head.replaceChildren(...[
       h("p", { class: "subtitle" }, badge(s.status), ` ${s.channel} · started ${when(s.started_at)} · ${s.turns} turns`,
         s.taken_over_by ? ` · with ${s.taken_over_by}` : "", s.end_reason ? ` · ended (${s.end_reason})` : "",
         " · ", h("a", { href: `#/agents/${s.agent_id}/conversations?session=${s.session_id}` }, "the agent's view")),
@@ -600,7 +600,7 @@ async function sessionView(id) {
         customer.channel ? [h("dt", {}, "Came from"), h("dd", {}, customer.channel)] : null,
         Object.entries(customer.attributes ?? {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
       s.handoff_reason ? notice("warning", h("strong", {}, `Handoff: ${s.handoff_reason}. `), s.handoff_summary ?? "") : null,
-      detailsList(s.details));
+      detailsList(s.details)].filter(Boolean));
     if (!writable || s.status === "ended") return controls.replaceChildren();
     if (s.status !== "taken_over") {
       return controls.replaceChildren(h("button", { type: "button", onclick: () => act("takeover").catch(showError) }, "Take over"));
@@ -623,6 +623,18 @@ async function sessionView(id) {
     draw();
   };
   await load();
+  const exports = h("p", {},
+    h("button", { type: "button", class: "secondary small", onclick: () => api.download(`/v1/sessions/${id}/messages?download=true`, `session-${id}.json`).catch(showError) }, "Download JSON"));
+  const recording = h("div", {});
+  const showRecording = async () => {
+    if (session.channel === "text" || session.status !== "ended") return;
+    try {
+      const links = await api.request("GET", `/v1/agents/${session.agent_id}/sessions/${id}/recording`);
+      recording.replaceChildren(h("p", {}, "Recording: ", h("audio", { controls: true, preload: "none", src: links.recording_url }),
+        " ", h("a", { href: links.recording_url, download: `session-${id}.wav` }, "download")));
+    } catch { /* no recording yet */ }
+  };
+  await showRecording();
   const CHANGES = new Set(["session.status", "handoff.requested", "session.ended"]);
   onLeave(api.socket.subscribe((event) => {
     if (event.type === "socket.open" && event.resumed) return load().catch(showError);
@@ -633,7 +645,164 @@ async function sessionView(id) {
     }
     if (CHANGES.has(event.type)) load().catch(showError);
   }));
-  return page("Conversation", head, problem, log, controls);
+  return page("Conversation", head, problem, recording, log, controls, exports);
+}
+
+// ------------------------------------------------------------------ history
+
+const CHANNELS = ["text", "voice", "phone"];
+const END_REASONS = ["customer", "agent", "idle", "disconnected", "failed", "shutdown"];
+const duration = (ms) => ms === undefined || ms === null ? "—" : ms < 60000 ? `${Math.round(ms / 1000)} s` : `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+
+/** Agents by id, for names in lists. */
+async function agentNames() {
+  const { agents } = await api.request("GET", "/v1/agents?limit=100");
+  return agents;
+}
+
+function select(name, options, value, any = "Any") {
+  return h("select", { name }, h("option", { value: "" }, any),
+    options.map(([v, label]) => h("option", { value: v, selected: v === value ? true : null }, label)));
+}
+
+/** Ended sessions across the agents, filtered and sorted by the API (an index per
+ *  request), paged with cursors; the filters live in the address, so a view can be shared. */
+async function historyView(params) {
+  const agents = await agentNames();
+  const names = new Map(agents.map((a) => [a.agent_id, a.name]));
+  const keys = ["agent_id", "from", "to", "channel", "end_reason", "handoff", "outcome", "customer", "sort", "order"];
+  const query = new URLSearchParams({ status: "ended", limit: "25" });
+  for (const key of keys) if (params.get(key)) query.set(key, params.get(key));
+  if (params.get("cursor")) query.set("cursor", params.get("cursor"));
+  const value = (key) => params.get(key) ?? "";
+  const input = (name, type, label, attrs = {}) => field(label, h("input", { name, type, value: value(name), ...attrs }));
+  const form = h("form", { class: "filters", "aria-label": "Filters" },
+    field("Agent", select("agent_id", agents.map((a) => [a.agent_id, a.name]), value("agent_id"), "All agents")),
+    input("from", "date", "Started from"), input("to", "date", "Started until"),
+    field("Channel", select("channel", CHANNELS.map((c) => [c, c]), value("channel"))),
+    field("Ended by", select("end_reason", END_REASONS.map((r) => [r, r]), value("end_reason"))),
+    field("Handoff", select("handoff", [["yes", "Handed to a person"], ["no", "Kept by the agent"]], value("handoff"))),
+    input("outcome", "text", "Handoff outcome", { placeholder: "e.g. Refunded" }),
+    input("customer", "text", "Customer id"),
+    field("Sort by", select("sort", [["started", "Start"], ["duration", "Duration"]], value("sort") || "started", "Start")),
+    field("Order", select("order", [["desc", "Newest / longest first"], ["asc", "Oldest / shortest first"]], value("order") || "desc", "Newest / longest first")),
+    h("button", { type: "submit" }, "Search"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [key, v] of new FormData(form)) if (v) next.set(key, v);
+    go(`/history?${next}`);
+  });
+  const problem = h("div", { role: "alert" });
+  let list;
+  try {
+    const { sessions, next_cursor } = await api.request("GET", `/v1/sessions?${query}`);
+    const more = new URLSearchParams(params);
+    if (next_cursor) more.set("cursor", next_cursor);
+    list = h("div", {},
+      sessions.length
+        ? h("table", { class: "list history" },
+          h("thead", {}, h("tr", {}, ...["Started", "Agent", "Channel", "Customer", "Duration", "Messages", "Ended by", "Handoff"].map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, sessions.map((s) => h("tr", { "data-session": s.session_id },
+            h("td", {}, h("a", { href: `#/sessions/${s.session_id}` }, when(s.started_at))),
+            h("td", {}, names.get(s.agent_id) ?? s.agent_id), h("td", {}, s.channel),
+            h("td", {}, s.customer.name ?? s.customer.id ?? "anonymous"), h("td", {}, duration(s.duration_ms)),
+            h("td", {}, String(s.turns)), h("td", {}, s.end_reason ?? "—"),
+            h("td", {}, s.handoff_reason ? `${s.handoff_reason}${s.handoff_outcome ? ` → ${s.handoff_outcome}` : ""}` : "—")))))
+        : notice("info", "No ended conversation matches these filters."),
+      h("p", {},
+        next_cursor ? h("a", { href: `#/history?${more}`, class: "button secondary small" }, "Next page") : null, " ",
+        h("button", { type: "button", class: "secondary small", onclick: () => {
+          const csv = new URLSearchParams(query);
+          csv.delete("cursor"); csv.delete("limit"); csv.set("format", "csv");
+          api.download(`/v1/sessions?${csv}`, "sessions.csv").catch((e) => problem.replaceChildren(notice("error", describe(e))));
+        } }, "Download CSV")));
+  } catch (error) {
+    list = notice("error", describe(error));
+  }
+  return page("History", form, problem, list);
+}
+
+// ------------------------------------------------------------------ analytics
+
+let charting = null;
+/** Chart.js (vendored, MIT), loaded the first time a chart is drawn. */
+function chartLibrary() {
+  charting ??= new Promise((resolve, reject) => {
+    const script = h("script", { src: "/vendor/chart.umd.min.js" });
+    script.onload = () => resolve(window.Chart);
+    script.onerror = () => { charting = null; reject(new Error("the charting library did not load")); };
+    document.head.append(script);
+  });
+  return charting;
+}
+
+/** A period's figures for the organization or one agent, from the API's rollups: the
+ *  numbers, and charts of them (sessions per day by channel, top handoff reasons). */
+async function analyticsView(params) {
+  const agents = await agentNames();
+  const query = new URLSearchParams();
+  for (const key of ["from", "to", "agent_id"]) if (params.get(key)) query.set(key, params.get(key));
+  const [report, Chart] = await Promise.all([api.request("GET", `/v1/analytics?${query}`), chartLibrary()]);
+  const form = h("form", { class: "filters", "aria-label": "Period" },
+    field("Agent", select("agent_id", agents.map((a) => [a.agent_id, a.name]), params.get("agent_id") ?? "", "All agents")),
+    field("From", h("input", { name: "from", type: "date", value: report.from })),
+    field("To", h("input", { name: "to", type: "date", value: report.to })),
+    h("button", { type: "submit" }, "Show"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [key, v] of new FormData(form)) if (v) next.set(key, v);
+    go(`/analytics?${next}`);
+  });
+  const pct = (x) => x === null || x === undefined ? "—" : `${Math.round(x * 1000) / 10} %`;
+  const ms = (x) => x === null || x === undefined ? "—" : `${x} ms`;
+  const figures = [
+    ["Sessions", String(report.sessions)],
+    ["By channel", Object.entries(report.by_channel).map(([c, n]) => `${c} ${n}`).join(", ") || "—"],
+    ["Average duration", duration(report.average_duration_ms)],
+    ["95th percentile duration", duration(report.p95_duration_ms)],
+    ["Messages per session", report.messages_per_session ?? "—"],
+    ["Handoff rate", pct(report.handoff_rate)],
+    ["Containment", pct(report.containment_rate)],
+    ["Agent latency p50", ms(report.p50_latency_ms)],
+    ["Agent latency p95", ms(report.p95_latency_ms)],
+  ];
+  const numbers = h("dl", { class: "figures", "aria-label": "Figures" }, figures.flatMap(([name, v]) => [h("dt", {}, name), h("dd", { "data-figure": name }, v)]));
+  const perDay = h("canvas", { id: "sessions-per-day", role: "img", "aria-label": "Sessions per day by channel" });
+  const reasonsChart = h("canvas", { id: "handoff-reasons", role: "img", "aria-label": "Top handoff reasons" });
+  const colours = { text: "#3b6fd8", voice: "#d8843b", phone: "#3bab6f" };
+  const channels = [...new Set(report.days.flatMap((d) => Object.keys(d.by_channel)).concat(Object.keys(report.by_channel)))];
+  const charts = [
+    new Chart(perDay, {
+      type: "bar",
+      data: { labels: report.days.map((d) => d.date),
+        datasets: channels.map((c) => ({ label: c, data: report.days.map((d) => d.by_channel[c] ?? 0), backgroundColor: colours[c] ?? "#888" })) },
+      options: { animation: false, responsive: true, scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true, ticks: { precision: 0 } } } },
+    }),
+    new Chart(reasonsChart, {
+      type: "bar",
+      data: { labels: report.top_handoff_reasons.map((r) => r.reason), datasets: [{ label: "Handoffs", data: report.top_handoff_reasons.map((r) => r.count), backgroundColor: "#c0392b" }] },
+      options: { animation: false, indexAxis: "y", responsive: true, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
+    }),
+  ];
+  onLeave(() => charts.forEach((c) => c.destroy()));
+  const reasons = report.top_handoff_reasons.length
+    ? h("table", { class: "list" }, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Reason"), h("th", { scope: "col" }, "Handoffs"))),
+      h("tbody", {}, report.top_handoff_reasons.map((r) => h("tr", {}, h("td", {}, r.reason), h("td", {}, String(r.count))))))
+    : h("p", { class: "subtitle" }, "No handoffs in this period.");
+  const unanswered = report.unanswered.length
+    ? h("ul", { class: "unanswered", "aria-label": "Questions the agent could not answer" }, report.unanswered.map((u) =>
+      h("li", {}, h("a", { href: `#/sessions/${u.session_id}` }, u.question), h("span", { class: "subtitle" }, ` · ${when(u.at)}`))))
+    : h("p", { class: "subtitle" }, "None in this period.");
+  return page("Analytics", form,
+    h("section", { class: "analytics" },
+      h("div", {}, h("h2", {}, "Figures"), numbers),
+      h("div", {}, h("h2", {}, "Sessions per day"), perDay)),
+    h("section", { class: "analytics" },
+      h("div", {}, h("h2", {}, "Top handoff reasons"), reasons),
+      h("div", {}, h("h2", { class: "sr-only" }, "Handoff reasons chart"), reasonsChart)),
+    h("h2", {}, "Questions the agent could not answer"), unanswered);
 }
 
 function configureTab(agent) {
@@ -698,14 +867,29 @@ async function membersView() {
     });
     return select;
   };
+  // Whether handoffs are emailed to a member: theirs to change, or an admin's.
+  const emailsBox = (member) => {
+    const box = h("input", { type: "checkbox", checked: member.handoff_emails ? true : null, "aria-label": `Email handoffs to ${member.email}`,
+      disabled: admin || member.user_id === api.me().user.id ? null : true });
+    box.addEventListener("change", async () => {
+      try {
+        await api.request("PATCH", `/v1/members/${member.user_id}`, { json: { handoff_emails: box.checked } });
+        result.replaceChildren(notice("success", `Handoffs are ${box.checked ? "now" : "no longer"} emailed to ${member.email}.`));
+      } catch (error) {
+        box.checked = !box.checked;
+        result.replaceChildren(notice("error", describe(error)));
+      }
+    });
+    return box;
+  };
   const rows = members.map((m) => h("tr", {}, h("td", {}, m.email),
-    h("td", {}, admin && m.user_id !== api.me().user.id ? roleSelect(m) : m.role), h("td", {}, when(m.joined_at)),
+    h("td", {}, admin && m.user_id !== api.me().user.id ? roleSelect(m) : m.role), h("td", {}, emailsBox(m)), h("td", {}, when(m.joined_at)),
     h("td", {}, admin && m.user_id !== api.me().user.id ? h("button", { type: "button", class: "danger small", onclick: async () => {
       if (!(await confirmDialog(`Remove ${m.email}?`, "They lose access to this organization at once.", "Remove member"))) return;
       try { await api.request("DELETE", `/v1/members/${m.user_id}`); render(); } catch (error) { result.replaceChildren(notice("error", describe(error))); }
     } }, "Remove") : null)));
   const content = [result, h("table", { class: "list" },
-    h("thead", {}, h("tr", {}, ...["Email", "Role", "Joined", ""].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows))];
+    h("thead", {}, h("tr", {}, ...["Email", "Role", "Handoff emails", "Joined", ""].map((t) => h("th", { scope: "col" }, t)))), h("tbody", {}, rows))];
   if (invitations.length) {
     content.push(h("h2", {}, "Pending invitations"), h("ul", {}, invitations.map((i) => h("li", {}, `${i.email} as ${i.role}, until ${when(i.expires_at)}`))));
   }
@@ -833,7 +1017,7 @@ function shell() {
   const who = api.me();
   const link = (href, label) => h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, label);
   nav.replaceChildren(...(who
-    ? [link("#/agents", "Agents"), link("#/live", "Live"), h("a", { href: "#/notifications", "aria-current": location.hash.startsWith("#/notifications") ? "page" : null }, "Handoffs ", unread.element),
+    ? [link("#/agents", "Agents"), link("#/live", "Live"), link("#/history", "History"), link("#/analytics", "Analytics"), h("a", { href: "#/notifications", "aria-current": location.hash.startsWith("#/notifications") ? "page" : null }, "Handoffs ", unread.element),
       api.can("manage_members") ? link("#/members", "Members") : null,
       h("span", { class: "who" }, `${who.user.email} · ${who.tenant.organization_name} · ${who.role}`),
       h("button", { type: "button", class: "secondary small", onclick: async () => { await api.signOut(); go("/signin"); } }, "Sign out")]
@@ -861,6 +1045,8 @@ async function render() {
     else if (first === "notifications") view = await notificationsView(params);
     else if (first === "live") view = await liveView();
     else if (first === "sessions" && second) view = await sessionView(second);
+    else if (first === "history") view = await historyView(params);
+    else if (first === "analytics") view = await analyticsView(params);
     else view = page("Not found", h("p", {}, "There is no such page. ", h("a", { href: "#/agents" }, "Go to your agents")));
   } catch (error) {
     view = page("Something went wrong", notice("error", error.status === 404 ? "It does not exist, or it is not your organization's." : describe(error)),

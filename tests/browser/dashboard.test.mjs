@@ -357,6 +357,15 @@ test("an operator sees a handoff arrive, acknowledges it and resolves it", async
   await acknowledged.getByRole("button", { name: "Resolve" }).click();
   await page.locator("ul.handoffs li.resolved").getByText("Refunded the second charge").waitFor();
   await shot("resolved-handoff");
+
+  // The lead stops the emails for themself, on Members.
+  await page.getByRole("link", { name: "Members" }).click();
+  const box = page.getByLabel(`Email handoffs to ${email}`);
+  assert.equal(await box.isChecked(), true);
+  await box.uncheck();
+  await page.getByText(`Handoffs are no longer emailed to ${email}.`).waitFor();
+  const members = await call("GET", "/v1/members", { token: admin });
+  assert.equal(members.body.members.find((m) => m.email === email).handoff_emails, false);
   assert.deepEqual(errors, []);
 });
 
@@ -415,7 +424,7 @@ test("an operator takes a handed-over conversation, writes to the customer and h
   const { page, shot, errors } = await open("takeover");
   await signIn(page, email, "Workshop");
   await page.getByRole("link", { name: "Live", exact: true }).click();
-  const first = await say(agent, key, { message: "hi there, how much is a brake service", customer: { name: "Ines", attributes: { plan: "gold" } } });
+  const first = await say(agent, key, { message: "hi there, how much is a brake service", customer: { id: "ines-77", name: "Ines", attributes: { plan: "gold" } } });
   const session = first.session_id;
   await page.locator(`tr[data-session="${session}"]`).getByRole("link").click();
   await page.locator('dl.customer dd', { hasText: "gold" }).waitFor();
@@ -430,6 +439,7 @@ test("an operator takes a handed-over conversation, writes to the customer and h
   await page.getByRole("button", { name: "Take over" }).click();
   await page.locator(".badge.taken_over").first().waitFor();
   await transcript.locator("li.system", { hasText: "took the conversation over" }).waitFor();
+  assert.doesNotMatch(await page.locator("main").innerText(), /\b(null|undefined)\b/);
 
   // What the operator writes reaches the customer's stream.
   const heard = followUntil(agent, key, session, "operator");
@@ -454,5 +464,32 @@ test("an operator takes a handed-over conversation, writes to the customer and h
   assert.equal(back.status, "active");
   assert.ok(back.reply.length > 0);
   await transcript.locator("li.agent").last().waitFor();
+
+  // It ends: History finds it by its filters, and Analytics counts it, in figures and charts.
+  await fetch(`${URL}/v1/agents/${agent}/sessions/${session}/end`, { method: "POST", headers: { "x-api-key": key } });
+  await page.getByRole("link", { name: "History", exact: true }).click();
+  await page.locator(`tr[data-session="${session}"]`).waitFor();
+  await page.getByLabel("Handoff", { exact: true }).selectOption("no");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.getByText("No ended conversation matches these filters.").waitFor();
+  await page.getByLabel("Handoff", { exact: true }).selectOption("yes");
+  await page.getByLabel("Customer id").fill("ines-77");
+  await page.getByLabel("Channel").selectOption("text");
+  await page.getByRole("button", { name: "Search" }).click();
+  const found = page.locator(`tr[data-session="${session}"]`);
+  await found.waitFor();
+  assert.match(await found.innerText(), /money back/);
+  await shot("history");
+  await page.getByRole("link", { name: "Analytics", exact: true }).click();
+  await page.locator('dd[data-figure="Sessions"]', { hasText: "1" }).waitFor();
+  assert.equal(await page.locator('dd[data-figure="Handoff rate"]').innerText(), "100 %");
+  const charted = await page.evaluate(() => {
+    const perDay = window.Chart.getChart("sessions-per-day");
+    const reasons = window.Chart.getChart("handoff-reasons");
+    return { sessions: perDay.data.datasets.flatMap((d) => d.data).reduce((a, b) => a + b, 0), reasons: reasons.data.datasets[0].data };
+  });
+  assert.deepEqual(charted, { sessions: 1, reasons: [1] });
+  await page.locator("ul.unanswered li", { hasText: "money back" }).waitFor();
+  await shot("analytics");
   assert.deepEqual(errors, []);
 });

@@ -30,16 +30,17 @@ impl Dice {
     }
 }
 
-/// `n` ended sessions of `agents`, started from `since` on, about every `every`.
+/// Ended sessions number `range` of a history of `agents` that started at `since`, one
+/// about every `every` (the same numbers give the same sessions, bar their ids).
 pub fn sessions(
     tenant: &TenantId,
     agents: &[AgentId],
-    n: usize,
+    range: std::ops::Range<usize>,
     since: DateTime<Utc>,
     every: Duration,
 ) -> Vec<Session> {
-    let mut dice = Dice(n as u64 ^ 0x5eed);
-    (0..n)
+    let mut dice = Dice(range.start as u64 ^ 0x5eed);
+    range
         .map(|i| {
             let started = since + every * i as i32 + Duration::seconds(dice.next(50) as i64);
             let duration = Duration::seconds(5 + dice.next(2_400) as i64);

@@ -53,7 +53,7 @@ async fn filters_combine_sort_and_page_over_a_varied_history() {
         .collect();
     let tenant: TenantId = admin.tenant_id.parse().expect("a tenant id");
     let since = Utc::now() - Span::days(40);
-    let seeded = history::sessions(&tenant, &agents, 320, since, Span::minutes(170));
+    let seeded = history::sessions(&tenant, &agents, 0..320, since, Span::minutes(170));
     let table = SqliteTable::open(p.data_path().join("table.sqlite3")).expect("the platform's table");
     history::store(&table, &seeded).await;
 

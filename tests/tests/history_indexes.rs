@@ -49,7 +49,7 @@ async fn history_live_sweep_and_analytics_only_query_their_indexes_on_both_store
     let tenant = TenantId::generate();
     let agents = [AgentId::generate(), AgentId::generate()];
     let since = Utc::now() - Span::days(20);
-    let sessions = seed::sessions(&tenant, &agents, 160, since, Span::hours(3));
+    let sessions = seed::sessions(&tenant, &agents, 0..160, since, Span::hours(3));
     for table in [&dynamo, &sqlite] {
         seed::store(table.as_ref(), &sessions).await;
         // Two counted in the rollups, and one still live.
