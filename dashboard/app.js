@@ -580,6 +580,7 @@ async function sessionView(id) {
   const head = h("div", {});
   const controls = h("div", { class: "takeover" });
   const log = h("ol", { class: "chat", "aria-label": "Transcript", "aria-live": "polite" });
+  const hearing = h("p", { class: "partial", hidden: true });
   const writable = api.can("manage_agents");
   let session = null;
   const act = async (path, json = {}) => {
@@ -639,13 +640,18 @@ async function sessionView(id) {
   onLeave(api.socket.subscribe((event) => {
     if (event.type === "socket.open" && event.resumed) return load().catch(showError);
     if (event.session_id !== id) return;
+    if (event.type === "transcript.partial") {
+      hearing.textContent = `The caller is saying: “${event.text}…”`;
+      hearing.hidden = false;
+    }
     if (event.type === "turn.added") {
+      if (event.turn.role === "customer") hearing.hidden = true;
       placeTurn(log, event.turn);
       session.turns = Math.max(session.turns, event.turn.turn);
     }
     if (CHANGES.has(event.type)) load().catch(showError);
   }));
-  return page("Conversation", head, problem, recording, log, controls, exports);
+  return page("Conversation", head, problem, recording, log, hearing, controls, exports);
 }
 
 // ------------------------------------------------------------------ history
@@ -931,6 +937,16 @@ async function liveView() {
       : notice("info", "No conversation is going on right now."));
   };
   await load();
+  // Sessions that ended while the page was open, with why (the last ten).
+  const ended = h("ul", { class: "ended", "aria-label": "Just ended" });
+  const endedBox = h("section", { hidden: true }, h("h2", {}, "Just ended"), ended);
+  onLeave(api.socket.subscribe((event) => {
+    if (event.type !== "session.ended") return;
+    ended.prepend(h("li", {}, h("a", { href: `#/sessions/${event.session_id}` }, `${names.get(event.agent_id) ?? event.agent_id}`),
+      ` · ended (${event.reason}) ${when(event.at)}`));
+    while (ended.children.length > 10) ended.lastChild.remove();
+    endedBox.hidden = false;
+  }));
   let pending = null;
   const LIVE = new Set(["session.started", "turn.added", "handoff.requested", "session.status", "session.ended"]);
   onLeave(api.socket.subscribe((event) => {
@@ -939,7 +955,7 @@ async function liveView() {
     pending = setTimeout(async () => { pending = null; try { await load(); } catch { /* the next event retries */ } }, 150);
   }));
   onLeave(() => clearTimeout(pending));
-  return page("Live", body);
+  return page("Live", body, endedBox);
 }
 
 // ------------------------------------------------------------------ handoffs

@@ -389,6 +389,7 @@ test("an operator watches a conversation appear on Live, grow, and leave when it
   await shot("live-session");
   await fetch(`${URL}/v1/agents/${agent}/sessions/${first.session_id}/end`, { method: "POST", headers: { "x-api-key": key } });
   await page.getByText("No conversation is going on right now.").waitFor();
+  await page.getByRole("list", { name: "Just ended" }).getByText("ended (customer)").waitFor();
   assert.deepEqual(errors, []);
 });
 

@@ -236,17 +236,28 @@ async fn a_dropped_call_resumes_where_it_was_and_one_that_stays_away_ends() {
 async fn a_caller_who_wants_their_money_back_is_handed_to_a_person_who_takes_the_call() {
     let p = platform(VoiceLimits::default()).await;
     let (token, agent, key) = agent_of(&p, "jeroen@spokeandchain.example.com", "bike-repair", "voice").await;
+    let (mut dashboard, _) = tokio_tungstenite::connect_async(p.dashboard_socket(&token)).await.expect("socket");
     let mut call = VoiceClient::connect(&p.url, &agent, Some(&key)).await.expect("connected");
     let created = call.start(json!({})).await;
     let session = created["session_id"].as_str().expect("a session").to_owned();
     call.say(
         &caller_says_with("rms", "The repair didn't fix anything, so I want the eighty nine euros back."),
         1_200,
-        false,
+        true,
     )
     .await;
     let handoff = call.until("handoff.requested").await;
     assert!(handoff["reason"].as_str().is_some_and(|r| !r.is_empty()), "{handoff}");
+    // The dashboards heard the caller's words as they were spoken, before the turn was stored.
+    let partial = loop {
+        let event = oratio_tests::platform::next_event(&mut dashboard).await;
+        if event["type"] == "transcript.partial" {
+            break event;
+        }
+        assert_ne!(event["type"], "handoff.requested", "no partial came before the handoff");
+    };
+    assert_eq!(partial["session_id"], session.as_str());
+    assert!(partial["text"].as_str().is_some_and(|t| !t.is_empty()), "{partial}");
     assert_eq!(of_type(&call.events, "response.done")[0]["status"], "handoff_requested");
 
     // A person takes the call: the caller is told, and hears what the person writes in

@@ -22,6 +22,9 @@ pub enum Event {
     SessionStarted { agent_id: AgentId, session_id: SessionId, channel: String, customer: Customer, at: DateTime<Utc> },
     #[serde(rename = "turn.added")]
     TurnAdded { agent_id: AgentId, session_id: SessionId, turn: Turn },
+    /// The caller's words so far in a voice turn (at most one a second per session).
+    #[serde(rename = "transcript.partial")]
+    TranscriptPartial { agent_id: AgentId, session_id: SessionId, text: String, at: DateTime<Utc> },
     #[serde(rename = "handoff.requested")]
     HandoffRequested {
         agent_id: AgentId,

@@ -123,6 +123,13 @@ fn ready(agent: &Agent) -> Result<(), TurnError> {
 }
 
 impl Turns {
+    /// Tells the dashboards something that is not stored (a voice partial), without
+    /// waiting for them.
+    pub fn announce(&self, tenant: &TenantId, event: Event) {
+        let (turns, tenant) = (self.clone(), tenant.clone());
+        tokio::spawn(async move { turns.publish(&tenant, &[event]).await });
+    }
+
     async fn publish(&self, tenant: &TenantId, news: &[Event]) {
         events::publish(self.table.as_ref(), self.push.as_ref(), tenant, news).await;
     }

@@ -429,6 +429,8 @@ struct Call {
     recording: Recording,
     facts: HashMap<u32, TurnFacts>,
     ending: Option<&'static str>,
+    /// When the dashboards were last told the caller's words so far.
+    partial_told: Option<Instant>,
 }
 
 impl Call {
@@ -460,6 +462,7 @@ impl Call {
             recording: Recording::new(format.sample_rate),
             facts: HashMap::new(),
             ending: None,
+            partial_told: None,
         }
     }
 
@@ -678,7 +681,19 @@ impl Call {
             EngineEvent::SpeechStopped { audio_ms, reason } => {
                 self.emit(ServerEvent::SpeechStopped { audio_ms, reason })
             }
-            EngineEvent::Heard { text } => self.emit(ServerEvent::TranscriptionDelta { text }),
+            EngineEvent::Heard { text } => {
+                if self.partial_told.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                    self.partial_told = Some(Instant::now());
+                    let event = crate::events::Event::TranscriptPartial {
+                        agent_id: self.session.agent_id.clone(),
+                        session_id: self.session.session_id.clone(),
+                        text: text.clone(),
+                        at: crate::time::now(),
+                    };
+                    self.service.inner.turns.announce(&self.session.tenant_id, event);
+                }
+                self.emit(ServerEvent::TranscriptionDelta { text })
+            }
             EngineEvent::Transcribed { text } => self.emit(ServerEvent::TranscriptionCompleted { transcript: text }),
             EngineEvent::Accepted { response, customer_turn, speech } => {
                 self.reply = Some(Reply { id: response, customer_turn, timings: None });
