@@ -437,6 +437,13 @@ test("an operator takes a handed-over conversation, writes to the customer and h
   assert.equal(asked.status, "handoff_requested");
   await page.locator("nav .count", { hasText: "1" }).waitFor();
   await page.locator(".notice", { hasText: "Handoff" }).waitFor();
+  // The lead was emailed with a link; on Handoffs they acknowledge it and come back here.
+  assert.equal(await mailed(email, /Open it: \S+\/#\/sessions\/(\S+)/), session);
+  await page.getByRole("link", { name: /^Handoffs/ }).click();
+  await page.locator("ul.handoffs li.unread").getByRole("button", { name: "Acknowledge" }).click();
+  await page.getByText("Nothing unread").waitFor();
+  await page.getByRole("link", { name: "Show all" }).click();
+  await page.locator("ul.handoffs li.acknowledged").getByRole("link", { name: "Open the conversation" }).click();
   await page.getByRole("button", { name: "Take over" }).click();
   await page.locator(".badge.taken_over").first().waitFor();
   await transcript.locator("li.system", { hasText: "took the conversation over" }).waitFor();

@@ -56,7 +56,7 @@ async fn a_handoff_is_a_notification_that_is_mailed_acknowledged_and_resolved() 
         .find(|m| m["subject"].as_str().is_some_and(|s| s.starts_with("A customer needs a person")))
         .unwrap_or_else(|| panic!("no handoff mail: {outbox}"));
     let text = mail["text"].as_str().expect("text");
-    assert!(text.contains(&format!("#/agents/{agent}/conversations?session={session}")), "{text}");
+    assert!(text.contains(&format!("/#/sessions/{session}")), "{text}");
 
     // Acknowledged: by whom, when, how long after; out of the unread list; the first stands.
     let acked = p.post_json(&format!("/v1/notifications/{id}/ack"), Some(token), json!({})).await;

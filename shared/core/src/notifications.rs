@@ -215,10 +215,8 @@ pub async fn email(table: &dyn Table, mailer: &dyn Mailer, notification: &Notifi
     };
     let link = match dashboard_url.trim_end_matches('/') {
         "" => format!("Agent {}, session {}", notification.agent_id, notification.session_id),
-        url => format!(
-            "Open it: {url}/#/agents/{}/conversations?session={}",
-            notification.agent_id, notification.session_id
-        ),
+        // The conversation's page, where it can be taken over.
+        url => format!("Open it: {url}/#/sessions/{}", notification.session_id),
     };
     let summary = notification.summary.as_deref().unwrap_or("(no summary)");
     let details: String = notification.details.iter().map(|(k, v)| format!("\n  {k}: {v}")).collect();
