@@ -288,6 +288,30 @@ pub async fn secondary_indexes_are_sparse_and_paginate(table: Subject) {
         .expect("update");
     let active = table.query(Query::partition(Index::Gsi2, "TENANT#1#ACTIVE")).await.expect("query");
     assert!(active.items.is_empty());
+
+    // Every secondary index, alike: an item moved from one partition to another by an
+    // update is found in the new one only, ordered, with cursors that page it.
+    for index in Index::SECONDARY {
+        let (pk, sk) = index.key_names();
+        for i in 0..5 {
+            let item = Item::new(key(&format!("MOVE#{i}"), "META")).in_index(index, "LIVE", format!("{i:03}"));
+            table.put(item, None).await.expect("put");
+        }
+        for i in [1, 3] {
+            let update = Update::new().set(pk, "ENDED").set(sk, format!("{:03}", 10 - i));
+            table.update(&key(&format!("MOVE#{i}"), "META"), update, None).await.expect("moved");
+        }
+        let (live, _) = collect(&table, Query::partition(index, "LIVE").limit(2)).await;
+        let live: Vec<String> = live.iter().map(|i| i.key().pk).collect();
+        assert_eq!(live, ["MOVE#0", "MOVE#2", "MOVE#4"], "{index:?}");
+        let (ended, _) =
+            collect(&table, Query::partition(index, "ENDED").sort(SortKey::LessThan("008".into())).limit(1)).await;
+        let ended: Vec<String> = ended.iter().map(|i| i.key().pk).collect();
+        assert_eq!(ended, ["MOVE#3"], "{index:?}");
+        for i in 0..5 {
+            table.delete(&key(&format!("MOVE#{i}"), "META"), None).await.expect("delete");
+        }
+    }
 }
 
 pub async fn cursors_only_continue_their_own_partition(table: Subject) {
