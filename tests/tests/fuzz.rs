@@ -34,12 +34,25 @@ async fn the_fuzzer_finds_no_server_error_and_no_undocumented_status() {
     let (status, reply) = platform.message(&key, &agent, serde_json::json!({"message": "When are you open?"})).await;
     assert_eq!(status, 200, "{reply}");
     let session = reply["session_id"].as_str().expect("a session").to_owned();
+    // The customer's event stream of a live session lasts 50 s: the fuzzer follows an
+    // ended one, whose stream closes once it has said everything.
+    let (_, other) = platform.message(&key, &agent, serde_json::json!({"message": "Thanks, bye"})).await;
+    let ended = other["session_id"].as_str().expect("a session").to_owned();
+    let closed = platform
+        .request(reqwest::Method::POST, &format!("/v1/agents/{agent}/sessions/{ended}/end"), None)
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .expect("end");
+    // (The agent may have ended it itself, saying goodbye: 409 `session_ended`.)
+    assert!(matches!(closed.status().as_u16(), 200 | 409), "{}", closed.status());
     let report = tempfile::tempdir().expect("a report directory");
     let config = report.path().join("schemathesis.toml");
     let parameters = format!(
         "[parameters]\nagent_id = \"{agent}\"\nkey_id = \"{spare_key}\"\nsession_id = \"{session}\"\nuser_id = \"{}\"\n\n\
          [[operations]]\ninclude-path = \"/v1/agents/{{agent_id}}\"\ninclude-method = \"DELETE\"\nparameters = {{ agent_id = \"{spare_agent}\" }}\n\n\
-         [[operations]]\ninclude-path-regex = \"/(pause|resume|redeploy)$\"\nparameters = {{ agent_id = \"{spare_agent}\" }}\n",
+         [[operations]]\ninclude-path-regex = \"/(pause|resume|redeploy)$\"\nparameters = {{ agent_id = \"{spare_agent}\" }}\n\n\
+         [[operations]]\ninclude-path-regex = \"/events$\"\nparameters = {{ session_id = \"{ended}\" }}\n",
         admin.user_id
     );
     std::fs::write(&config, parameters).expect("the fuzzer's configuration");
