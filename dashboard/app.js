@@ -594,13 +594,14 @@ async function sessionView(id) {
     const customer = s.customer ?? {};
     head.replaceChildren(...[
       h("p", { class: "subtitle" }, badge(s.status), ` ${s.channel} · started ${when(s.started_at)} · ${s.turns} turns`,
-        s.taken_over_by ? ` · with ${s.taken_over_by}` : "", s.end_reason ? ` · ended (${s.end_reason})` : "",
+        s.taken_over_by ? ` · with ${s.taken_over_by}` : "", s.end_reason ? ` · ended (${s.end_reason}) after ${duration(s.duration_ms)}` : "",
         " · ", h("a", { href: `#/agents/${s.agent_id}/conversations?session=${s.session_id}` }, "the agent's view")),
       h("dl", { class: "customer", "aria-label": "Customer" },
         h("dt", {}, "Customer"), h("dd", {}, customer.name ?? customer.id ?? "anonymous"),
         customer.channel ? [h("dt", {}, "Came from"), h("dd", {}, customer.channel)] : null,
         Object.entries(customer.attributes ?? {}).flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
-      s.handoff_reason ? notice("warning", h("strong", {}, `Handoff: ${s.handoff_reason}. `), s.handoff_summary ?? "") : null,
+      s.handoff_reason ? notice("warning", h("strong", {}, `Handoff: ${s.handoff_reason}. `), s.handoff_summary ?? "",
+        s.handoff_outcome ? h("span", {}, h("br"), h("strong", {}, "Outcome: "), s.handoff_outcome) : null) : null,
       detailsList(s.details)].filter(Boolean));
     if (!writable || s.status === "ended") return controls.replaceChildren();
     if (s.status !== "taken_over") {

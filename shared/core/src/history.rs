@@ -14,7 +14,7 @@ use crate::conversations::{
     ConversationError, Session, SessionStatus, agent_sessions, customer_sessions, ended_sessions, sessions_by_duration,
 };
 use crate::ids::{AgentId, TenantId};
-use crate::table::{Cursor, CursorKey, Index, Query, SortKey, Table};
+use crate::table::{Cursor, CursorKey, Index, Item, Query, SortKey, Table};
 
 /// The most sessions one request reads from its index.
 pub const EXAMINED_PER_PAGE: usize = 1000;
@@ -85,24 +85,29 @@ impl HistoryFilter {
         }
     }
 
-    /// Whether an ended session is one asked for.
-    pub fn matches(&self, session: &Session) -> bool {
-        let handed_over = session.handoff_reason.is_some();
-        session.status == SessionStatus::Ended
-            && self.agent.as_ref().is_none_or(|a| &session.agent_id == a)
-            && self.from.is_none_or(|from| session.started_at >= from)
-            && self.to.is_none_or(|to| session.started_at < to)
-            && self.channel.as_deref().is_none_or(|c| session.channel == c)
-            && self.end_reason.as_deref().is_none_or(|r| session.end_reason.as_deref() == Some(r))
-            && self.customer.as_deref().is_none_or(|c| session.customer.id.as_deref() == Some(c))
+    /// Whether a stored session is an ended one asked for. Read from the item's fields, so
+    /// that only the sessions asked for are decoded whole.
+    pub fn matches(&self, item: &Item) -> bool {
+        let started = || item.str("started_at").and_then(|at| DateTime::parse_from_rfc3339(at).ok());
+        let handed_over = item.str("handoff_reason").is_some();
+        item.str("status") == Some(SessionStatus::Ended.as_str())
+            && self.agent.as_ref().is_none_or(|a| item.str("agent_id") == Some(a.as_str()))
+            && self.channel.as_deref().is_none_or(|c| item.str("channel") == Some(c))
+            && self.end_reason.as_deref().is_none_or(|r| item.str("end_reason") == Some(r))
+            && self.customer.as_deref().is_none_or(|c| {
+                item.get("customer").and_then(|customer| customer.get("id")).and_then(|id| id.as_str()) == Some(c)
+            })
             && match &self.handoff {
                 None => true,
                 Some(HandoffFilter::Yes) => handed_over,
                 Some(HandoffFilter::No) => !handed_over,
                 Some(HandoffFilter::Outcome(outcome)) => {
-                    session.handoff_outcome.as_deref().is_some_and(|o| o.trim().eq_ignore_ascii_case(outcome.trim()))
+                    item.str("handoff_outcome").is_some_and(|o| o.trim().eq_ignore_ascii_case(outcome.trim()))
                 }
             }
+            && (self.from.is_none() && self.to.is_none()
+                || started()
+                    .is_some_and(|at| self.from.is_none_or(|from| at >= from) && self.to.is_none_or(|to| at < to)))
     }
 }
 
@@ -116,9 +121,15 @@ pub async fn list(
 ) -> Result<(Vec<Session>, Option<Cursor>), ConversationError> {
     filter.validate()?;
     let (index, partition, range) = filter.plan(tenant);
+    // Filters the index does not serve read bigger pages: most of what comes is passed over.
+    let residual = filter.channel.is_some()
+        || filter.end_reason.is_some()
+        || filter.handoff.is_some()
+        || (index == Index::Gsi3 && (filter.agent.is_some() || filter.from.is_some() || filter.to.is_some()));
+    let page_size = if residual { 200 } else { limit };
     let (mut sessions, mut cursor, mut examined) = (Vec::new(), cursor, 0);
     loop {
-        let mut query = Query::partition(index, partition.clone()).limit(limit.clamp(25, 200)).after(cursor);
+        let mut query = Query::partition(index, partition.clone()).limit(page_size).after(cursor);
         if let Some(range) = &range {
             query = query.sort(range.clone());
         }
@@ -128,9 +139,8 @@ pub async fn list(
         let page = table.query(query).await?;
         for item in &page.items {
             examined += 1;
-            let session: Session = item.record()?;
-            if filter.matches(&session) {
-                sessions.push(session);
+            if filter.matches(item) {
+                sessions.push(item.record::<Session>()?);
                 if sessions.len() == limit {
                     return Ok((sessions, Some(Cursor::encode(&CursorKey::of(item, index)))));
                 }
