@@ -251,7 +251,7 @@ pub struct Turn {
 
 impl Turn {
     /// A turn of `role` with nothing but its text.
-    fn plain(turn: u32, role: Role, text: &str, at: DateTime<Utc>) -> Self {
+    pub(crate) fn plain(turn: u32, role: Role, text: &str, at: DateTime<Utc>) -> Self {
         Self {
             turn,
             role,

@@ -369,3 +369,41 @@ impl Turns {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn turn(n: u32, role: Role, text: &str) -> Turn {
+        let mut turn = Turn::plain(n, role, text, Utc::now());
+        turn.author = (role != Role::Customer && role != Role::Agent).then(|| "ada@example.com".into());
+        turn
+    }
+
+    #[test]
+    fn the_agent_carries_on_from_what_people_wrote_with_the_sides_in_turn() {
+        let turns = vec![
+            turn(1, Role::Customer, "refund please"),
+            turn(2, Role::Agent, "passing you to a colleague"),
+            turn(3, Role::System, "ada took the conversation over"),
+            turn(4, Role::Operator, "refund sent"),
+            turn(5, Role::Customer, "thanks"),
+            turn(6, Role::Customer, "got it"),
+            turn(7, Role::System, "ada handed the conversation back"),
+        ];
+        let history = agent_history(turns.clone().into_iter());
+        let sides: Vec<(Speaker, &str)> = history.iter().map(|t| (t.role, t.text.as_str())).collect();
+        assert_eq!(
+            sides,
+            [
+                (Speaker::User, "refund please"),
+                (Speaker::Assistant, "passing you to a colleague\nrefund sent"),
+                (Speaker::User, "thanks\ngot it"),
+            ]
+        );
+        // What the customer had not had when they wrote turn 5, then turn 8.
+        let texts = |n| conv::operator_messages_since(&turns, n).into_iter().map(|t| t.text).collect::<Vec<_>>();
+        assert_eq!(texts(5), ["refund sent"]);
+        assert!(texts(8).is_empty());
+    }
+}
