@@ -385,7 +385,8 @@ pub struct SessionFilter {
 }
 
 fn moment(raw: &str, end_of_day: bool) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(at) = DateTime::parse_from_rfc3339(raw) {
+    // An offset's `+` left unencoded in a query string arrives as a space.
+    if let Ok(at) = DateTime::parse_from_rfc3339(&raw.trim().replace(' ', "+")) {
         return Ok(at.with_timezone(&Utc));
     }
     let day = chrono::NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| {
@@ -407,16 +408,16 @@ fn one_of<'a>(name: &str, raw: Option<&'a str>, allowed: &[&str]) -> Result<Opti
 
 impl SessionFilter {
     fn history(&self) -> Result<HistoryFilter, ApiError> {
-        let handoff = match (one_of("handoff", self.handoff.as_deref(), &["yes", "no"])?, &self.outcome) {
+        let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+        let handoff = match (one_of("handoff", self.handoff.as_deref(), &["yes", "no"])?, text(&self.outcome)) {
             (Some("no"), Some(_)) => {
                 return Err(ApiError::bad_request("invalid_query", "`outcome` is of sessions handed over"));
             }
-            (_, Some(outcome)) => Some(HandoffFilter::Outcome(outcome.clone())),
+            (_, Some(outcome)) => Some(HandoffFilter::Outcome(outcome)),
             (Some("yes"), None) => Some(HandoffFilter::Yes),
             (Some(_), None) => Some(HandoffFilter::No),
             (None, None) => None,
         };
-        let text = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         Ok(HistoryFilter {
             agent: self.agent_id.as_deref().map(agent_id).transpose()?,
             from: self.from.as_deref().map(|f| moment(f, false)).transpose()?,
@@ -505,33 +506,24 @@ async fn csv_export(
         "handoff_outcome",
     ];
     writer.write_record(header).map_err(ApiError::internal)?;
-    let (mut cursor, mut written) = (None, 0);
-    loop {
-        let (sessions, next) = history::list(table, tenant, filter, 100, cursor).await?;
-        for s in sessions {
-            let at = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
-            writer
-                .write_record([
-                    s.session_id.to_string(),
-                    s.agent_id.to_string(),
-                    s.channel,
-                    s.started_at.to_rfc3339(),
-                    at(s.ended_at),
-                    s.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
-                    s.turns.to_string(),
-                    s.customer.id.unwrap_or_default(),
-                    s.customer.name.unwrap_or_default(),
-                    s.end_reason.unwrap_or_default(),
-                    s.handoff_reason.unwrap_or_default(),
-                    s.handoff_outcome.unwrap_or_default(),
-                ])
-                .map_err(ApiError::internal)?;
-            written += 1;
-        }
-        match next {
-            Some(next) if written < CSV_MAX => cursor = Some(next),
-            _ => break,
-        }
+    let at = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    for s in history::all(table, tenant, filter, CSV_MAX).await? {
+        writer
+            .write_record([
+                s.session_id.to_string(),
+                s.agent_id.to_string(),
+                s.channel,
+                s.started_at.to_rfc3339(),
+                at(s.ended_at),
+                s.duration_ms.map(|d| d.to_string()).unwrap_or_default(),
+                s.turns.to_string(),
+                s.customer.id.unwrap_or_default(),
+                s.customer.name.unwrap_or_default(),
+                s.end_reason.unwrap_or_default(),
+                s.handoff_reason.unwrap_or_default(),
+                s.handoff_outcome.unwrap_or_default(),
+            ])
+            .map_err(ApiError::internal)?;
     }
     let body = writer.into_inner().map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     Ok((
@@ -624,10 +616,10 @@ pub struct EventsFrom {
 /// The customer's stream of a session (Server-Sent Events), for the application to show
 /// what a person writes after taking the conversation over, as they write it.
 ///
-/// Events: `status` first (`{status, taken_over_by}`: `active`, `handoff_requested`,
-/// `taken_over`, `ended`) and again on each change; `turn` for every turn after `after`,
-/// in order (`{turn, role: customer|agent|operator|system, text, author?, at}`; the SSE
-/// `id` is the turn number); `error` (the standard body) if reading fails. The stream
+/// Events: first the turns so far after `after`, then `status` (`{status, taken_over_by}`:
+/// `active`, `handoff_requested`, `taken_over`, `ended`); then each new `turn`, and
+/// `status` again on each change, as they happen. A `turn` is `{turn, role:
+/// customer|agent|operator|system, text, author?, at}`, its SSE `id` the turn number; `error` (the standard body) if reading fails. The stream
 /// ends when the session has ended, or after 50 s: reconnect with `Last-Event-ID` (an
 /// `EventSource` does this by itself, after `retry` ms) and nothing is missed or repeated.
 #[utoipa::path(get, path = "/v1/agents/{agent_id}/sessions/{session_id}/events", tag = "customers",

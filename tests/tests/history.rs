@@ -141,6 +141,12 @@ async fn filters_combine_sort_and_page_over_a_varied_history() {
     assert_eq!(exported, handed);
     assert!(text.contains("O'Brien") && text.contains("Jürgen"), "names are kept whole");
 
+    // What clients send untidily: an offset's `+` unencoded (a space), an empty outcome.
+    let since_day = day(10);
+    let spaced = all_pages(&p, token, &format!("from={since_day}T00:00:00 00:00")).await;
+    assert_eq!(spaced, all_pages(&p, token, &format!("from={since_day}")).await);
+    assert_eq!(all_pages(&p, token, "handoff=yes&outcome=").await, all_pages(&p, token, "handoff=yes").await);
+
     // Bad queries get their error.
     for query in [
         "status=ended&sort=length",

@@ -707,8 +707,12 @@ pub async fn person_turn(
         let mut turn = Turn::plain(number, role, &text, now);
         turn.author = Some(author.to_owned());
         let mut update = Update::new().set("turns", number as i64).set("last_activity_at", now.to_rfc3339());
+        // The session as the writes leave it.
+        let mut next = Session { turns: number, last_activity_at: now, ..session.clone() };
         let state = match action {
             PersonAction::TakeOver => {
+                next.status = SessionStatus::TakenOver;
+                (next.taken_over_by, next.taken_over_at) = (Some(author.to_owned()), Some(now));
                 update = update
                     .set("status", SessionStatus::TakenOver.as_str())
                     .set("taken_over_by", author)
@@ -724,6 +728,8 @@ pub async fn person_turn(
             }
             PersonAction::Write => Condition::equals("status", SessionStatus::TakenOver.as_str()),
             PersonAction::Release => {
+                next.status = SessionStatus::Active;
+                (next.taken_over_by, next.taken_over_at) = (None, None);
                 update = update
                     .set("status", SessionStatus::Active.as_str())
                     .remove("taken_over_by")
@@ -743,10 +749,7 @@ pub async fn person_turn(
             },
         ];
         match table.transact(writes).await {
-            Ok(()) => {
-                let current = of_tenant(table, &session.tenant_id, &session.session_id).await?;
-                return Ok((current, turn));
-            }
+            Ok(()) => return Ok((next, turn)),
             Err(e) if e.is_condition_failed() => {}
             Err(e) => return Err(e.into()),
         }

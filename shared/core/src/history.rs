@@ -154,6 +154,27 @@ pub async fn list(
     }
 }
 
+/// The whole of a filtered history, up to `max` sessions (an export), page after page.
+pub async fn all(
+    table: &dyn Table,
+    tenant: &TenantId,
+    filter: &HistoryFilter,
+    max: usize,
+) -> Result<Vec<Session>, ConversationError> {
+    let (mut sessions, mut cursor) = (Vec::new(), None);
+    loop {
+        let (page, next) = list(table, tenant, filter, 100, cursor).await?;
+        sessions.extend(page);
+        match next {
+            Some(next) if sessions.len() < max => cursor = Some(next),
+            _ => {
+                sessions.truncate(max);
+                return Ok(sessions);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
