@@ -130,6 +130,12 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         documents: Arc::new(oratio_local::documents::ChildReader::of_this_program()?.with_limits(reading_limits()?)),
         conversations: conversation_settings()?,
         dashboard_url: std::env::var("DASHBOARD_URL").unwrap_or_default().into(),
+        secrets: Arc::new(oratio_aws::KmsSecretBox::new(oratio_aws::kms_client(config), env("SECRETS_KEY_ID")?)),
+        telephony: crate::deps::Telephony {
+            grant_key: Arc::new(env("TELEPHONY_GRANT_KEY")?.into_bytes()),
+            public_url: std::env::var("PUBLIC_API_URL").ok().map(Into::into),
+            media_url: std::env::var("TWILIO_MEDIA_URL").ok().map(Into::into),
+        },
     })
 }
 

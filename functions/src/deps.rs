@@ -11,6 +11,7 @@ use oratio_core::mail::Mailer;
 use oratio_core::push::Push;
 use oratio_core::ratelimit::RateLimiter;
 use oratio_core::runtime::AgentRuntime;
+use oratio_core::secrets::SecretBox;
 use oratio_core::table::Table;
 use oratio_core::turns::Turns;
 use oratio_core::workflow::Workflow;
@@ -35,6 +36,22 @@ pub struct Deps {
     pub conversations: ConversationSettings,
     /// The dashboard's origin, for links in emails (`DASHBOARD_URL` in AWS).
     pub dashboard_url: Arc<str>,
+    /// Seals what tenants give the platform to keep (auth tokens, tools' secrets).
+    pub secrets: Arc<dyn SecretBox>,
+    pub telephony: Telephony,
+}
+
+/// How phone calls reach the platform.
+#[derive(Clone)]
+pub struct Telephony {
+    /// Signs the grant the voice webhook gives a call's media stream.
+    pub grant_key: Arc<Vec<u8>>,
+    /// The public origin Twilio calls the webhook on (`PUBLIC_API_URL`; on one machine,
+    /// `--public-url`), as Twilio signs it; without it, the request's `Host`.
+    pub public_url: Option<Arc<str>>,
+    /// Where Twilio opens the media stream (`wss://…/telephony/twilio/media`; in AWS the
+    /// voice gateway's, `TWILIO_MEDIA_URL`); without it, the webhook's own host.
+    pub media_url: Option<Arc<str>>,
 }
 
 pub use oratio_core::conversations::ConversationSettings;

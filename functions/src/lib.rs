@@ -21,6 +21,7 @@ pub mod request;
 pub mod runtime_api;
 pub mod socket;
 pub mod takeover_api;
+pub mod telephony_api;
 pub mod usage;
 pub mod voice_api;
 
@@ -51,6 +52,7 @@ pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
         .merge(keys_api::routes())
         .merge(customer_api::routes())
         .merge(conversations_api::routes())
+        .merge(telephony_api::routes())
 }
 
 #[cfg(feature = "lambda")]

@@ -25,6 +25,8 @@ use crate::error::ErrorBody;
         (name = "customers", description = "What customers' applications reach with an API key"),
         (name = "sessions", description = "Conversations with the organization's agents"),
         (name = "runtime", description = "What the platform's agents reach with their runtime token"),
+        (name = "telephony", description = "Phone numbers, and Twilio's webhook and media stream"),
+        (name = "tools", description = "Tenant tools (webhooks such as n8n's) that agents call, and their executions"),
     )
 )]
 struct Base;
@@ -120,6 +122,7 @@ pub fn document() -> Document {
     doc.merge(crate::platform::routes().split_for_parts().1);
     doc.merge(crate::api_routes().split_for_parts().1);
     doc.merge(crate::voice_api::routes().split_for_parts().1);
+    doc.merge(crate::telephony_api::media_routes().split_for_parts().1);
     doc.merge(crate::runtime_api::routes().split_for_parts().1);
     doc
 }

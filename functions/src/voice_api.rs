@@ -128,7 +128,7 @@ fn close_code(code: &str) -> u16 {
 /// Closes with `code` (unless the client cannot even take the close frame), then waits a
 /// moment for the client's own close, as RFC 6455 asks: a connection dropped while the
 /// client still writes would be reset, and the client would lose the frames before it.
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+pub(crate) async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.chars().take(120).collect::<String>().into() };
     if !matches!(tokio::time::timeout(SEND_WITHIN, socket.send(Message::Close(Some(frame)))).await, Ok(Ok(()))) {
         return;

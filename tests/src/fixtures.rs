@@ -292,6 +292,14 @@ pub async fn local_auth() -> LocalAuth {
         documents: Arc::new(oratio_local::documents::InProcessReader(Default::default())),
         conversations: Default::default(),
         dashboard_url: "http://dashboard.test".into(),
+        secrets: Arc::new(
+            oratio_local::secrets::KeyFileSecretBox::open_or_create(&dir.path().join("secrets.key")).expect("a key"),
+        ),
+        telephony: oratio_functions::deps::Telephony {
+            grant_key: Arc::new(vec![7; 32]),
+            public_url: None,
+            media_url: None,
+        },
     });
     LocalAuth { deps, identity, outbox, _keep: vec![Box::new(dir), Box::new(AbortOnDrop(server))] }
 }

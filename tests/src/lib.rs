@@ -12,6 +12,7 @@ pub mod platform;
 pub mod scripted_model;
 pub mod sonic;
 pub mod speech;
+pub mod twilio;
 
 /// Logs stay silent unless `TEST_LOG` is set.
 pub fn init_logs() {

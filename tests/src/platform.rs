@@ -129,6 +129,28 @@ impl TestPlatform {
         login.json().await.expect("tokens")
     }
 
+    /// Invites `email` with `role` into the organization of `token`, has them join and
+    /// sign in; their access token.
+    pub async fn invite(&self, token: &str, email: &str, role: &str) -> String {
+        let invited =
+            self.post_json("/v1/members", Some(token), serde_json::json!({"email": email, "role": role})).await;
+        assert_eq!(invited.status(), 201, "invite {email}");
+        let outbox: serde_json::Value =
+            self.get(&format!("/local/outbox?to={email}")).await.json().await.expect("outbox");
+        let text = outbox["mails"][0]["text"].as_str().expect("an invitation").to_owned();
+        let code = text.lines().map(str::trim).find(|l| l.len() == 24).expect("the code");
+        let joined = self
+            .post_json(
+                "/v1/auth/register",
+                None,
+                serde_json::json!({"email": email, "password": PASSWORD, "invitation_code": code}),
+            )
+            .await;
+        assert_eq!(joined.status(), 201, "join {email}");
+        let tokens = self.confirm_and_sign_in(email).await;
+        tokens["access_token"].as_str().expect("a token").to_owned()
+    }
+
     /// Registers a new organization through the API and signs its admin in.
     pub async fn sign_up(&self, email: &str, organization: &str) -> Account {
         let registered = self

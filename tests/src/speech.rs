@@ -124,7 +124,7 @@ pub fn wav_parts(bytes: &[u8]) -> (u32, usize, &[u8]) {
     panic!("no data chunk")
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A caller's application on the voice socket.
 pub struct VoiceClient {

@@ -21,6 +21,16 @@ const PUBLIC: &[(&str, &str, &str)] = &[
     ("GET", "/local/identity/.well-known/jwks.json", "public keys"),
     ("GET", "/local/blobs/{key}", "answers only to a link the platform signed"),
     ("GET", "/local/outbox", "embedded only: the machine operator's mail catcher on loopback"),
+    (
+        "POST",
+        "/telephony/twilio/voice",
+        "answers only what the called number's own Twilio account signed (telephony.rs signs A's number with another account)",
+    ),
+    (
+        "GET",
+        "/telephony/twilio/media",
+        "answers only a grant the webhook signed for one call (telephony.rs alters one)",
+    ),
 ];
 
 struct Tenant {
@@ -304,6 +314,52 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         Some(json!({"outcome": "closed by someone else"})),
     )
     .await;
+    // A's phone number: B lists only its own, reads and removes none of A's, and cannot
+    // assign it to itself.
+    let twilio =
+        json!({"account_sid": "AC0123456789abcdef0123456789abcdef", "auth_token": "0123456789abcdef0123456789abcdef"});
+    let voice_agent = async |token: &str, name: &str| {
+        let form = reqwest::multipart::Form::new().text("config", json!({"name": name, "kind": "voice"}).to_string());
+        let created = p.request(Method::POST, "/v1/agents", Some(token)).multipart(form).send().await.expect("post");
+        assert_eq!(created.status(), 201);
+        created.json::<Value>().await.expect("json")["agent_id"].as_str().expect("an id").to_owned()
+    };
+    let a_phone_agent = voice_agent(&a.token, "Acme phone line").await;
+    let b_phone_agent = voice_agent(&b.token, "Bravo phone line").await;
+    let a_number = "+15125550147";
+    let assigned = p
+        .post_json(
+            "/v1/phone-numbers",
+            Some(&a.token),
+            json!({"number": a_number, "agent_id": a_phone_agent, "twilio": twilio}),
+        )
+        .await;
+    assert_eq!(assigned.status(), 201);
+    let taken = p
+        .post_json("/v1/phone-numbers", bt, json!({"number": a_number, "agent_id": b_phone_agent, "twilio": twilio}))
+        .await;
+    assert_eq!(taken.status(), 409, "a number belongs to one tenant");
+    let onto_a = p
+        .post_json(
+            "/v1/phone-numbers",
+            bt,
+            json!({"number": "+15125550148", "agent_id": a_phone_agent, "twilio": twilio}),
+        )
+        .await;
+    assert_eq!(onto_a.status(), 404, "B cannot give A's agent a number");
+    send(Method::GET, "/v1/phone-numbers", "/v1/phone-numbers".into(), bt, None, None).await;
+    send(
+        Method::POST,
+        "/v1/phone-numbers",
+        "/v1/phone-numbers".into(),
+        bt,
+        None,
+        Some(json!({"number": "+15125550199", "agent_id": b_phone_agent, "twilio": twilio})),
+    )
+    .await;
+    for method in [Method::GET, Method::DELETE] {
+        send(method, "/v1/phone-numbers/{number}", format!("/v1/phone-numbers/{a_number}"), bt, None, None).await;
+    }
     // A forged query or body naming A's tenant changes nothing.
     send(Method::GET, "/v1/agents", format!("/v1/agents?tenant_id={}", a.tenant_id), bt, None, None).await;
     let mut create = reqwest::multipart::Form::new()
@@ -329,6 +385,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         &a_notification,
         &refund["session_id"].as_str().expect("session").to_owned(),
         &"Acme".to_owned(),
+        &a_phone_agent,
+        &"5125550147".to_owned(),
     ];
     for answer in &answers {
         for secret in secrets_of_a {
@@ -367,6 +425,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         .await
         .expect("profile");
     assert_eq!(profile.status(), 200, "A's key still works");
+    let numbers = p.get_json("/v1/phone-numbers", Some(&a.token)).await;
+    assert_eq!(numbers["numbers"][0]["number"], a_number, "A's number is still A's: {numbers}");
     let me: Value = p.get_json("/v1/me", Some(&a.token)).await;
     assert_eq!(me["role"], "admin");
     let unread = p.get_json("/v1/notifications", Some(&a.token)).await;

@@ -34,8 +34,9 @@ use oratio_core::table::Table;
 use oratio_core::voice::{Cascaded, PassThrough, VoiceEngine, VoiceLimits, VoiceService};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
-use oratio_functions::deps::Deps;
+use oratio_functions::deps::{Deps, Telephony};
 use oratio_functions::error::{method_not_allowed, not_found};
+use oratio_functions::telephony_api;
 use oratio_functions::voice_api::{self, VoiceGateway};
 use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
@@ -192,6 +193,9 @@ pub struct Config {
     /// The program whose `read-document` child reads uploaded documents (default: this
     /// one, the `oratio` binary).
     pub document_reader: PathBuf,
+    /// The public origin Twilio reaches this platform on (`ORATIO_PUBLIC_URL`, e.g. a
+    /// tunnel's `https://…`); without it, each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -220,6 +224,7 @@ impl Default for Config {
                 ..ConversationSettings::default()
             },
             document_reader: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("oratio")),
+            public_url: std::env::var("ORATIO_PUBLIC_URL").ok().filter(|u| !u.trim().is_empty()),
         }
     }
 }
@@ -370,6 +375,12 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         documents,
         conversations: config.conversations,
         dashboard_url: format!("http://{addr}").into(),
+        secrets: Arc::new(oratio_local::secrets::KeyFileSecretBox::open_or_create(&data.path().join("secrets.key"))?),
+        telephony: Telephony {
+            grant_key: Arc::new(oratio_local::files::load_or_create_secret(&data.path().join("telephony.key"))?),
+            public_url: config.public_url.as_deref().map(Into::into),
+            media_url: None,
+        },
     });
 
     let (speech, speech_task) = speech(&config, data.path());
@@ -453,7 +464,7 @@ fn app(
     let (local_routes, local_doc) = local_api::routes().split_for_parts();
     let (runtime_routes, _) = runtime_api::routes().split_for_parts();
     let (api_routes, _) = oratio_functions::api_routes().split_for_parts();
-    let (voice_routes, _) = voice_api::routes().split_for_parts();
+    let (voice_routes, _) = voice_api::routes().merge(telephony_api::media_routes()).split_for_parts();
     let mut doc = openapi::document();
     doc.merge(local_doc);
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());

@@ -4,6 +4,7 @@ pub mod agentcore;
 pub mod bedrock;
 pub mod cognito;
 pub mod dynamodb;
+pub mod kms;
 pub mod knowledge;
 pub mod push;
 pub mod s3;
@@ -15,6 +16,7 @@ pub use agentcore::{AgentCoreRuntime, AgentCoreSettings};
 pub use bedrock::{BedrockLlm, TitanEmbeddings};
 pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
+pub use kms::KmsSecretBox;
 pub use knowledge::{BedrockKnowledgeBase, KnowledgeBaseSettings};
 pub use push::ApiGatewayPush;
 pub use s3::S3BlobStore;
@@ -75,4 +77,8 @@ pub fn bedrock_agent_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockag
 
 pub fn bedrock_agent_runtime_client(config: &aws_config::SdkConfig) -> aws_sdk_bedrockagentruntime::Client {
     aws_sdk_bedrockagentruntime::Client::new(config)
+}
+
+pub fn kms_client(config: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+    aws_sdk_kms::Client::new(config)
 }

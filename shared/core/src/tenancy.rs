@@ -40,7 +40,7 @@ impl Role {
         match permission {
             Permission::Read => true,
             Permission::ManageAgents | Permission::ManageSessions => matches!(self, Role::Admin | Role::Operator),
-            Permission::ManageMembers | Permission::ManageKeys => self == Role::Admin,
+            Permission::ManageMembers | Permission::ManageKeys | Permission::ManageIntegrations => self == Role::Admin,
         }
     }
 
@@ -61,6 +61,8 @@ pub enum Permission {
     ManageSessions,
     ManageMembers,
     ManageKeys,
+    /// Phone numbers and tools.
+    ManageIntegrations,
 }
 
 impl Permission {
@@ -71,6 +73,7 @@ impl Permission {
             Permission::ManageSessions => "manage sessions (operators and admins)",
             Permission::ManageMembers => "manage members (admins)",
             Permission::ManageKeys => "manage API keys (admins)",
+            Permission::ManageIntegrations => "manage phone numbers and tools (admins)",
         }
     }
 }

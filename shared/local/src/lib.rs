@@ -15,6 +15,7 @@ pub mod push;
 pub mod python_engine;
 pub mod ratelimit;
 pub mod runtime;
+pub mod secrets;
 pub mod speech;
 pub mod sqlite;
 
