@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use oratio_core::tools::EgressPolicy;
+use oratio_core::tools::execution::{TOOL_BACKOFF, ToolService};
+
 use anyhow::Context as _;
 use axum::Router;
 use axum::http::Request;
@@ -72,7 +75,18 @@ pub fn llm(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<dyn Llm>> {
 pub fn runtime_state(config: &aws_config::SdkConfig) -> anyhow::Result<RuntimeState> {
     let key = env("RUNTIME_TOKEN_KEY")?;
     anyhow::ensure!(key.len() >= 32, "RUNTIME_TOKEN_KEY must be at least 32 characters");
-    Ok(RuntimeState { key: Arc::new(key.into_bytes()), knowledge: knowledge(config)?, llm: llm(config)? })
+    let tools = ToolService {
+        table: table(config)?,
+        secrets: secrets(config)?,
+        endpoint: Arc::new(crate::tool_http::HttpToolEndpoint::new(EgressPolicy::PUBLIC)?),
+        backoff: TOOL_BACKOFF,
+    };
+    Ok(RuntimeState { key: Arc::new(key.into_bytes()), knowledge: knowledge(config)?, llm: llm(config)?, tools })
+}
+
+/// Tenants' secrets, sealed under the KMS key `SECRETS_KEY_ID`.
+pub fn secrets(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<dyn oratio_core::secrets::SecretBox>> {
+    Ok(Arc::new(oratio_aws::KmsSecretBox::new(oratio_aws::kms_client(config), env("SECRETS_KEY_ID")?)))
 }
 
 /// Agents on AgentCore Runtime: code zips in `BUCKET_NAME`, runtimes assuming
@@ -130,7 +144,8 @@ pub fn deps(config: &aws_config::SdkConfig) -> anyhow::Result<Deps> {
         documents: Arc::new(oratio_local::documents::ChildReader::of_this_program()?.with_limits(reading_limits()?)),
         conversations: conversation_settings()?,
         dashboard_url: std::env::var("DASHBOARD_URL").unwrap_or_default().into(),
-        secrets: Arc::new(oratio_aws::KmsSecretBox::new(oratio_aws::kms_client(config), env("SECRETS_KEY_ID")?)),
+        secrets: secrets(config)?,
+        egress: EgressPolicy::PUBLIC,
         telephony: crate::deps::Telephony {
             grant_key: Arc::new(env("TELEPHONY_GRANT_KEY")?.into_bytes()),
             public_url: std::env::var("PUBLIC_API_URL").ok().map(Into::into),

@@ -38,6 +38,8 @@ pub struct Deps {
     pub dashboard_url: Arc<str>,
     /// Seals what tenants give the platform to keep (auth tokens, tools' secrets).
     pub secrets: Arc<dyn SecretBox>,
+    /// Where tenant tools may send requests (public HTTPS in AWS; loopback too on one machine).
+    pub egress: oratio_core::tools::EgressPolicy,
     pub telephony: Telephony,
 }
 

@@ -22,6 +22,8 @@ pub mod runtime_api;
 pub mod socket;
 pub mod takeover_api;
 pub mod telephony_api;
+pub mod tool_http;
+pub mod tools_api;
 pub mod usage;
 pub mod voice_api;
 
@@ -53,6 +55,7 @@ pub fn api_routes() -> utoipa_axum::router::OpenApiRouter<Arc<deps::Deps>> {
         .merge(customer_api::routes())
         .merge(conversations_api::routes())
         .merge(telephony_api::routes())
+        .merge(tools_api::routes())
 }
 
 #[cfg(feature = "lambda")]

@@ -18,6 +18,7 @@ use hmac::{Hmac, Mac};
 use oratio_core::ids::{AgentId, TenantId};
 use oratio_core::knowledge::{KnowledgeBase, KnowledgeScope, Passage};
 use oratio_core::llm::{Llm, LlmError, Message, Prompt, ToolSpec};
+use oratio_core::tools::execution::{ToolCallRequest, ToolService};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Sha256;
@@ -30,6 +31,8 @@ pub struct RuntimeState {
     pub key: Arc<Vec<u8>>,
     pub knowledge: Arc<dyn KnowledgeBase>,
     pub llm: Arc<dyn Llm>,
+    /// Calls the tenant's tools for its agents.
+    pub tools: ToolService,
 }
 
 impl RuntimeState {
@@ -71,7 +74,7 @@ impl RuntimeState {
 }
 
 pub fn routes() -> OpenApiRouter<RuntimeState> {
-    OpenApiRouter::new().routes(routes!(retrieve)).routes(routes!(complete))
+    OpenApiRouter::new().routes(routes!(retrieve)).routes(routes!(complete)).routes(routes!(call_tool))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -175,4 +178,49 @@ async fn complete(
         rx.recv().await.map(|e| (Ok::<_, std::convert::Infallible>(e), rx))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolCallBody {
+    /// The tool's name, as the model called it.
+    name: String,
+    /// The model's arguments.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    arguments: serde_json::Value,
+    /// The conversation the call is for (the invocation's `session_id`).
+    #[serde(default)]
+    session_id: Option<String>,
+}
+
+/// Calls one of the tenant's tools for the calling agent (validated, signed, bounded,
+/// retried, recorded). The answer is what the model is given back: `{execution_id, status,
+/// attempts, result?, error?}`; a failed call is an answer too (status `failed` or
+/// `timed_out`, with its `error`), for the model to act on.
+#[utoipa::path(post, path = "/v1/runtime/tools", tag = "runtime", request_body = ToolCallBody,
+    responses(
+        (status = 200, description = "`{execution_id, status, attempts, result?, error?: {code, message}}`", body = Object),
+        (status = 401, body = ErrorBody, description = "`invalid_runtime_token`"),
+        (status = 404, body = ErrorBody, description = "`unknown_tool`: the agent has no tool of that name"),
+    ))]
+async fn call_tool(
+    State(state): State<RuntimeState>,
+    headers: HeaderMap,
+    body: Result<Json<ToolCallBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let scope = state.scope(&headers)?;
+    let Json(body) = body?;
+    let call = ToolCallRequest {
+        tenant: scope.tenant,
+        agent: scope.agent,
+        // A session id that is not one is not the agent's to name: the call is recorded without it.
+        session: body.session_id.and_then(|s| s.parse().ok()),
+        name: body.name,
+        arguments: body.arguments,
+    };
+    match state.tools.call(call).await? {
+        Some(execution) => Ok(Json(execution.for_model())),
+        None => Err(ApiError::new(StatusCode::NOT_FOUND, "unknown_tool", "this agent has no tool of that name")),
+    }
 }

@@ -295,6 +295,7 @@ pub async fn local_auth() -> LocalAuth {
         secrets: Arc::new(
             oratio_local::secrets::KeyFileSecretBox::open_or_create(&dir.path().join("secrets.key")).expect("a key"),
         ),
+        egress: oratio_core::tools::EgressPolicy::EMBEDDED,
         telephony: oratio_functions::deps::Telephony {
             grant_key: Arc::new(vec![7; 32]),
             public_url: None,
@@ -582,19 +583,35 @@ pub struct RuntimeApi {
     pub url: String,
     pub state: oratio_functions::runtime_api::RuntimeState,
     _server: AbortOnDrop,
+    _dir: tempfile::TempDir,
 }
 
 pub async fn runtime_api(
     knowledge: Arc<dyn oratio_core::knowledge::KnowledgeBase>,
     llm: Arc<dyn oratio_core::llm::Llm>,
 ) -> RuntimeApi {
-    let state = oratio_functions::runtime_api::RuntimeState { key: Arc::new(b"a test key".repeat(4)), knowledge, llm };
+    let dir = tempfile::tempdir().expect("a directory");
+    let table: Arc<dyn oratio_core::table::Table> =
+        Arc::new(oratio_local::SqliteTable::open(&dir.path().join("table.sqlite3")).expect("a table"));
+    let tools = oratio_core::tools::execution::ToolService {
+        table,
+        secrets: Arc::new(
+            oratio_local::secrets::KeyFileSecretBox::open_or_create(&dir.path().join("secrets.key")).expect("a key"),
+        ),
+        endpoint: Arc::new(
+            oratio_functions::tool_http::HttpToolEndpoint::new(oratio_core::tools::EgressPolicy::EMBEDDED)
+                .expect("a client"),
+        ),
+        backoff: oratio_core::tools::execution::TOOL_BACKOFF,
+    };
+    let state =
+        oratio_functions::runtime_api::RuntimeState { key: Arc::new(b"a test key".repeat(4)), knowledge, llm, tools };
     let (router, _) = oratio_functions::runtime_api::routes().split_for_parts();
     let app = router.with_state(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
     let url = format!("http://{}", listener.local_addr().expect("bound address"));
     let server = tokio::spawn(axum_serve(listener, app));
-    RuntimeApi { url, state, _server: AbortOnDrop(server) }
+    RuntimeApi { url, state, _server: AbortOnDrop(server), _dir: dir }
 }
 
 impl RuntimeApi {

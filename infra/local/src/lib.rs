@@ -30,13 +30,17 @@ use oratio_core::health::HealthCheck;
 use oratio_core::knowledge::DocumentReader;
 use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::runtime::{AgentRef, AgentRuntime};
+use oratio_core::secrets::SecretBox;
 use oratio_core::table::Table;
+use oratio_core::tools::EgressPolicy;
+use oratio_core::tools::execution::{TOOL_BACKOFF, ToolService};
 use oratio_core::voice::{Cascaded, PassThrough, VoiceEngine, VoiceLimits, VoiceService};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::{Deps, Telephony};
 use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::telephony_api;
+use oratio_functions::tool_http::HttpToolEndpoint;
 use oratio_functions::voice_api::{self, VoiceGateway};
 use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
@@ -332,10 +336,18 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         }),
         None => model(&config.llm, config.llm_timeout),
     };
+    let secrets: Arc<dyn SecretBox> =
+        Arc::new(oratio_local::secrets::KeyFileSecretBox::open_or_create(&data.path().join("secrets.key"))?);
     let runtime_state = RuntimeState {
         key: Arc::new(oratio_local::files::load_or_create_secret(&data.path().join("runtime.key"))?),
         knowledge: knowledge.clone(),
         llm: llm.clone(),
+        tools: ToolService {
+            table: shared_table.clone(),
+            secrets: secrets.clone(),
+            endpoint: Arc::new(HttpToolEndpoint::new(EgressPolicy::EMBEDDED)?),
+            backoff: TOOL_BACKOFF,
+        },
     };
     let agent_env: oratio_local::runtime::AgentEnv = {
         let (state, url) = (runtime_state.clone(), format!("http://{addr}"));
@@ -375,7 +387,8 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         documents,
         conversations: config.conversations,
         dashboard_url: format!("http://{addr}").into(),
-        secrets: Arc::new(oratio_local::secrets::KeyFileSecretBox::open_or_create(&data.path().join("secrets.key"))?),
+        secrets,
+        egress: EgressPolicy::EMBEDDED,
         telephony: Telephony {
             grant_key: Arc::new(oratio_local::files::load_or_create_secret(&data.path().join("telephony.key"))?),
             public_url: config.public_url.as_deref().map(Into::into),

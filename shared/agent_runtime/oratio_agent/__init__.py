@@ -26,7 +26,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-__all__ = ["serve", "handoff", "retrieve", "complete", "say", "MAX_REQUEST_BYTES", "PlatformError"]
+__all__ = ["serve", "handoff", "retrieve", "complete", "call_tool", "say", "MAX_REQUEST_BYTES", "PlatformError"]
 
 MAX_REQUEST_BYTES = 1024 * 1024
 _started = int(time.time())
@@ -202,6 +202,20 @@ def retrieve(query, limit=4):
     ``[{"document_id", "title", "location", "text", "score"}]``."""
     answer = _platform("/v1/runtime/retrieve", {"query": str(query), "limit": int(limit)})
     return [] if answer is None else answer.get("passages", [])
+
+
+def call_tool(name, arguments, session_id=None):
+    """Calls one of the tenant's tools through the platform, which checks the arguments
+    against the tool's schema, signs, sends, retries and records the call:
+    ``{"execution_id", "status": "succeeded"|"failed"|"timed_out", "attempts", "result"?,
+    "error"?: {"code", "message"}}``."""
+    body = {"name": str(name), "arguments": arguments if isinstance(arguments, dict) else {}}
+    if session_id:
+        body["session_id"] = str(session_id)
+    answer = _platform("/v1/runtime/tools", body)
+    if answer is None:
+        return {"status": "failed", "attempts": 0, "error": {"code": "offline", "message": "no platform is reachable"}}
+    return answer
 
 
 def _events(response):

@@ -99,6 +99,14 @@ ulid_id!(
     /// One handoff notification.
     NotificationId, "notification id", "ntf_"
 );
+ulid_id!(
+    /// One tool a tenant registered for its agents.
+    ToolId, "tool id", "tool_"
+);
+ulid_id!(
+    /// One call of a tenant tool.
+    ExecutionId, "execution id", "exe_"
+);
 
 /// One WebSocket connection, named by API Gateway (or by the embedded emulation, which
 /// mints ids of the same shape).

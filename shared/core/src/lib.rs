@@ -36,6 +36,7 @@ pub mod table;
 pub mod telephony;
 pub mod tenancy;
 pub mod time;
+pub mod tools;
 pub mod turns;
 pub mod voice;
 pub mod workflow;

@@ -95,13 +95,16 @@ pub struct HistoryTurn {
 }
 
 /// The agent's configuration that applies to every new message without a redeploy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LiveConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub greeting: Option<String>,
     /// The tenant's handoff conditions, beside the SOP's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handoff_conditions: Vec<String>,
+    /// The tenant's tools this agent may call (`/v1/runtime/tools` calls them), beside its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<crate::llm::ToolSpec>,
 }
 
 /// One message for an agent (the body of `POST /invocations`).

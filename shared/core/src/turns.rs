@@ -182,6 +182,18 @@ impl Turns {
         Ok(Accepted { session, turn, agent, lease, message: text })
     }
 
+    /// The tenant's tools the agent is offered; without them (the read failed) the agent
+    /// still answers, with its own tools only.
+    async fn tools_of(&self, session: &Session) -> Vec<crate::llm::ToolSpec> {
+        match crate::tools::for_agent(self.table.as_ref(), &session.tenant_id, &session.agent_id).await {
+            Ok(tools) => tools,
+            Err(e) => {
+                tracing::warn!(cause = %e, "the tenant's tools could not be read; the agent answers without them");
+                Vec::new()
+            }
+        }
+    }
+
     /// Calls the agent with the conversation so far and stores its reply. With `text`,
     /// the reply's pieces go there as the agent streams them. On failure the lease is
     /// given back; the customer's turn stays.
@@ -204,6 +216,7 @@ impl Turns {
             config: LiveConfig {
                 greeting: accepted.agent.greeting.clone(),
                 handoff_conditions: accepted.agent.handoff_conditions.clone(),
+                tools: self.tools_of(session).await,
             },
         };
         let agent = AgentRef { tenant: session.tenant_id.clone(), agent: session.agent_id.clone() };

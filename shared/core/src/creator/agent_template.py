@@ -4,8 +4,9 @@ Each message runs a bounded tool-using model loop. The system prompt comes from 
 reviewed plan (procedure, tone, details to collect, handoff rules, guardrails, knowledge
 policy), plus what the platform sends live (the tenant's handoff conditions, the details
 the customer already gave). The messages are the conversation. The model acts through the
-tools this agent executes: search_knowledge, save_details, hand_off, end_conversation.
-Every call is traced (name, arguments, result, duration). Imports: the standard library
+tools this agent executes (search_knowledge, save_details, hand_off, end_conversation) and
+the tenant's tools the platform sends in the config, which the platform calls for it. Every
+call is traced (name, arguments, result, duration). Imports: the standard library
 and oratio_agent only.
 """
 
@@ -166,10 +167,24 @@ def _lines(text):
     return "\n".join(" ".join(line.split()) for line in str(text).splitlines() if line.strip())
 
 
+OWN = {t["name"] for t in TOOLS}
+
+
+def _tenant_tools(config):
+    """The tenant's tools offered to this agent, as the model is given them."""
+    return [
+        {"name": t["name"], "description": str(t.get("description", "")), "input_schema": t.get("input_schema") or {"type": "object"}}
+        for t in config.get("tools") or []
+        if isinstance(t, dict) and isinstance(t.get("name"), str) and t["name"] not in OWN
+    ]
+
+
 class _Turn:
     """What the tools did during one message."""
 
-    def __init__(self, collected):
+    def __init__(self, collected, tenant_tools=(), session_id=None):
+        self.tenant_tools = {t["name"] for t in tenant_tools}
+        self.session_id = session_id
         self.collected = dict(collected)
         self.saved = {}
         self.handoff = None
@@ -223,11 +238,16 @@ class _Turn:
     def run(self, call):
         started = time.monotonic()
         arguments = call.get("input") if isinstance(call.get("input"), dict) else {}
-        tool = getattr(self, call.get("name", ""), None) if call.get("name") in {t["name"] for t in TOOLS} else None
+        name = call.get("name", "")
+        tool = getattr(self, name, None) if name in OWN else None
         try:
-            if tool is None:
-                raise ValueError("there is no tool named %r" % call.get("name"))
-            result, is_error = tool(arguments), False
+            if name in self.tenant_tools:
+                result = oratio_agent.call_tool(name, arguments, self.session_id)
+                is_error = result.get("status") != "succeeded"
+            elif tool is None:
+                raise ValueError("there is no tool named %r" % name)
+            else:
+                result, is_error = tool(arguments), False
         except Exception as error:  # a model's bad arguments go back to it, never crash the turn
             result, is_error = {"error": str(error)}, True
         self.trace.append(
@@ -260,7 +280,8 @@ def handle(request):
         return {"reply": greeting, "sources": [], "handoff": None}
     history = [turn for turn in request.get("history", []) if isinstance(turn, dict)]
     collected = request.get("details") if isinstance(request.get("details"), dict) else {}
-    turn = _Turn({str(k): str(v) for k, v in collected.items()})
+    offered = _tenant_tools(config)
+    turn = _Turn({str(k): str(v) for k, v in collected.items()}, offered, request.get("session_id"))
     messages = _messages(history, message)
     usage = {"input_tokens": 0, "output_tokens": 0, "model": None, "fallback_used": False}
     parts = []
@@ -268,7 +289,7 @@ def handle(request):
         completion = oratio_agent.complete(
             system_prompt(config, turn.collected),
             messages,
-            tools=TOOLS,
+            tools=TOOLS + offered,
             max_tokens=MAX_REPLY_TOKENS,
             lead=" " if parts else "",
         )

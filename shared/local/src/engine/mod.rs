@@ -17,6 +17,7 @@ pub mod brief;
 pub mod extract;
 pub mod lexicon;
 pub mod policy;
+pub mod tools;
 pub mod understand;
 
 use std::collections::HashMap;

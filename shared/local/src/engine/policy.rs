@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 
 use oratio_core::creator::plan::{ASKED_FOR_PERSON, refusal_for};
 use oratio_core::language::{is_question, words};
-use oratio_core::llm::{Message, Prompt, Speaker, ToolCall, ToolResult};
+use oratio_core::llm::{Message, Prompt, Speaker, ToolCall, ToolResult, ToolSpec};
+use oratio_core::tools::BUILT_IN;
 use serde_json::{Value, json};
 
 use super::LocalEngine;
@@ -22,6 +23,7 @@ use super::answer::{self, Found};
 use super::brief::{Brief, Detail};
 use super::extract::extract;
 use super::lexicon::Terms;
+use super::tools;
 use super::understand::{self, Coverage};
 use oratio_core::details::DetailKind;
 
@@ -212,6 +214,8 @@ struct Reading<'a> {
     results: Vec<(&'a ToolCall, &'a ToolResult)>,
     /// How many tool calls the conversation has seen (for fresh ids).
     calls_so_far: usize,
+    /// The tenant's tools the prompt offers.
+    tools: Vec<&'a ToolSpec>,
 }
 
 fn read(prompt: &Prompt) -> Option<Reading<'_>> {
@@ -233,7 +237,8 @@ fn read(prompt: &Prompt) -> Option<Reading<'_>> {
     let last_agent =
         prompt.messages[..customer_at].iter().rev().find(|m| m.speaker == Speaker::Assistant).map(Message::text);
     let calls_so_far = prompt.messages.iter().map(|m| m.tool_calls().count()).sum();
-    Some(Reading { brief, customer, earlier_customer, last_agent, results, calls_so_far })
+    let tools = tools::offered(prompt);
+    Some(Reading { brief, customer, earlier_customer, last_agent, results, calls_so_far, tools })
 }
 
 /// The engine's answer to an agent's prompt (or to any other prompt: an answer from the
@@ -428,6 +433,19 @@ async fn customer_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     if let Some(i) = guardrail_by_words(brief, said) {
         return refusal(brief, i);
     }
+    // A tenant's tool the message asks for is called (or its missing argument asked for).
+    let last_agent = reading.last_agent.as_deref();
+    if let Some(wanted) = tools::wanted(engine, &reading.tools, said, last_agent, &reading.earlier_customer).await {
+        return match wanted.missing {
+            Some(key) => text(tools::ask(&wanted.tool, &key)),
+            None => {
+                let mut calls = Vec::new();
+                save(&mut calls);
+                calls.push(call(reading, calls.len(), &wanted.tool.name, Value::Object(wanted.arguments)));
+                (String::new(), calls)
+            }
+        };
+    }
     // By meaning alone, only a clear handoff acts at once; a forbidden request, or a
     // message that may be either, is looked up first and weighed against the documents.
     // A message that mostly gives details is not weighed.
@@ -589,7 +607,17 @@ async fn results_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     let mut saved = BTreeMap::new();
     let mut found = Vec::new();
     let mut failed = false;
+    // What the tenant's tools answered, in words.
+    let mut told = Vec::new();
     for (call, result) in &reading.results {
+        if !BUILT_IN.contains(&call.name.as_str()) {
+            told.push(if result.is_error {
+                format!("I'm sorry, I couldn't check that just now — {OFFER}")
+            } else {
+                tools::tell(&result.content["result"])
+            });
+            continue;
+        }
         if result.is_error {
             failed = true;
             continue;
@@ -616,10 +644,11 @@ async fn results_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
             _ => {}
         }
     }
-    if failed && saved.is_empty() && found.is_empty() {
+    if failed && saved.is_empty() && found.is_empty() && told.is_empty() {
         return text(format!("I'm sorry, something went wrong on my side — {OFFER}"));
     }
-    let mut parts = Vec::new();
+    let answered_by_tool = !told.is_empty();
+    let mut parts = told;
     let searched = reading.results.iter().any(|(c, _)| c.name == "search_knowledge");
     if searched {
         let (answer, closest) = answer_from(engine, said, &found).await;
@@ -660,6 +689,8 @@ async fn results_turn(engine: &LocalEngine, reading: &Reading<'_>) -> Move {
     }
     if parts.is_empty() {
         parts.push(format!("Could you tell me a little more about what you need? {ANYTHING_ELSE}"));
+    } else if answered_by_tool && !parts.last().is_some_and(|p| p.ends_with('?')) {
+        parts.push(ANYTHING_ELSE.to_owned());
     }
     text(parts.join(" "))
 }
