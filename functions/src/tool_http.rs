@@ -118,3 +118,46 @@ impl ToolEndpoint for HttpToolEndpoint {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use super::*;
+    use oratio_core::tools::Method;
+
+    fn request(url: &str) -> EndpointRequest {
+        EndpointRequest { method: Method::Post, url: url.into(), headers: Vec::new(), body: b"{}".to_vec() }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_an_internal_address_is_refused_before_connecting() {
+        let guarded = GuardedResolver { policy: EgressPolicy::PUBLIC };
+        let resolved = guarded.resolve(Name::from_str("localhost").unwrap()).await;
+        assert!(resolved.is_err_and(|e| e.to_string().contains("may not reach")));
+        let embedded = GuardedResolver { policy: EgressPolicy::EMBEDDED };
+        assert!(embedded.resolve(Name::from_str("localhost").unwrap()).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_public_policy_refuses_internal_endpoints_and_follows_no_redirect() {
+        let endpoint = HttpToolEndpoint::new(EgressPolicy::PUBLIC).unwrap();
+        for url in ["https://127.0.0.1:9/x", "https://169.254.169.254/latest/meta-data/", "http://example.com/x"] {
+            let sent = endpoint.send(request(url), Duration::from_secs(2)).await;
+            assert!(matches!(sent, Err(SendError::Refused(_))), "{url}: {sent:?}");
+        }
+        // A redirect (to the metadata service) is answered as it is, not followed.
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(|| async {
+                (axum::http::StatusCode::FOUND, [("location", "http://169.254.169.254/latest/meta-data/")])
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let local = HttpToolEndpoint::new(EgressPolicy::EMBEDDED).unwrap();
+        let answer = local.send(request(&url), Duration::from_secs(2)).await.expect("an answer");
+        assert_eq!(answer.status, 302);
+    }
+}

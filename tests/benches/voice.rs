@@ -5,6 +5,9 @@
 //!
 //! Callers are flite's `slt` voice saying the corpus's questions (the `facts` of every
 //! entry), streamed in real time in 20 ms frames, one voice agent per corpus entry.
+//! The same questions are then asked on a phone call (a simulated Twilio: the signed
+//! webhook, then Media Streams in μ-law at 8 kHz, in real time): end of the caller's speech
+//! to the first μ-law byte back, beside the voice socket's figure.
 //! Then how many concurrent real-time sessions one process carries ([`load`]).
 //! Run: `cargo bench -p oratio-tests --bench voice` (`-- load`: only the concurrency part).
 
@@ -18,6 +21,7 @@ use oratio_core::speech::{Audio, Recognizer, Synthesizer, VoiceSettings, resampl
 use oratio_local::speech::LocalSpeech;
 use oratio_tests::platform::{TestPlatform, test_config};
 use oratio_tests::speech::{caller_says, worker_url};
+use oratio_tests::twilio;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -100,6 +104,48 @@ async fn ask(
     panic!("no reply within 8 s of silence")
 }
 
+/// The agent's questions asked over a simulated Twilio call to a number of its own: for
+/// each, the time from the end of the caller's speech to the first μ-law byte back.
+async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(String, Audio)]) -> Vec<f64> {
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+    const AUTH: &str = "0123456789abcdef0123456789abcdef";
+    let number = format!("+1555{:07}", rand_number(agent));
+    let assigned = p
+        .post_json("/v1/phone-numbers", Some(token), json!({"number": number, "agent_id": agent,
+            "twilio": {"account_sid": ACCOUNT, "auth_token": AUTH}}))
+        .await;
+    assert_eq!(assigned.status(), 201);
+    let url = format!("{}/telephony/twilio/voice", p.url);
+    let params = twilio::call_params(ACCOUNT, "CA00000000000000000000000000000001", "+15550000001", &number);
+    let twiml = p
+        .http
+        .post(&url)
+        .form(&params)
+        .header("x-twilio-signature", twilio::sign(AUTH, &url, &params))
+        .send()
+        .await
+        .expect("the webhook")
+        .text()
+        .await
+        .expect("TwiML");
+    let (media, grant) = twilio::stream_of(&twiml).expect("a stream");
+    let mut call = twilio::TwilioStream::open(&media, &grant, ACCOUNT, "CA00000000000000000000000000000001").await;
+    let mut out = Vec::new();
+    for (_, said) in questions {
+        if let Some(waited) = call.time_to_answer(said, Duration::from_secs(8)).await {
+            out.push(waited.as_secs_f64() * 1e3);
+        }
+        call.until_quiet(Duration::from_millis(1_500)).await;
+    }
+    call.stop(ACCOUNT, "CA00000000000000000000000000000001").await;
+    out
+}
+
+/// Seven digits of a number that is the agent's own.
+fn rand_number(agent: &str) -> u64 {
+    agent.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))) % 10_000_000
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if std::env::args().any(|a| a == "load") {
@@ -113,7 +159,7 @@ async fn main() {
     let voice = VoiceSettings::default();
     let corpus = oratio::eval::bundled().expect("the corpus");
 
-    let (mut turns, mut questions) = (Vec::new(), Vec::new());
+    let (mut turns, mut questions, mut phone) = (Vec::new(), Vec::new(), Vec::new());
     let (mut raw_recognition, mut raw_agent, mut raw_synthesis) = (Vec::new(), Vec::new(), Vec::new());
     for entry in &corpus {
         if turns.len() >= TURNS {
@@ -150,6 +196,7 @@ async fn main() {
         });
         sink.send(Message::Text(json!({"type": "session.start"}).to_string().into())).await.expect("start");
         let mut frame = 1;
+        let first_question = questions.len();
         let reference =
             AgentRef { tenant: account.tenant_id.parse().expect("tenant"), agent: agent.parse().expect("agent") };
         for fact in &entry.cases.facts {
@@ -188,6 +235,8 @@ async fn main() {
         }
         sink.send(Message::Text(json!({"type": "session.end"}).to_string().into())).await.expect("end");
         let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        // The same questions on a phone call: Twilio's webhook, then its media stream.
+        phone.extend(phone_call(&p, &token, &agent, &questions[first_question..]).await);
     }
 
     println!(
@@ -200,6 +249,7 @@ async fn main() {
     for name in ["endpointing_ms", "recognition_ms", "agent_ms", "synthesis_ms", "platform_ms", "total_ms"] {
         report(&format!("  server: {name}"), part(name));
     }
+    report("end of speech -> first mu-law byte (Twilio)", phone);
     println!("baseline, each engine alone on the same inputs:");
     report("  recogniser (whole question)", raw_recognition);
     report("  agent (whole reply, no socket)", raw_agent);

@@ -592,7 +592,7 @@ pub async fn runtime_api(
 ) -> RuntimeApi {
     let dir = tempfile::tempdir().expect("a directory");
     let table: Arc<dyn oratio_core::table::Table> =
-        Arc::new(oratio_local::SqliteTable::open(&dir.path().join("table.sqlite3")).expect("a table"));
+        Arc::new(oratio_local::SqliteTable::open(dir.path().join("table.sqlite3")).expect("a table"));
     let tools = oratio_core::tools::execution::ToolService {
         table,
         secrets: Arc::new(

@@ -142,6 +142,45 @@ impl TwilioStream {
         }
     }
 
+    /// Speaks `audio` in real time, then keeps the line open with silence, as a phone line
+    /// does; the time from the end of the speech to the agent's first audio, if it came
+    /// within `wait`.
+    pub async fn time_to_answer(&mut self, audio: &Audio, wait: Duration) -> Option<Duration> {
+        let mut line = resample(audio, 8_000).expect("resampled").samples;
+        let speech_frames = line.len().div_ceil(160);
+        line.resize(speech_frames * 160, 0);
+        let silence = wait.as_millis() as usize / 20;
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        let (mut sent, mut ended) = (0, None);
+        while sent < speech_frames + silence {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let samples = line.get(sent * 160..(sent + 1) * 160).map_or_else(|| vec![0; 160], <[i16]>::to_vec);
+                    self.chunk += 1;
+                    let (sequence, chunk) = (self.next_sequence(), self.chunk);
+                    let payload = base64::engine::general_purpose::STANDARD.encode(Audio::new(8_000, samples).to_mulaw());
+                    self.send(json!({"event": "media", "sequenceNumber": sequence, "streamSid": self.stream_sid,
+                        "media": {"track": "inbound", "chunk": chunk.to_string(), "timestamp": ((chunk - 1) * 20).to_string(), "payload": payload}}))
+                        .await;
+                    sent += 1;
+                    if sent == speech_frames {
+                        ended = Some(tokio::time::Instant::now());
+                    }
+                }
+                message = self.socket.next() => {
+                    let Some(Ok(Message::Text(text))) = message else { return None };
+                    let message: Value = serde_json::from_str(&text).expect("JSON");
+                    if message["event"] == "media"
+                        && let Some(ended) = ended
+                    {
+                        return Some(ended.elapsed());
+                    }
+                }
+            }
+        }
+        None
+    }
+
     /// Keys pressed on the phone.
     pub async fn press(&mut self, digits: &str) {
         for digit in digits.chars() {

@@ -245,6 +245,15 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         .await;
         send(
             Method::POST,
+            "/v1/runtime/tools",
+            "/v1/runtime/tools".into(),
+            Some(token),
+            None,
+            Some(json!({"name": "acme_lookup", "arguments": {}})),
+        )
+        .await;
+        send(
+            Method::POST,
             "/v1/runtime/complete",
             "/v1/runtime/complete".into(),
             Some(token),
@@ -360,6 +369,44 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
     for method in [Method::GET, Method::DELETE] {
         send(method, "/v1/phone-numbers/{number}", format!("/v1/phone-numbers/{a_number}"), bt, None, None).await;
     }
+    // A's tools and their executions: B lists only its own, reads, changes and removes
+    // none of A's; B's agents are not offered A's tool, and a runtime token of B's agent
+    // cannot call it.
+    let a_tool = p
+        .post_json(
+            "/v1/tools",
+            Some(&a.token),
+            json!({"name": "acme_lookup", "description": "Look up an Acme patient's appointment.",
+                "input_schema": {"type": "object"}, "url": "http://127.0.0.1:9/acme"}),
+        )
+        .await;
+    assert_eq!(a_tool.status(), 201);
+    let a_tool: Value = a_tool.json().await.expect("json");
+    let a_tool_id = a_tool["tool_id"].as_str().expect("an id").to_owned();
+    send(Method::GET, "/v1/tools", "/v1/tools".into(), bt, None, None).await;
+    send(
+        Method::POST,
+        "/v1/tools",
+        "/v1/tools".into(),
+        bt,
+        None,
+        Some(json!({"name": "acme_lookup", "description": "B's own tool of the same name.",
+            "input_schema": {"type": "object"}, "url": "http://127.0.0.1:9/bravo"})),
+    )
+    .await;
+    send(Method::GET, "/v1/tools/{tool_id}", format!("/v1/tools/{a_tool_id}"), bt, None, None).await;
+    send(
+        Method::PATCH,
+        "/v1/tools/{tool_id}",
+        format!("/v1/tools/{a_tool_id}"),
+        bt,
+        None,
+        Some(json!({"url": "http://127.0.0.1:9/stolen"})),
+    )
+    .await;
+    send(Method::DELETE, "/v1/tools/{tool_id}", format!("/v1/tools/{a_tool_id}"), bt, None, None).await;
+    send(Method::GET, "/v1/tool-executions", "/v1/tool-executions".into(), bt, None, None).await;
+    send(Method::GET, "/v1/tool-executions", format!("/v1/tool-executions?tool_id={a_tool_id}"), bt, None, None).await;
     // A forged query or body naming A's tenant changes nothing.
     send(Method::GET, "/v1/agents", format!("/v1/agents?tenant_id={}", a.tenant_id), bt, None, None).await;
     let mut create = reqwest::multipart::Form::new()
@@ -386,6 +433,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         &refund["session_id"].as_str().expect("session").to_owned(),
         &"Acme".to_owned(),
         &a_phone_agent,
+        &a_tool_id,
+        &"/acme".to_owned(),
         &"5125550147".to_owned(),
     ];
     for answer in &answers {
@@ -425,6 +474,8 @@ async fn a_second_tenant_reaches_nothing_of_the_first() {
         .await
         .expect("profile");
     assert_eq!(profile.status(), 200, "A's key still works");
+    let tools = p.get_json(&format!("/v1/tools/{a_tool_id}"), Some(&a.token)).await;
+    assert_eq!(tools["url"], "http://127.0.0.1:9/acme", "A's tool is untouched: {tools}");
     let numbers = p.get_json("/v1/phone-numbers", Some(&a.token)).await;
     assert_eq!(numbers["numbers"][0]["number"], a_number, "A's number is still A's: {numbers}");
     let me: Value = p.get_json("/v1/me", Some(&a.token)).await;

@@ -1,5 +1,6 @@
 //! The voice gateway in AWS: the same voice socket as the embedded platform
-//! (`GET /v1/agents/{agent_id}/voice`, `oratio.voice.v1`), as a long-lived server (an ECS
+//! (`GET /v1/agents/{agent_id}/voice`, `oratio.voice.v1`) and Twilio's Media Streams
+//! (`/telephony/twilio/media`), as a long-lived server (an ECS
 //! Fargate service behind a load balancer) on the AWS adapters, with Amazon Nova 2 Sonic
 //! (`SONIC_MODEL_ID`) as its engine. A Lambda cannot hold a call: Sonic's stream is one
 //! HTTP/2 request that lasts the whole call (renewed every 7 minutes), and the caller's
@@ -12,6 +13,7 @@ use anyhow::Context as _;
 use oratio_aws::{NovaSonic, SonicSettings};
 use oratio_core::health::HealthCheck;
 use oratio_core::voice::{VoiceLimits, VoiceService};
+use oratio_functions::telephony_api;
 use oratio_functions::voice_api::{self, VoiceGateway};
 use oratio_functions::{aws, logging, openapi, platform, request};
 
@@ -32,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
 
     let checks: Vec<Arc<dyn HealthCheck>> = vec![aws::table(&config)?, aws::blobs(&config)?];
     let (health, _) = platform::routes().split_for_parts();
-    let (voice_routes, _) = voice_api::routes().split_for_parts();
+    let (voice_routes, _) = voice_api::routes().merge(telephony_api::media_routes()).split_for_parts();
     let app = axum::Router::new()
         .merge(health.with_state(platform::PlatformState::new(checks, &openapi::document())))
         .merge(voice_routes.with_state(gateway))
