@@ -111,8 +111,12 @@ async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(St
     const AUTH: &str = "0123456789abcdef0123456789abcdef";
     let number = format!("+1555{:07}", rand_number(agent));
     let assigned = p
-        .post_json("/v1/phone-numbers", Some(token), json!({"number": number, "agent_id": agent,
-            "twilio": {"account_sid": ACCOUNT, "auth_token": AUTH}}))
+        .post_json(
+            "/v1/phone-numbers",
+            Some(token),
+            json!({"number": number, "agent_id": agent,
+            "twilio": {"account_sid": ACCOUNT, "auth_token": AUTH}}),
+        )
         .await;
     assert_eq!(assigned.status(), 201);
     let url = format!("{}/telephony/twilio/voice", p.url);
