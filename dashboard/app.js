@@ -917,6 +917,133 @@ async function membersView() {
   return page("Members", ...content);
 }
 
+// ------------------------------------------------------------------ phone numbers
+
+/** The organization's numbers and the voice agents that answer them; admins assign and
+ *  remove them (the Twilio auth token is sent once and never shown again). */
+async function phoneNumbersView() {
+  const [{ numbers }, { agents }] = await Promise.all([api.request("GET", "/v1/phone-numbers"), api.request("GET", "/v1/agents?limit=100")]);
+  const names = new Map(agents.map((a) => [a.agent_id, a.name]));
+  const admin = api.can("manage_integrations");
+  const result = h("div", { "aria-live": "polite" });
+  const content = [result];
+  if (numbers.length) {
+    content.push(h("p", {}, "In Twilio, set each number's ", h("strong", {}, "A call comes in"), " webhook (HTTP POST) to ",
+      h("code", {}, numbers[0].voice_webhook_url), " ", copyButton(numbers[0].voice_webhook_url, "Copy the webhook URL")));
+    content.push(h("table", { class: "list numbers" },
+      h("thead", {}, h("tr", {}, ...["Number", "Agent", "Label", "Twilio account", "Added", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, numbers.map((n) => h("tr", { "data-number": n.number },
+        h("td", {}, n.number), h("td", {}, h("a", { href: `#/agents/${n.agent_id}` }, names.get(n.agent_id) ?? n.agent_id)),
+        h("td", {}, n.label ?? ""), h("td", {}, n.account_sid), h("td", {}, when(n.created_at)),
+        h("td", {}, admin ? h("button", { type: "button", class: "danger small", onclick: async () => {
+          if (!(await confirmDialog(`Remove ${n.number}?`, "Calls to it will hear that it is not in service.", "Remove number"))) return;
+          try { await api.request("DELETE", `/v1/phone-numbers/${encodeURIComponent(n.number)}`); render(); } catch (error) { result.replaceChildren(notice("error", describe(error))); }
+        } }, "Remove") : null))))));
+  } else {
+    content.push(notice("info", "No phone number answers an agent yet."));
+  }
+  const voiceAgents = agents.filter((a) => a.kind !== "text");
+  if (admin && voiceAgents.length) {
+    const number = h("input", { type: "tel", placeholder: "+1 415 555 0100", autocomplete: "off" });
+    const agent = h("select", {}, voiceAgents.map((a) => h("option", { value: a.agent_id }, a.name)));
+    const label = h("input", { type: "text", maxlength: 80 });
+    const sid = h("input", { type: "text", placeholder: "AC…", autocomplete: "off", spellcheck: "false" });
+    const token = h("input", { type: "password", autocomplete: "off" });
+    const form = h("form", { novalidate: true }, h("h2", {}, "Assign a number"),
+      field("Number (with its country code)", number), field("Agent", agent), field("Label (optional)", label),
+      field("Twilio account SID", sid), field("Twilio auth token", token, "Stored encrypted; used to check that calls come from Twilio."),
+      h("button", { type: "submit", class: "primary" }, "Assign"));
+    wireForm(form, {
+      check: () => [
+        !/^(\+|00)[\d\s().-]{7,}$/.test(number.value.trim()) && [number, "Write the number with its country code, like +44 20 7946 0958."],
+        !/^AC[0-9a-fA-F]{32}$/.test(sid.value.trim()) && [sid, "The account SID is AC and 32 hexadecimal digits."],
+        token.value.trim().length < 16 && [token, "Paste the account's auth token."],
+      ].filter(Boolean),
+      submit: async () => {
+        await api.request("POST", "/v1/phone-numbers", { json: { number: number.value, agent_id: agent.value, label: label.value || null,
+          twilio: { account_sid: sid.value.trim(), auth_token: token.value.trim() } } });
+        await render();
+      },
+    });
+    content.push(form);
+  } else if (admin) {
+    content.push(notice("info", "Numbers are answered by voice agents: create an agent of kind voice (or both) first."));
+  }
+  return page("Phone numbers", ...content);
+}
+
+// ------------------------------------------------------------------ tools
+
+/** The organization's tools (webhooks such as n8n's that agents call) and their latest
+ *  executions with status and attempts. */
+async function toolsView(params) {
+  const status = params.get("status") ?? "";
+  const [{ tools }, { executions }] = await Promise.all([api.request("GET", "/v1/tools"),
+    api.request("GET", `/v1/tool-executions?limit=25${status ? `&status=${encodeURIComponent(status)}` : ""}`)]);
+  const admin = api.can("manage_integrations");
+  const result = h("div", { "aria-live": "polite" });
+  const content = [result];
+  content.push(tools.length
+    ? h("table", { class: "list tools" },
+      h("thead", {}, h("tr", {}, ...["Name", "What it does", "Endpoint", "Timeout", "Retries", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, tools.map((t) => h("tr", { "data-tool": t.tool_id },
+        h("td", {}, h("code", {}, t.name)), h("td", {}, t.description), h("td", {}, `${t.method} ${t.url}`),
+        h("td", {}, `${t.timeout_ms} ms`), h("td", {}, String(t.retries)),
+        h("td", {}, admin ? h("button", { type: "button", class: "danger small", onclick: async () => {
+          if (!(await confirmDialog(`Remove ${t.name}?`, "Agents stop being offered it from their next message.", "Remove tool"))) return;
+          try { await api.request("DELETE", `/v1/tools/${t.tool_id}`); render(); } catch (error) { result.replaceChildren(notice("error", describe(error))); }
+        } }, "Remove") : null)))))
+    : notice("info", "No tool yet. A tool is an HTTPS endpoint (an n8n Webhook node, for one) your agents can call."));
+  if (admin) {
+    const name = h("input", { type: "text", placeholder: "order_status", spellcheck: "false" });
+    const description = h("textarea", { rows: 2, placeholder: "Look up where a customer's order is. Use it when a customer asks where their order is." });
+    const url = h("input", { type: "url", placeholder: "https://n8n.example.com/webhook/order-status" });
+    const schema = h("textarea", { rows: 5, spellcheck: "false" },
+      JSON.stringify({ type: "object", properties: { order_id: { type: "string", description: "the order number" } }, required: ["order_id"] }, null, 2));
+    const timeout = h("input", { type: "number", min: 100, max: 20000, value: 5000 });
+    const retries = h("input", { type: "number", min: 0, max: 4, value: 2 });
+    const form = h("form", { novalidate: true }, h("h2", {}, "Add a tool"), field("Name (what the model calls it)", name),
+      field("What it does, and when to use it", description), field("Endpoint URL", url),
+      field("Arguments (JSON Schema)", schema), field("Timeout per attempt (ms)", timeout), field("Retries", retries),
+      h("button", { type: "submit", class: "primary" }, "Add tool"));
+    let parsed = null;
+    wireForm(form, {
+      check: () => {
+        try { parsed = JSON.parse(schema.value); } catch { parsed = null; }
+        return [
+          !/^[A-Za-z0-9_-]{1,64}$/.test(name.value.trim()) && [name, "Letters, digits, _ and -, up to 64."],
+          !description.value.trim() && [description, "Say what it does: the model decides by it."],
+          !/^https?:\/\//.test(url.value.trim()) && [url, "An https:// URL."],
+          !parsed && [schema, "This is not JSON."],
+        ].filter(Boolean);
+      },
+      submit: async () => {
+        const made = await api.request("POST", "/v1/tools", { json: { name: name.value.trim(), description: description.value.trim(),
+          url: url.value.trim(), input_schema: parsed, timeout_ms: Number(timeout.value), retries: Number(retries.value) } });
+        await render();
+        if (made.secret) {
+          document.querySelector("main [aria-live]")?.replaceChildren(notice("success", `${made.name} was added. Its signing secret (shown once): `),
+            h("code", {}, made.secret), copyButton(made.secret, "Copy the secret"));
+        }
+      },
+    });
+    content.push(form);
+  }
+  const filter = h("select", { "aria-label": "Show executions" }, ["", "succeeded", "failed", "timed_out", "pending"].map((v) =>
+    h("option", { value: v, selected: v === status }, v ? v.replace("_", " ") : "all")));
+  filter.addEventListener("change", () => go(`/tools${filter.value ? `?status=${filter.value}` : ""}`));
+  content.push(h("h2", {}, "Latest executions"), filter, executions.length
+    ? h("table", { class: "list executions" },
+      h("thead", {}, h("tr", {}, ...["When", "Tool", "Status", "Attempts", "Duration", "HTTP", "Conversation", "Error"].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, executions.map((x) => h("tr", { "data-execution": x.execution_id },
+        h("td", {}, when(x.started_at)), h("td", {}, h("code", {}, x.tool_name)), h("td", {}, badge(x.status)),
+        h("td", {}, String(x.attempts.length)), h("td", {}, `${x.duration_ms} ms`), h("td", {}, x.status_code ? String(x.status_code) : ""),
+        h("td", {}, x.session_id ? h("a", { href: `#/sessions/${x.session_id}` }, "open") : ""),
+        h("td", {}, x.error ? `${x.error.code}: ${x.error.message}` : "")))))
+    : notice("info", "No execution yet."));
+  return page("Tools", ...content);
+}
+
 // ------------------------------------------------------------------ live sessions
 
 /** Every session going on now across the agents; any live event reloads it from the API,
@@ -1035,6 +1162,7 @@ function shell() {
   const link = (href, label) => h("a", { href, "aria-current": location.hash.startsWith(href) ? "page" : null }, label);
   nav.replaceChildren(...(who
     ? [link("#/agents", "Agents"), link("#/live", "Live"), link("#/history", "History"), link("#/analytics", "Analytics"), h("a", { href: "#/notifications", "aria-current": location.hash.startsWith("#/notifications") ? "page" : null }, "Handoffs ", unread.element),
+      link("#/phone-numbers", "Phone numbers"), link("#/tools", "Tools"),
       api.can("manage_members") ? link("#/members", "Members") : null,
       h("span", { class: "who" }, `${who.user.email} · ${who.tenant.organization_name} · ${who.role}`),
       h("button", { type: "button", class: "secondary small", onclick: async () => { await api.signOut(); go("/signin"); } }, "Sign out")]
@@ -1059,6 +1187,8 @@ async function render() {
     else if (first === "agents" && second) view = await agentView(second, third);
     else if (first === "agents") view = await agentsView();
     else if (first === "members") view = await membersView();
+    else if (first === "phone-numbers") view = await phoneNumbersView();
+    else if (first === "tools") view = await toolsView(params);
     else if (first === "notifications") view = await notificationsView(params);
     else if (first === "live") view = await liveView();
     else if (first === "sessions" && second) view = await sessionView(second);

@@ -501,3 +501,59 @@ test("an operator takes a handed-over conversation, writes to the customer and h
   await shot("analytics");
   assert.deepEqual(errors, []);
 });
+
+test("an admin gives a voice agent a phone number and registers a tool, and sees its executions", async () => {
+  const stamp = Date.now();
+  const email = `it.${stamp}@example.com`;
+  const admin = await account(email, { organization_name: "Phone Dental" });
+  const { agent: textAgent } = await liveAgent(admin, { name: "Chat desk" }, "A check-up costs 65 euros.");
+  const form = new FormData();
+  form.append("config", JSON.stringify({ name: "Phone desk", kind: "voice" }));
+  assert.equal((await call("POST", "/v1/agents", { token: admin, form })).status, 201);
+
+  const { page, shot, errors } = await open("integrations");
+  await signIn(page, email, "Chat desk");
+  await page.getByRole("link", { name: "Phone numbers" }).click();
+  await page.getByText("No phone number answers an agent yet.").waitFor();
+  // Only voice agents are offered; a number without its country code is caught first.
+  assert.deepEqual(await page.getByLabel("Agent").locator("option").allTextContents(), ["Phone desk"]);
+  await page.getByLabel("Number (with its country code)").fill("020 7946 0958");
+  await page.getByLabel("Twilio account SID").fill("AC0123456789abcdef0123456789abcdef");
+  await page.getByLabel("Twilio auth token").fill("f0e1d2c3b4a5968778695a4b3c2d1e0f");
+  await page.getByRole("button", { name: "Assign" }).click();
+  await page.getByText("Write the number with its country code").waitFor();
+  await page.getByLabel("Number (with its country code)").fill("+44 20 7946 0958");
+  await page.getByRole("button", { name: "Assign" }).click();
+  await page.locator('tr[data-number="+442079460958"]').waitFor();
+  await page.getByText("/telephony/twilio/voice").first().waitFor();
+  await shot("number-assigned");
+  const numbers = await call("GET", "/v1/phone-numbers", { token: admin });
+  assert.equal(numbers.body.numbers[0].number, "+442079460958");
+  assert.ok(!JSON.stringify(numbers.body).includes("f0e1d2c3b4a5968778695a4b3c2d1e0f"), "the auth token is never shown");
+
+  await page.getByRole("link", { name: "Tools" }).click();
+  await page.getByLabel("Name (what the model calls it)").fill("booking_lookup");
+  await page.getByLabel("What it does, and when to use it").fill("Look up a patient's next appointment. Use it when a patient asks when their appointment is.");
+  await page.getByLabel("Endpoint URL").fill("http://169.254.169.254/latest/meta-data/");
+  await page.getByRole("button", { name: "Add tool" }).click();
+  await page.getByText("loopback, link-local or private").waitFor();
+  await page.getByLabel("Endpoint URL").fill("http://127.0.0.1:9/webhook/booking");
+  await page.getByRole("button", { name: "Add tool" }).click();
+  await page.locator("tr[data-tool]").getByText("booking_lookup").waitFor();
+  await page.getByText("Its signing secret (shown once)").waitFor();
+  await shot("tool-added");
+  const tools = await call("GET", "/v1/tools", { token: admin });
+  assert.equal(tools.body.tools[0].name, "booking_lookup");
+  // The agent calls it for a patient; nothing listens on port 9, so the call fails after its
+  // retries, the patient is told, and the executions list says so.
+  const key = (await call("POST", `/v1/agents/${textAgent}/keys`, { token: admin, json: { name: "site" } })).body.secret;
+  const reply = await say(textAgent, key, { message: "Hi, when is my next appointment? The number is 4471." });
+  assert.match(reply.reply, /couldn't check that just now/);
+  await page.reload();
+  const row = page.locator("tr[data-execution]").first();
+  await row.getByText("failed").waitFor();
+  await row.getByText("unreachable").waitFor();
+  assert.equal(await row.locator("td").nth(3).textContent(), "3");
+  await shot("executions");
+  assert.deepEqual(errors, []);
+});
