@@ -209,6 +209,21 @@ fn media_url(deps: &Deps, origin: &str) -> String {
     format!("{socket}{MEDIA_STREAM}")
 }
 
+/// The parameters of Twilio's voice webhook this route reads (Twilio sends more; every
+/// one is part of the signature).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "PascalCase")]
+#[allow(dead_code)] // the document's description of the form; the handler reads every pair as signed
+pub struct TwilioCallForm {
+    /// `AC…`: must be the number's account.
+    account_sid: Option<String>,
+    call_sid: Option<String>,
+    /// The caller (E.164, `anonymous`, `client:…`).
+    from: Option<String>,
+    /// The number called: it chooses the agent.
+    to: Option<String>,
+}
+
 fn twiml(body: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
@@ -218,7 +233,7 @@ fn twiml(body: String) -> Response {
 /// answers TwiML: `<Connect><Stream>` to the media socket, or words and a hang-up for a
 /// number that answers nobody or an agent that is paused.
 #[utoipa::path(post, path = "/telephony/twilio/voice", tag = "telephony",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "Twilio's call parameters"),
+    request_body(content = TwilioCallForm, content_type = "application/x-www-form-urlencoded", description = "Twilio's call parameters (all of them are signed)"),
     responses(
         (status = 200, description = "TwiML (`text/xml`)", content_type = "text/xml", body = String),
         (status = 400, body = ErrorBody, description = "`invalid_request`: not a form"),
