@@ -333,6 +333,14 @@ async fn stream_call(gateway: VoiceGateway, mut socket: WebSocket) {
     if start.media_format.as_ref().is_some_and(|f| !f.is_mulaw_8k()) {
         return close(&mut socket, 4400, "the stream must be audio/x-mulaw at 8000 Hz, mono").await;
     }
+    match twilio::claim(gateway.deps.table.as_ref(), &grant).await {
+        Ok(true) => {}
+        Ok(false) => return close(&mut socket, 4409, "this call's stream is already open").await,
+        Err(e) => {
+            tracing::error!(cause = %e, "claiming a call's grant failed");
+            return close(&mut socket, 1011, "temporarily unavailable").await;
+        }
+    }
     let connection = match gateway
         .voice
         .connect(&grant.tenant_id, &grant.agent_id, MediaStream::session_start(&grant, &key))

@@ -110,6 +110,7 @@ async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(St
     const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
     const AUTH: &str = "0123456789abcdef0123456789abcdef";
     let number = format!("+1555{:07}", rand_number(agent));
+    let call_sid = format!("CA{:032x}", rand_number(agent));
     let assigned = p
         .post_json(
             "/v1/phone-numbers",
@@ -120,7 +121,7 @@ async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(St
         .await;
     assert_eq!(assigned.status(), 201);
     let url = format!("{}/telephony/twilio/voice", p.url);
-    let params = twilio::call_params(ACCOUNT, "CA00000000000000000000000000000001", "+15550000001", &number);
+    let params = twilio::call_params(ACCOUNT, &call_sid, "+15550000001", &number);
     let twiml = p
         .http
         .post(&url)
@@ -133,7 +134,7 @@ async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(St
         .await
         .expect("TwiML");
     let (media, grant) = twilio::stream_of(&twiml).expect("a stream");
-    let mut call = twilio::TwilioStream::open(&media, &grant, ACCOUNT, "CA00000000000000000000000000000001").await;
+    let mut call = twilio::TwilioStream::open(&media, &grant, ACCOUNT, &call_sid).await;
     let mut out = Vec::new();
     for (_, said) in questions {
         if let Some(waited) = call.time_to_answer(said, Duration::from_secs(8)).await {
@@ -141,7 +142,7 @@ async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(St
         }
         call.until_quiet(Duration::from_millis(1_500)).await;
     }
-    call.stop(ACCOUNT, "CA00000000000000000000000000000001").await;
+    call.stop(ACCOUNT, &call_sid).await;
     out
 }
 

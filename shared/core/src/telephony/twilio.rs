@@ -146,6 +146,18 @@ impl CallGrant {
     }
 }
 
+/// Takes the grant for its one stream: a second stream with the same grant (a replayed
+/// token) is refused. `Ok(false)`: already taken.
+pub async fn claim(table: &dyn Table, grant: &CallGrant) -> Result<bool, TelephonyError> {
+    let key = crate::table::Key::new(format!("TENANT#{}", grant.tenant_id), format!("CALLGRANT#{}", grant.call_sid));
+    let item = crate::table::Item::new(key).with("agent_id", grant.agent_id.as_str()).expiring_at(grant.expires);
+    match table.put(item, Some(crate::table::Condition::NotExists)).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_condition_failed() => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A request to the voice webhook, as it came.
 #[derive(Debug, Clone)]
 pub struct IncomingCall {
