@@ -266,7 +266,7 @@ async fn voice_webhook(
     match answer {
         CallAnswer::Connect { twiml: body, grant } => {
             tracing::info!(tenant_id = %grant.tenant_id, agent_id = %grant.agent_id, call_sid = %grant.call_sid,
-                caller = %twilio::masked_caller(&grant), "inbound call");
+                caller = %telephony::mask(&grant.caller), "inbound call");
             Ok(twiml(body))
         }
         CallAnswer::Refuse { twiml: body, why } => {
@@ -353,7 +353,7 @@ async fn stream_call(gateway: VoiceGateway, mut socket: WebSocket) {
         }
     };
     tracing::info!(session_id = %connection.session_id, call_sid = %grant.call_sid,
-        caller = %twilio::masked_caller(&grant), "phone call streaming");
+        caller = %telephony::mask(&grant.caller), "phone call streaming");
     let mut stream = MediaStream::new(start.stream_sid);
     let oratio_core::voice::Connection { client, mut outgoing, .. } = connection;
     let mut shutdown = gateway.shutdown.clone();

@@ -19,7 +19,7 @@ use serde_json::json;
 use sha1::Sha1;
 use sha2::Sha256;
 
-use super::{PhoneNumber, TelephonyError, mask, route};
+use super::{TelephonyError, mask, route};
 use crate::agents::{self, AgentStatus};
 use crate::conversations::Customer;
 use crate::ids::{AgentId, TenantId};
@@ -379,11 +379,6 @@ impl MediaStream {
             _ => Vec::new(),
         }
     }
-}
-
-/// The caller's number as logs show it.
-pub fn masked_caller(grant: &CallGrant) -> String {
-    PhoneNumber::parse(&grant.caller).map_or_else(|_| mask(&grant.caller), |n| n.masked())
 }
 
 #[cfg(test)]
