@@ -165,6 +165,17 @@ async fn the_agent_calls_the_tenants_tool_and_tells_the_customer_its_answer() {
     assert_eq!(run["attempts"].as_array().map(Vec::len), Some(1));
     assert_eq!(run["execution_id"], execution_id);
 
+    // Other customers, other words.
+    for said in [
+        "has my package shipped yet? ref NW-204518",
+        "NW-204518 - any news on this one? it was meant to come monday",
+        "Good morning, I'm still waiting for my delivery (NW-204518), can you track it?",
+    ] {
+        let (_, reply) = p.message(&key, &agent, json!({"message": said})).await;
+        let reply = reply["reply"].as_str().expect("a reply").to_owned();
+        assert!(reply.contains("out for delivery"), "{said:?} → {reply:?}");
+    }
+
     // Without the number, the agent asks for it in the tool's terms, then looks it up.
     let (_, asked) = p.message(&key, &agent, json!({"message": "Where's my stuff? I ordered a coat last week"})).await;
     let question = asked["reply"].as_str().expect("a reply");
