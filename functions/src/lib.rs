@@ -26,6 +26,7 @@ pub mod tool_http;
 pub mod tools_api;
 pub mod usage;
 pub mod voice_api;
+pub mod voice_relay;
 
 use std::sync::Arc;
 

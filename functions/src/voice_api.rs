@@ -63,7 +63,7 @@ pub fn routes() -> OpenApiRouter<VoiceGateway> {
 }
 
 /// The key a browser offered as a subprotocol.
-fn subprotocol_key(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn subprotocol_key(headers: &HeaderMap) -> Option<String> {
     let offered = headers.get("sec-websocket-protocol")?.to_str().ok()?;
     offered.split(',').map(str::trim).find_map(|p| p.strip_prefix(KEY_SUBPROTOCOL)).map(str::to_owned)
 }

@@ -146,6 +146,23 @@ impl VoiceClient {
         if let Some(key) = key {
             request.headers_mut().insert("x-api-key", key.parse().expect("a header"));
         }
+        Self::open(request).await
+    }
+
+    /// Connects to `agent` through the voice relay (API Gateway's shape: `/ws/voice`).
+    pub async fn connect_relay(url: &str, agent: &str, key: Option<&str>) -> Result<Self, (u16, String)> {
+        let ws = format!("{}/ws/voice?agent_id={agent}", url.replacen("http://", "ws://", 1));
+        let mut request = ws.into_client_request().expect("a request");
+        if let Some(key) = key {
+            request.headers_mut().insert("x-api-key", key.parse().expect("a header"));
+        }
+        Self::open(request).await
+    }
+
+    /// Connects with a request built by the caller (headers, subprotocols).
+    pub async fn open(
+        request: tokio_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Result<Self, (u16, String)> {
         match tokio_tungstenite::connect_async(request).await {
             Ok((socket, _)) => Ok(Self { socket, events: Vec::new(), frame: 1, rate: 16_000 }),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {

@@ -34,7 +34,7 @@ use oratio_core::secrets::SecretBox;
 use oratio_core::table::Table;
 use oratio_core::tools::EgressPolicy;
 use oratio_core::tools::execution::{TOOL_BACKOFF, ToolService};
-use oratio_core::voice::{Cascaded, PassThrough, VoiceEngine, VoiceLimits, VoiceService};
+use oratio_core::voice::{Cascaded, PassThrough, VoiceEngine, VoiceLimits, VoiceService, relay};
 use oratio_functions::dashboard_socket::DashboardSocket;
 use oratio_functions::deps::ConversationSettings;
 use oratio_functions::deps::{Deps, Telephony};
@@ -42,6 +42,7 @@ use oratio_functions::error::{method_not_allowed, not_found};
 use oratio_functions::telephony_api;
 use oratio_functions::tool_http::HttpToolEndpoint;
 use oratio_functions::voice_api::{self, VoiceGateway};
+use oratio_functions::voice_relay::VoiceRelay;
 use oratio_functions::{openapi, platform, request};
 use oratio_local::asl::{AslRunner, StateMachine};
 use oratio_local::checker::PythonChecker;
@@ -54,6 +55,7 @@ use oratio_local::llm::OpenAiCompatibleLlm;
 use oratio_local::python_engine::{EngineSpec, PythonEngine};
 use oratio_local::runtime::{HostLimits, LocalAgentHost};
 use oratio_local::speech::{LateSpeech, LocalSpeech};
+use oratio_local::voice_workers::TaskWorkers;
 use oratio_local::{ConnectionRegistry, DirBlobStore, InMemoryRateLimiter, LocalIdentity, Outbox, SqliteTable};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -68,6 +70,9 @@ pub const DEFAULT_PORT: u16 = 8600;
 
 /// How often expired items are swept from the table (they are invisible before that).
 const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+/// How often a voice worker reads its call's inbox (the table is in this process).
+const RELAY_POLL: Duration = Duration::from_millis(10);
 
 /// A model the platform calls: an OpenAI-compatible endpoint, or the local engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -414,13 +419,29 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         shutdown: stop_rx.clone(),
         limits: config.socket_limits,
     };
+    let relay_worker = relay::Worker {
+        voice: voice.clone(),
+        table: deps.table.clone(),
+        push: Arc::new(registry.clone()),
+        poll: RELAY_POLL,
+    };
+    let voice_socket = SocketEndpoint {
+        api: Arc::new(VoiceRelay {
+            deps: deps.clone(),
+            push: Arc::new(registry.clone()),
+            workers: Arc::new(TaskWorkers(relay_worker)),
+        }),
+        registry: registry.clone(),
+        shutdown: stop_rx.clone(),
+        limits: config.socket_limits,
+    };
     let app = app(
         checks,
         deps.clone(),
         LocalState { outbox, identity },
         runtime_state,
         (*blobs).clone(),
-        dashboard_socket,
+        [("/ws/dashboard", dashboard_socket), ("/ws/voice", voice_socket)],
         gateway,
     );
 
@@ -471,7 +492,7 @@ fn app(
     local: LocalState,
     runtime: RuntimeState,
     blobs: DirBlobStore,
-    dashboard_socket: SocketEndpoint,
+    sockets: [(&'static str, SocketEndpoint); 2],
     voice: VoiceGateway,
 ) -> Router {
     let (local_routes, local_doc) = local_api::routes().split_for_parts();
@@ -482,14 +503,17 @@ fn app(
     doc.merge(local_doc);
     doc.merge(<blobs::Doc as utoipa::OpenApi>::openapi());
     let (platform_routes, _) = platform::routes().split_for_parts();
-    Router::new()
+    let mut router = Router::new();
+    for (path, socket) in sockets {
+        router = router.route(path, get(websocket::upgrade).with_state(socket));
+    }
+    router
         .merge(platform_routes.with_state(platform::PlatformState::new(checks, &doc)))
         .merge(api_routes.with_state(deps))
         .merge(voice_routes.with_state(voice))
         .merge(local_routes.with_state(local))
         .merge(runtime_routes.with_state(runtime))
         .merge(blobs::router().with_state(blobs))
-        .route("/ws/dashboard", get(websocket::upgrade).with_state(dashboard_socket))
         .route("/", get(dashboard::index))
         .fallback(fallback)
         .method_not_allowed_fallback(|| async { method_not_allowed() })

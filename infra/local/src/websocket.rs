@@ -135,6 +135,11 @@ pub async fn upgrade(
         return ApiError::new(status, code, "the WebSocket connection was refused").into_response();
     }
     let outbound = endpoint.registry.register(connection.clone());
+    // As API Gateway: the subprotocol the `$connect` answer names is the one agreed.
+    let ws = match answer.headers.get("sec-websocket-protocol").and_then(|p| p.to_str().ok()) {
+        Some(chosen) => ws.protocols([chosen.to_owned()]),
+        None => ws,
+    };
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(32 * 1024)
         .on_upgrade(move |socket: WebSocket| run_connection(socket, connection, connected_at, endpoint, outbound))

@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod speech;
 pub mod sqlite;
+pub mod voice_workers;
 
 pub use blob::DirBlobStore;
 pub use identity::LocalIdentity;

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod passthrough;
 pub mod protocol;
 pub mod recording;
+pub mod relay;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -228,6 +229,11 @@ impl VoiceService {
     /// Live sessions in this process.
     pub fn live(&self) -> usize {
         self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether `session` is live in this process.
+    pub fn is_live(&self, session: &SessionId) -> bool {
+        self.inner.live.lock().unwrap_or_else(|p| p.into_inner()).contains_key(session)
     }
 
     /// Starts a session of `agent` (or resumes one, when `start` names it) for a caller
