@@ -17,6 +17,7 @@ use oratio_aws::{
 use oratio_core::api_keys::UsageRecorder;
 use oratio_core::llm::{FallbackLlm, Llm};
 use oratio_core::ratelimit::TableRateLimiter;
+use oratio_core::voice::{VoiceLimits, VoiceService};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::deps::Deps;
@@ -205,10 +206,26 @@ fn conversation_settings() -> anyhow::Result<crate::deps::ConversationSettings> 
     Ok(settings)
 }
 
-/// Pushes through the WebSocket API whose management URL is `WEBSOCKET_MANAGEMENT_URL`.
+/// Pushes through the dashboard WebSocket API (`WEBSOCKET_MANAGEMENT_URL`).
 pub fn push(config: &aws_config::SdkConfig) -> anyhow::Result<Arc<ApiGatewayPush>> {
-    let endpoint = env("WEBSOCKET_MANAGEMENT_URL")?;
+    push_through(config, "WEBSOCKET_MANAGEMENT_URL")
+}
+
+/// Pushes through the WebSocket API whose management URL is in the variable `url_var`.
+pub fn push_through(config: &aws_config::SdkConfig, url_var: &str) -> anyhow::Result<Arc<ApiGatewayPush>> {
+    let endpoint = env(url_var)?;
     Ok(Arc::new(ApiGatewayPush::new(oratio_aws::management_client(config, &endpoint))))
+}
+
+/// Voice sessions on Amazon Nova 2 Sonic (`SONIC_MODEL_ID` over the default model): the
+/// voice gateway's and the voice worker's.
+pub fn sonic_voice(config: &aws_config::SdkConfig, deps: &Deps) -> anyhow::Result<VoiceService> {
+    let mut settings = oratio_aws::SonicSettings::default();
+    if let Ok(model) = std::env::var("SONIC_MODEL_ID") {
+        settings.model_id = model;
+    }
+    let engine = oratio_aws::NovaSonic::new(oratio_aws::sonic::client(config, None)?, settings);
+    Ok(VoiceService::new(deps.turns(), Arc::new(engine), deps.blobs.clone(), VoiceLimits::default()))
 }
 
 /// Serves an axum router as an API Gateway REST Lambda, naming each request after API

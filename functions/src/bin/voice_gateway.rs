@@ -10,9 +10,7 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use oratio_aws::{NovaSonic, SonicSettings};
 use oratio_core::health::HealthCheck;
-use oratio_core::voice::{VoiceLimits, VoiceService};
 use oratio_functions::telephony_api;
 use oratio_functions::voice_api::{self, VoiceGateway};
 use oratio_functions::{aws, logging, openapi, platform, request};
@@ -23,12 +21,7 @@ async fn main() -> anyhow::Result<()> {
     let config = aws::config().await;
     let deps = Arc::new(aws::deps(&config)?);
     tokio::spawn(oratio_functions::usage::flush_forever(deps.clone()));
-    let mut settings = SonicSettings::default();
-    if let Ok(model) = std::env::var("SONIC_MODEL_ID") {
-        settings.model_id = model;
-    }
-    let engine = NovaSonic::new(oratio_aws::sonic::client(&config, None)?, settings);
-    let voice = VoiceService::new(deps.turns(), Arc::new(engine), deps.blobs.clone(), VoiceLimits::default());
+    let voice = aws::sonic_voice(&config, &deps)?;
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let gateway = VoiceGateway { deps: deps.clone(), voice, shutdown };
 

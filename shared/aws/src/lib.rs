@@ -6,6 +6,7 @@ pub mod cognito;
 pub mod dynamodb;
 pub mod kms;
 pub mod knowledge;
+pub mod lambda;
 pub mod push;
 pub mod s3;
 pub mod ses;
@@ -18,6 +19,7 @@ pub use cognito::CognitoIdentity;
 pub use dynamodb::DynamoTable;
 pub use kms::KmsSecretBox;
 pub use knowledge::{BedrockKnowledgeBase, KnowledgeBaseSettings};
+pub use lambda::{LambdaWorkers, WorkerJob};
 pub use push::ApiGatewayPush;
 pub use s3::S3BlobStore;
 pub use ses::SesMailer;
@@ -33,6 +35,10 @@ pub fn dynamodb_client(config: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Clie
 pub fn s3_client(config: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();
     aws_sdk_s3::Client::from_conf(s3)
+}
+
+pub fn lambda_client(config: &aws_config::SdkConfig) -> aws_sdk_lambda::Client {
+    aws_sdk_lambda::Client::new(config)
 }
 
 /// A client of one WebSocket API stage's `@connections` endpoint.
