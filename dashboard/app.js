@@ -1,7 +1,7 @@
 // The tenant dashboard: every page of it, on the public REST API and dashboard WebSocket.
 
 import * as api from "./api.js";
-import { startCall, voiceBase } from "./voice.js";
+import { startCall, voiceUrl } from "./voice.js";
 import { badge, confirmDialog, copyButton, describe, field, h, invalid, loading, notice, when, wireForm } from "./ui.js";
 
 const app = document.getElementById("app");
@@ -389,7 +389,7 @@ function endpointsTab(agent) {
     h("p", {}, "Your application sends each customer message with an API key of this agent. Continue a conversation by sending the ", h("code", {}, "session_id"), " of the previous answer."),
     block("Send a message", message), block("Stream the reply (Server-Sent Events)", stream),
     agent.kind === "text" ? null : block("Talk (WebSocket, protocol oratio.voice.v1; messages in the README)",
-      `${voiceBase()}/v1/agents/${agent.agent_id}/voice\n  X-Api-Key: $ORATIO_KEY   (browsers: subprotocols ["oratio.voice.v1", "oratio-key.<key>"])\n  first message: {"type":"session.start","audio":{"encoding":"pcm16","sample_rate":16000}}`),
+      `${voiceUrl(agent.agent_id)}\n  X-Api-Key: $ORATIO_KEY   (browsers: subprotocols ["oratio.voice.v1", "oratio-key.<key>"])\n  first message: {"type":"session.start","audio":{"encoding":"pcm16","sample_rate":16000}}`),
     h("p", {}, "Every route is described in the ", h("a", { href: `${base}/openapi.json` }, "OpenAPI document"), "."));
 }
 

@@ -6,8 +6,14 @@
 
 import { config } from "./api.js";
 
-/** Where voice sockets are: the voice gateway's URL in `config.json` (AWS), else this origin. */
-export const voiceBase = () => config.voice || location.origin.replace(/^http/, "ws");
+/**
+ * An agent's voice socket: the voice gateway's (`config.voice` in `config.json`, AWS), else
+ * the serverless relay's (`config.voice_relay`, a stack without the gateway), else this origin's.
+ */
+export const voiceUrl = (agentId) => {
+  if (!config.voice && config.voice_relay) return `${config.voice_relay}?agent_id=${encodeURIComponent(agentId)}`;
+  return `${config.voice || location.origin.replace(/^http/, "ws")}/v1/agents/${agentId}/voice`;
+};
 
 const toBase64 = (buffer) => {
   const bytes = new Uint8Array(buffer);
@@ -31,7 +37,7 @@ export async function startCall({ agentId, key, onEvent, onClose }) {
   const capture = new AudioWorkletNode(context, "pcm16-frames");
   context.createMediaStreamSource(microphone).connect(capture);
 
-  const url = `${voiceBase()}/v1/agents/${agentId}/voice`;
+  const url = voiceUrl(agentId);
   // Browsers cannot set headers on a WebSocket: the key goes as a subprotocol.
   const socket = new WebSocket(url, ["oratio.voice.v1", `oratio-key.${key}`]);
   let started = false;
