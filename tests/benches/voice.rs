@@ -7,7 +7,9 @@
 //! entry), streamed in real time in 20 ms frames, one voice agent per corpus entry.
 //! The same questions are then asked on a phone call (a simulated Twilio: the signed
 //! webhook, then Media Streams in μ-law at 8 kHz, in real time): end of the caller's speech
-//! to the first μ-law byte back, beside the voice socket's figure.
+//! to the first μ-law byte back, beside the voice socket's figure; and through the voice
+//! relay (API Gateway's shape, `/ws/voice`: each message posted to the call's inbox in the
+//! table, a worker reading it), the same figure again.
 //! Then how many concurrent real-time sessions one process carries ([`load`]).
 //! Run: `cargo bench -p oratio-tests --bench voice` (`-- load`: only the concurrency part).
 
@@ -104,6 +106,33 @@ async fn ask(
     panic!("no reply within 8 s of silence")
 }
 
+type Events = tokio::sync::mpsc::UnboundedReceiver<(Instant, Value)>;
+type Sink = futures::stream::SplitSink<oratio_tests::speech::Socket, Message>;
+
+/// A voice call at `url` with the agent's key, started: its sink, its server events (with
+/// when each arrived) and the task reading them.
+async fn open_call(url: &str, key: &str) -> (Sink, Events, tokio::task::JoinHandle<()>) {
+    let mut request = url.into_client_request().expect("request");
+    request.headers_mut().insert("x-api-key", key.parse().expect("header"));
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("connected");
+    let (mut sink, mut stream) = socket.split();
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(message)) = stream.next().await {
+            if let Message::Text(text) = message {
+                let _ = tx.send((Instant::now(), serde_json::from_str::<Value>(&text).expect("JSON")));
+            }
+        }
+    });
+    sink.send(Message::Text(json!({"type": "session.start"}).to_string().into())).await.expect("start");
+    (sink, events, reader)
+}
+
+async fn end_call(sink: &mut Sink, reader: tokio::task::JoinHandle<()>) {
+    sink.send(Message::Text(json!({"type": "session.end"}).to_string().into())).await.expect("end");
+    let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+}
+
 /// The agent's questions asked over a simulated Twilio call to a number of its own: for
 /// each, the time from the end of the caller's speech to the first μ-law byte back.
 async fn phone_call(p: &TestPlatform, token: &str, agent: &str, questions: &[(String, Audio)]) -> Vec<f64> {
@@ -164,7 +193,7 @@ async fn main() {
     let voice = VoiceSettings::default();
     let corpus = oratio::eval::bundled().expect("the corpus");
 
-    let (mut turns, mut questions, mut phone) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut turns, mut questions, mut phone, mut relayed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut raw_recognition, mut raw_agent, mut raw_synthesis) = (Vec::new(), Vec::new(), Vec::new());
     for entry in &corpus {
         if turns.len() >= TURNS {
@@ -187,19 +216,7 @@ async fn main() {
             .as_str()
             .expect("secret")
             .to_owned();
-        let mut request = p.ws_url(&format!("/v1/agents/{agent}/voice")).into_client_request().expect("request");
-        request.headers_mut().insert("x-api-key", key.parse().expect("header"));
-        let (socket, _) = tokio_tungstenite::connect_async(request).await.expect("connected");
-        let (mut sink, mut stream) = socket.split();
-        let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(message)) = stream.next().await {
-                if let Message::Text(text) = message {
-                    let _ = tx.send((Instant::now(), serde_json::from_str::<Value>(&text).expect("JSON")));
-                }
-            }
-        });
-        sink.send(Message::Text(json!({"type": "session.start"}).to_string().into())).await.expect("start");
+        let (mut sink, mut events, reader) = open_call(&p.ws_url(&format!("/v1/agents/{agent}/voice")), &key).await;
         let mut frame = 1;
         let first_question = questions.len();
         let reference =
@@ -238,8 +255,14 @@ async fn main() {
             questions.push((fact.ask.clone(), said));
             turns.push(turn);
         }
-        sink.send(Message::Text(json!({"type": "session.end"}).to_string().into())).await.expect("end");
-        let _ = tokio::time::timeout(Duration::from_secs(10), reader).await;
+        end_call(&mut sink, reader).await;
+        // The same questions through the relay (API Gateway's shape: an inbox in the table).
+        let (mut sink, mut events, reader) = open_call(&p.ws_url(&format!("/ws/voice?agent_id={agent}")), &key).await;
+        let mut frame = 1;
+        for (_, said) in &questions[first_question..] {
+            relayed.push(ask(&mut sink, &mut events, &mut frame, said).await.to_first_audio_ms);
+        }
+        end_call(&mut sink, reader).await;
         // The same questions on a phone call: Twilio's webhook, then its media stream.
         phone.extend(phone_call(&p, &token, &agent, &questions[first_question..]).await);
     }
@@ -254,6 +277,7 @@ async fn main() {
     for name in ["endpointing_ms", "recognition_ms", "agent_ms", "synthesis_ms", "platform_ms", "total_ms"] {
         report(&format!("  server: {name}"), part(name));
     }
+    report("end of speech -> first agent audio (relay, inbox read every 10 ms)", relayed);
     report("end of speech -> first mu-law byte (Twilio)", phone);
     println!("baseline, each engine alone on the same inputs:");
     report("  recogniser (whole question)", raw_recognition);
