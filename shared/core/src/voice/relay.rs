@@ -257,7 +257,10 @@ impl Worker {
     /// this process end with reason `shutdown`.
     pub async fn serve(&self, inbox: ConnectionId, until: Option<Instant>) {
         let opened = Instant::now();
-        let mut next = 1;
+        let (mut next, mut began) = (1, false);
+        // The tasks sending sessions' events: awaited before returning (a Lambda is frozen
+        // once its handler returns, and a session's last events would wait with it).
+        let mut deliveries = tokio::task::JoinSet::new();
         let mut hole_since: Option<Instant> = None;
         let mut clients: HashMap<ConnectionId, Client> = HashMap::new();
         let mut sessions: HashSet<SessionId> = HashSet::new();
@@ -288,7 +291,12 @@ impl Worker {
                 }
                 hole_since = None;
                 next = n + 1;
-                self.take(posted, &inbox, &mut clients, &mut sessions, &mut frames).await;
+                began |= matches!(posted, Posted::Start { .. });
+                if let Some((connection, outgoing)) =
+                    self.take(posted, &inbox, &mut clients, &mut sessions, &mut frames).await
+                {
+                    deliveries.spawn(deliver(self.push.clone(), connection, outgoing));
+                }
             }
             // Dropping a client side detaches its session, which waits to be resumed.
             clients.retain(|_, client| client.left.is_none_or(|at| at.elapsed() < LEFT_GRACE));
@@ -298,10 +306,12 @@ impl Worker {
                 }
             }
             let live = sessions.iter().any(|s| self.voice.is_live(s));
-            if !live && (!sessions.is_empty() || opened.elapsed() >= START_WITHIN) {
+            if !live && (began || opened.elapsed() >= START_WITHIN) {
                 break;
             }
         }
+        drop(clients);
+        let _ = tokio::time::timeout(Duration::from_secs(5), deliveries.join_all()).await;
         for session in &sessions {
             if let Err(e) = self.table.delete(&session_key(session), None).await {
                 tracing::warn!(cause = %e, "forgetting a voice session's inbox failed");
@@ -309,6 +319,8 @@ impl Worker {
         }
     }
 
+    /// Takes one message; a session that started or resumed gives back its connection and
+    /// its events, to deliver.
     async fn take(
         &self,
         posted: Posted,
@@ -316,15 +328,15 @@ impl Worker {
         clients: &mut HashMap<ConnectionId, Client>,
         sessions: &mut HashSet<SessionId>,
         frames: &mut HashMap<SessionId, Frames>,
-    ) {
+    ) -> Option<(ConnectionId, mpsc::Receiver<Outgoing>)> {
         match posted {
             Posted::Start { connection, tenant_id, agent_id, text } => {
                 let start = match ClientEvent::parse(&text) {
                     Ok(ClientEvent::Start(start)) => start,
                     _ => {
-                        return self
-                            .refuse(&connection, Refusal::new("session_start_expected", "send session.start"))
-                            .await;
+                        let refusal = Refusal::new("session_start_expected", "send session.start");
+                        refuse(self.push.as_ref(), &connection, refusal).await;
+                        return None;
                     }
                 };
                 let resumed = start.session_id.is_some();
@@ -339,15 +351,15 @@ impl Worker {
                             }
                         }
                         sessions.insert(call.session_id.clone());
-                        tokio::spawn(deliver(self.push.clone(), connection.clone(), call.outgoing));
                         let client = Client { side: call.client, session: call.session_id, left: None };
-                        clients.insert(connection, client);
+                        clients.insert(connection.clone(), client);
+                        return Some((connection, call.outgoing));
                     }
-                    Err(e) => self.refuse(&connection, Refusal::new(e.code(), e.to_string())).await,
+                    Err(e) => refuse(self.push.as_ref(), &connection, Refusal::new(e.code(), e.to_string())).await,
                 }
             }
             Posted::Message { connection, text } => {
-                let Some(client) = clients.get(&connection) else { return };
+                let Some(client) = clients.get(&connection) else { return None };
                 let held = frames.entry(client.session.clone()).or_default();
                 match ClientEvent::parse(&text) {
                     Ok(ClientEvent::Append { seq, audio }) => {
@@ -368,11 +380,7 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Tells a connection why its session did not start, and closes it.
-    async fn refuse(&self, connection: &ConnectionId, refusal: Refusal) {
-        refuse(self.push.as_ref(), connection, refusal).await;
+        None
     }
 }
 
@@ -426,12 +434,12 @@ mod tests {
         assert_eq!(seqs(&frames.offer(5, frame(5))), [5]);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_frame_that_never_comes_holds_the_rest_only_briefly() {
         let mut frames = Frames::default();
         assert!(frames.offer(2, frame(2)).is_empty());
         assert!(frames.flush(true).is_empty());
-        tokio::time::advance(REORDER).await;
+        tokio::time::sleep(REORDER).await;
         assert_eq!(seqs(&frames.flush(true)), [2]);
         assert_eq!(seqs(&frames.offer(3, frame(3))), [3]);
         // Another message sends what is held before it.
