@@ -359,7 +359,7 @@ impl Worker {
                 }
             }
             Posted::Message { connection, text } => {
-                let Some(client) = clients.get(&connection) else { return None };
+                let client = clients.get(&connection)?;
                 let held = frames.entry(client.session.clone()).or_default();
                 match ClientEvent::parse(&text) {
                     Ok(ClientEvent::Append { seq, audio }) => {
